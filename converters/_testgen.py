@@ -1,0 +1,344 @@
+"""Write ``opa test`` cases that exercise each converted rule's denying and allowing side."""
+
+from __future__ import annotations
+
+import re
+import re._constants as sre_c
+import re._parser as sre_parse
+from dataclasses import dataclass
+
+import re2
+
+from regogate.converters._model import WILDCARD, Condition, Policy, Rule
+from regogate.converters._rego import own_limit, package_name, rego_literal
+
+
+class _Missing:
+    """An argument left out of a synthesised call."""
+
+
+MISSING = _Missing()
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _equal(a: object, b: object) -> bool:
+    if _number(a) and _number(b):
+        return a == b
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return type(a) is type(b) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def condition_holds(condition: Condition, actual: object) -> bool:
+    """The documented meaning of a condition, in Python (to choose test values)."""
+    op, expected = condition.op, condition.value
+    if op == "exists":
+        return (actual is not MISSING and actual is not None) == expected
+    if actual is MISSING:
+        return False
+    if op == "eq":
+        return _equal(actual, expected)
+    if op == "neq":
+        return not _equal(actual, expected)
+    if op in ("in", "not_in"):
+        assert isinstance(expected, list)
+        found = any(_equal(actual, v) for v in expected)
+        return found if op == "in" else not found
+    if op in ("lt", "lte", "gt", "gte"):
+        if not _number(actual):
+            return False
+        a, b = float(actual), float(expected)  # type: ignore[arg-type]
+        return {"lt": a < b, "lte": a <= b, "gt": a > b, "gte": a >= b}[op]
+    if op == "regex":
+        return isinstance(actual, str) and re2.search(str(expected), actual) is not None
+    if isinstance(actual, str):
+        return isinstance(expected, str) and expected in actual
+    return isinstance(actual, list) and any(_equal(x, expected) for x in actual)
+
+
+def regex_example(pattern: str) -> str | None:
+    """A string the pattern matches, for the common regex shapes; None when none is found."""
+    try:
+        parsed = sre_parse.parse(pattern)
+    except re.error:
+        return None
+    try:
+        text = _sample(list(parsed))
+    except _NoSample:
+        return None
+    return text if re2.search(pattern, text) is not None else None
+
+
+class _NoSample(Exception):
+    pass
+
+
+_CATEGORY = {
+    sre_c.CATEGORY_DIGIT: "0",
+    sre_c.CATEGORY_NOT_DIGIT: "a",
+    sre_c.CATEGORY_WORD: "a",
+    sre_c.CATEGORY_NOT_WORD: " ",
+    sre_c.CATEGORY_SPACE: " ",
+    sre_c.CATEGORY_NOT_SPACE: "a",
+}
+
+
+def _sample(items: list[tuple[object, object]]) -> str:
+    out = []
+    for op, arg in items:
+        if op is sre_c.LITERAL:
+            out.append(chr(arg))  # type: ignore[arg-type]
+        elif op is sre_c.NOT_LITERAL:
+            out.append("b" if arg == ord("a") else "a")
+        elif op is sre_c.ANY:
+            out.append("a")
+        elif op is sre_c.IN:
+            out.append(_sample_set(arg))  # type: ignore[arg-type]
+        elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT):
+            low, _high, sub = arg  # type: ignore[misc]
+            out.append(_sample(list(sub)) * low)
+        elif op is sre_c.SUBPATTERN:
+            out.append(_sample(list(arg[-1])))  # type: ignore[index]
+        elif op is sre_c.BRANCH:
+            out.append(_sample(list(arg[1][0])))  # type: ignore[index]
+        elif op is sre_c.AT:
+            continue
+        elif op is sre_c.CATEGORY and arg in _CATEGORY:
+            out.append(_CATEGORY[arg])  # type: ignore[index]
+        else:
+            raise _NoSample
+    return "".join(out)
+
+
+def _sample_set(members: list[tuple[object, object]]) -> str:
+    if members and members[0][0] is sre_c.NEGATE:
+        for candidate in "axZ0_ -":
+            if not _in_set(members[1:], candidate):
+                return candidate
+        raise _NoSample
+    for op, arg in members:
+        if op is sre_c.LITERAL:
+            return chr(arg)  # type: ignore[arg-type]
+        if op is sre_c.RANGE:
+            return chr(arg[0])  # type: ignore[index]
+        if op is sre_c.CATEGORY and arg in _CATEGORY:
+            return _CATEGORY[arg]  # type: ignore[index]
+    raise _NoSample
+
+
+def _in_set(members: list[tuple[object, object]], char: str) -> bool:
+    code = ord(char)
+    for op, arg in members:
+        if op is sre_c.LITERAL and arg == code:
+            return True
+        if op is sre_c.RANGE and arg[0] <= code <= arg[1]:  # type: ignore[index]
+            return True
+        if op is sre_c.CATEGORY and _CATEGORY.get(arg) == char:  # type: ignore[call-overload]
+            return True
+    return False
+
+
+def _candidates(condition: Condition) -> list[object]:
+    """Values likely to satisfy the condition (checked afterwards)."""
+    value, op = condition.value, condition.op
+    if op == "eq":
+        return [value]
+    if op == "neq":
+        return [value + 1 if _number(value) else f"{value}-other" if isinstance(value, str) else "other"]  # type: ignore[operator]
+    if op == "in":
+        return list(value)[:1]  # type: ignore[call-overload]
+    if op == "not_in":
+        return ["regogate-test-value", 0]
+    if op in ("lt", "lte", "gt", "gte"):
+        step = {"lt": -1, "lte": 0, "gt": 1, "gte": 0}[op]
+        return [value + step]  # type: ignore[operator]
+    if op == "regex":
+        example = regex_example(str(value))
+        return [example] if example is not None else []
+    if op == "contains":
+        return [f"x{value}x" if isinstance(value, str) else [value], [value]]
+    return ["present"] if value else [MISSING]
+
+
+@dataclass(frozen=True)
+class _Example:
+    arguments: dict[str, object]
+    state: dict[str, dict[str, object]]
+
+
+def _place(example: _Example, condition: Condition, value: object) -> None:
+    if condition.arg_path is not None:
+        *parents, last = condition.arg_path
+        node = example.arguments
+        for key in parents:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        if value is MISSING:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    elif condition.counter is not None:
+        scope, counter = condition.counter
+        if value is MISSING:
+            example.state.get(scope, {}).pop(counter, None)
+        else:
+            example.state.setdefault(scope, {})[counter] = value
+
+
+def _passing(conditions: list[Condition]) -> _Example | None:
+    """Arguments and counter values under which every condition holds, if we can find them."""
+    example = _Example({}, {})
+    by_path: dict[str, list[Condition]] = {}
+    for condition in conditions:
+        by_path.setdefault(condition.path, []).append(condition)
+    for group in by_path.values():
+        options = [c for cond in group for c in _candidates(cond)]
+        chosen = next((v for v in options if all(condition_holds(c, v) for c in group)), None)
+        if chosen is None and not any(c is MISSING for c in options):
+            return None
+        _place(example, group[0], MISSING if chosen is None else chosen)
+    return example
+
+
+def _failing(conditions: list[Condition], base: _Example) -> _Example:
+    """The passing example with its first condition broken."""
+    first = conditions[0]
+    broken = _Example(_deep_copy(base.arguments), {k: dict(v) for k, v in base.state.items()})
+    _place(broken, first, "present" if first.op == "exists" and not first.value else MISSING)
+    return broken
+
+
+def _deep_copy(value: dict[str, object]) -> dict[str, object]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in value.items()}
+
+
+def _gate_conditions(rule: Rule) -> list[Condition]:
+    """The conditions that decide whether the rule passes, including a positive increment_from argument."""
+    _, conditions = own_limit(rule)
+    if rule.counter is not None and rule.counter.increment_from is not None:
+        conditions.append(Condition("args." + ".".join(rule.counter.increment_from), "gt", 0, rule.mark))
+    return conditions
+
+
+class _TestWriter:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.alias = policy.server_id
+        self.tests: list[str] = []
+
+    def tool_for(self, rule: Rule) -> str:
+        if rule.tool != WILDCARD:
+            return rule.tool
+        listed = [t for t in self.policy.listed if t not in self.policy.hide]
+        return listed[0] if listed else "any-tool"
+
+    def call(self, tool: str, example: _Example | None = None, schema: object = None) -> str:
+        arguments = example.arguments if example else {}
+        state = example.state if example else {}
+        schema = {"type": "object"} if schema is None else schema
+        return f"_call({rego_literal(tool)}, {rego_literal(arguments)}, {rego_literal(state)}, {rego_literal(schema)})"
+
+    def denial_test(self, name: str, rule_name: str, call: str, *, denied: bool) -> None:
+        check = f"{rego_literal(rule_name)} in rules" if denied else f"not {rego_literal(rule_name)} in rules"
+        self.tests.append(
+            f"test_{name} if {{\n"
+            f"\trules := {{v.rule | some v in {self.alias}.deny}} with input as {call}\n"
+            f"\t{check}\n}}"
+        )
+
+    def rule_tests(self, rule: Rule) -> None:
+        tool = self.tool_for(rule)
+        ident = rule.ident
+        if rule.action == "deny":
+            self.denial_test(f"{ident}_denies", rule.name, self.call(tool), denied=True)
+            if rule.tool != WILDCARD:
+                self.denial_test(f"{ident}_spares_other_tools", rule.name, self.call(f"{tool}-other"), denied=False)
+            return
+        conditions = _gate_conditions(rule)
+        passing = _passing(conditions) if conditions else _Example({}, {})
+        if rule.action == "require_approval":
+            if passing is not None:
+                self.denial_test(f"{ident}_requires_approval", rule.name, self.call(tool, passing), denied=True)
+            if conditions and passing is not None:
+                failing = _failing(conditions, passing)
+                self.denial_test(
+                    f"{ident}_skips_calls_it_does_not_match", rule.name, self.call(tool, failing), denied=False
+                )
+            return
+        if passing is None:
+            self.tests.append(f"# {rule.name}: no allowing example could be derived from its conditions")
+        else:
+            self.denial_test(f"{ident}_allows", rule.name, self.call(tool, passing), denied=False)
+        if conditions:
+            base = passing or _Example({}, {})
+            self.denial_test(f"{ident}_denies", rule.name, self.call(tool, _failing(conditions, base)), denied=True)
+        if rule.required_args:
+            schema = {"type": "object", "required": ["regogate_test_arg"]}
+            self.denial_test(
+                f"{ident}_denies_missing_required_argument", rule.name, self.call(tool, passing, schema), denied=True
+            )
+        if rule.required_args or rule.schema:
+            self.tests.append(
+                f"test_{ident}_denies_when_schema_unknown if {{\n"
+                f'\tcall := json.remove({self.call(tool, passing)}, ["tool/input_schema"])\n'
+                f"\trules := {{v.rule | some v in {self.alias}.deny}} with input as call\n"
+                f"\t{rego_literal(rule.name)} in rules\n}}"
+            )
+        if rule.schema:
+            schema = {"type": "object", "properties": {"regogate_test_arg": {"type": "integer"}}}
+            bad = _Example({**(passing.arguments if passing else {}), "regogate_test_arg": "not a number"}, {})
+            self.denial_test(
+                f"{ident}_denies_arguments_against_schema", rule.name, self.call(tool, bad, schema), denied=True
+            )
+        if rule.rate_limit is not None or rule.counter is not None:
+            key = (
+                f"{rule.scope}/_rate_{rule.rate_limit.window}"
+                if rule.rate_limit
+                else f"{rule.scope}/{rule.counter.name}"
+            )  # type: ignore[union-attr]
+            self.tests.append(
+                f"test_{ident}_declares_its_limit if {{\n"
+                f"\tlimits := {self.alias}.rate_limits with input as {self.call(tool, passing)}\n"
+                f"\tsome limit in limits\n"
+                f"\tlimit.key == {rego_literal(key)}\n"
+                f"\tlimit.rule == {rego_literal(rule.name)}\n}}"
+            )
+
+    def policy_tests(self) -> None:
+        if self.policy.hide:
+            hidden = next((n for n in self.policy.hide if n != WILDCARD), "any-tool")
+            self.denial_test("hidden_tool_denied", "hide", self.call(hidden), denied=True)
+        if self.policy.default == "deny":
+            self.denial_test("unlisted_tool_denied", "default", self.call("regogate-unlisted-tool"), denied=True)
+            if self.policy.listed:
+                self.denial_test("listed_tool_permitted", "default", self.call(self.policy.listed[0]), denied=False)
+
+
+def generate_tests(policy: Policy) -> str:
+    """The ``*_test.rego`` source for a converted policy."""
+    writer = _TestWriter(policy)
+    writer.policy_tests()
+    for rule in policy.rules:
+        writer.rule_tests(rule)
+    header = (
+        f"# Tests generated by regogate from {policy.source}; convert again, do not edit.\n"
+        f"package {package_name(policy)}_test\n\n"
+        f"import data.{package_name(policy)}\n\n"
+        "_call(tool, arguments, state, schema) := {\n"
+        '\t"version": 1,\n'
+        '\t"kind": "tools/call",\n'
+        f'\t"server": {{"id": {rego_literal(policy.server_id)}}},\n'
+        '\t"tool": {"name": tool, "arguments": arguments, "input_schema": schema},\n'
+        '\t"state": state,\n'
+        "}\n"
+    )
+    return header + "\n" + "\n\n".join(writer.tests) + "\n"

@@ -1,0 +1,1 @@
+"""Package data: the hand-written Rego (the gate) shipped with regogate."""

@@ -1,0 +1,77 @@
+# METADATA
+# title: regogate gate
+# description: |
+#   The decision regogate asks for every tools/call and tools/list (contract version 1, see
+#   rego/README.md). It selects the converted policy of input.server.id, adds the deny reasons of
+#   every extension package, orders them, and declares the rate limits of an allowed call.
+package regogate.gate
+
+contract_version := 1
+
+# A policy is loaded for the server this input comes from (every converted policy defines hides_all).
+policy_loaded if is_boolean(data.regogate.policies[input.server.id].hides_all)
+
+# Violations from the server's policy and from every extension package.
+violations contains violation if {
+	some violation in data.regogate.policies[input.server.id].deny
+}
+
+violations contains violation if {
+	some extension in data.regogate.extensions
+	some violation in extension.deny
+}
+
+# Extension reasons without an order sort after every converted rule.
+_order(violation) := object.get(violation, "order", 1e9)
+
+# The denial reasons, first reason first.
+reasons := [{"rule": rule, "message": message} |
+	some [_, rule, message] in sort([[_order(v), v.rule, v.message] | some v in violations])
+]
+
+# The limits an allowed call must reserve, in a stable order.
+rate_limits := [limit |
+	some [_, limit] in sort([[l.key, l] | some l in data.regogate.policies[input.server.id].rate_limits])
+]
+
+# Tool names the client must not see.
+hidden contains tool.name if {
+	data.regogate.policies[input.server.id].hides_all
+	some tool in input.tools
+}
+
+hidden contains tool.name if {
+	some tool in input.tools
+	tool.name in data.regogate.policies[input.server.id].hidden_tools
+}
+
+_no_policy_reason := {
+	"rule": "regogate.no_policy",
+	"message": sprintf("no policy is loaded for server id %q", [input.server.id]),
+}
+
+# METADATA
+# description: The decision document for tools/call and tools/list inputs.
+# entrypoint: true
+default decision := {"allow": false, "reasons": [{"rule": "regogate.bad_input", "message": "input is not a version 1 tools/call or tools/list"}], "rate_limits": []}
+
+decision := {"allow": count(violations) == 0, "reasons": reasons, "rate_limits": _declared} if {
+	input.version == contract_version
+	input.kind == "tools/call"
+	policy_loaded
+}
+
+decision := {"allow": true, "reasons": [], "hidden": sort(hidden)} if {
+	input.version == contract_version
+	input.kind == "tools/list"
+	policy_loaded
+}
+
+decision := {"allow": false, "reasons": [_no_policy_reason], "rate_limits": [], "hidden": []} if {
+	input.version == contract_version
+	not policy_loaded
+}
+
+_declared := rate_limits if count(violations) == 0
+
+_declared := [] if count(violations) > 0

@@ -1,0 +1,80 @@
+package regogate.gate_test
+
+import data.regogate.gate
+
+_policies := {"demo": {
+	"deny": {
+		{"order": 5, "rule": "late", "message": "second"},
+		{"order": 2, "rule": "early", "message": "first"},
+	},
+	"rate_limits": {
+		{"key": "b/_rate_hour", "limit": 3, "window": "hour", "cost": 1, "rule": "b", "message": "slow down"},
+		{"key": "a/_rate_minute", "limit": 1, "window": "minute", "cost": 1, "rule": "a", "message": "wait"},
+	},
+	"hidden_tools": {"secret"},
+	"hides_all": false,
+}}
+
+_clean := {"demo": {"deny": set(), "rate_limits": {{"key": "a/x", "limit": 2, "window": "day", "cost": 1, "rule": "a", "message": "m"}}, "hidden_tools": set(), "hides_all": false}}
+
+_call := {"version": 1, "kind": "tools/call", "server": {"id": "demo"}, "tool": {"name": "x", "arguments": {}}}
+
+_list := {"version": 1, "kind": "tools/list", "server": {"id": "demo"}, "tools": [{"name": "secret"}, {"name": "open"}]}
+
+test_decision_allows_and_declares_limits_when_nothing_denies if {
+	d := gate.decision with input as _call with data.regogate.policies as _clean
+	d.allow == true
+	d.reasons == []
+	d.rate_limits == [{"key": "a/x", "limit": 2, "window": "day", "cost": 1, "rule": "a", "message": "m"}]
+}
+
+test_decision_orders_reasons_and_declares_no_limits_when_denied if {
+	d := gate.decision with input as _call with data.regogate.policies as _policies
+	d.allow == false
+	d.reasons == [{"rule": "early", "message": "first"}, {"rule": "late", "message": "second"}]
+	d.rate_limits == []
+}
+
+test_rate_limits_are_sorted_by_key if {
+	limits := gate.rate_limits with input as _call with data.regogate.policies as _policies
+	[l.key | some l in limits] == ["a/_rate_minute", "b/_rate_hour"]
+}
+
+test_extension_reasons_without_order_come_last if {
+	ext := {"audit": {"deny": {{"rule": "ext", "message": "from an extension"}}}}
+	d := gate.decision with input as _call with data.regogate.policies as _policies with data.regogate.extensions as ext
+	d.reasons[2] == {"rule": "ext", "message": "from an extension"}
+}
+
+test_extension_alone_denies_a_clean_policy if {
+	ext := {"audit": {"deny": {{"rule": "ext", "message": "no", "order": 0}}}}
+	d := gate.decision with input as _call with data.regogate.policies as _clean with data.regogate.extensions as ext
+	d.allow == false
+	d.reasons == [{"rule": "ext", "message": "no"}]
+	d.rate_limits == []
+}
+
+test_list_hides_named_tools if {
+	d := gate.decision with input as _list with data.regogate.policies as _policies
+	d.allow == true
+	d.hidden == ["secret"]
+}
+
+test_list_hides_everything_with_hides_all if {
+	all_hidden := {"demo": object.union(_policies.demo, {"hides_all": true})}
+	d := gate.decision with input as _list with data.regogate.policies as all_hidden
+	d.hidden == ["open", "secret"]
+}
+
+test_unknown_server_is_denied_with_reason if {
+	d := gate.decision with input as object.union(_call, {"server": {"id": "nope"}}) with data.regogate.policies as _policies
+	d.allow == false
+	d.reasons[0].rule == "regogate.no_policy"
+	contains(d.reasons[0].message, `"nope"`)
+}
+
+test_wrong_contract_version_is_denied if {
+	d := gate.decision with input as object.union(_call, {"version": 2}) with data.regogate.policies as _policies
+	d.allow == false
+	d.reasons[0].rule == "regogate.bad_input"
+}
