@@ -1,0 +1,34 @@
+"""Fixtures shared by every test folder: the real OPA binary and policy files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICIES = ROOT / "policies"
+
+
+def find_opa_binary() -> str:
+    """The pinned OPA that `make setup` built; tests never run without a real OPA."""
+    for candidate in (
+        os.environ.get("REGOGATE_OPA"),
+        str(Path(os.environ.get("REGOGATE_CACHE", Path.home() / ".cache" / "regogate")) / "bin" / "opa"),
+        shutil.which("opa"),
+    ):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise RuntimeError("no opa binary: run `make setup` (scripts/setup-opa.sh builds the pinned OPA)")
+
+
+@pytest.fixture(scope="session")
+def opa_bin() -> str:
+    return find_opa_binary()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

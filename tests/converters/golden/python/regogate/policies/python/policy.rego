@@ -1,0 +1,211 @@
+# METADATA
+# title: python
+# description: "Converted by regogate from policies/python.yaml; convert again, do not edit."
+# custom:
+#   source: policies/python.yaml
+#   server_id: python
+#   default: deny
+package regogate.policies.python
+
+# Tools listed under `tools`.
+listed_tools := {"black", "conda", "mypy", "pip-audit", "pip-install", "pip-list", "pip-show", "poetry", "pyenv", "pytest", "ruff-check", "ruff-format", "uv-install", "uv-run"}
+
+# Tools named under `hide`.
+hidden_tools := set()
+
+hides_all := false
+
+# METADATA
+# title: default
+# description: "Tool \"<name>\" is not permitted by policy"
+# custom:
+#   source: policies/python.yaml:15
+deny contains {"order": 1, "rule": "default", "message": sprintf("Tool %q is not permitted by policy", [input.tool.name])} if {
+	not input.tool.name in listed_tools
+}
+
+# METADATA
+# title: conda[0]
+# description: "Destructive operation blocked by policy"
+# custom:
+#   source: policies/python.yaml:19
+#   tool: conda
+#   action: deny
+deny contains {"order": 2, "rule": "conda[0]", "message": "Destructive operation blocked by policy"} if {
+	input.tool.name == "conda"
+}
+
+# METADATA
+# title: poetry[0]
+# description: "Destructive operation blocked by policy"
+# custom:
+#   source: policies/python.yaml:23
+#   tool: poetry
+#   action: deny
+deny contains {"order": 3, "rule": "poetry[0]", "message": "Destructive operation blocked by policy"} if {
+	input.tool.name == "poetry"
+}
+
+# METADATA
+# title: uv-run[0]
+# description: "cannot check the arguments: the input schema of this tool is unknown"
+# custom:
+#   source: policies/python.yaml:27
+#   tool: uv-run
+#   action: allow
+deny contains {"order": 4, "rule": "uv-run[0]", "message": "cannot check the arguments: the input schema of this tool is unknown"} if {
+	input.tool.name == "uv-run"
+	not input.tool.input_schema
+}
+
+# METADATA
+# title: uv-run[0]
+# description: "missing required argument <name>"
+# custom:
+#   source: policies/python.yaml:27
+#   tool: uv-run
+#   action: allow
+deny contains {"order": 4, "rule": "uv-run[0]", "message": sprintf("missing required argument %q", [name])} if {
+	input.tool.name == "uv-run"
+	some name in input.tool.input_schema.required
+	not argument_present(input.tool.arguments, name)
+}
+
+# METADATA
+# title: uv-run[0]
+# description: "Rate limit of 10 per hour reached. Try again later."
+# custom:
+#   source: policies/python.yaml:27
+#   tool: uv-run
+#   action: allow
+rate_limits contains {"key": "uv-run/_rate_hour", "limit": 10, "window": "hour", "cost": 1, "rule": "uv-run[0]", "message": "Rate limit of 10 per hour reached. Try again later."} if {
+	input.tool.name == "uv-run"
+}
+
+# METADATA
+# title: black[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:33
+#   tool: black
+#   action: allow
+rate_limits contains {"key": "black/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "black[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "black"
+}
+
+# METADATA
+# title: mypy[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:37
+#   tool: mypy
+#   action: allow
+rate_limits contains {"key": "mypy/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "mypy[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "mypy"
+}
+
+# METADATA
+# title: pip-audit[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:41
+#   tool: pip-audit
+#   action: allow
+rate_limits contains {"key": "pip-audit/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "pip-audit[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "pip-audit"
+}
+
+# METADATA
+# title: pip-list[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:45
+#   tool: pip-list
+#   action: allow
+rate_limits contains {"key": "pip-list/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "pip-list[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "pip-list"
+}
+
+# METADATA
+# title: pip-show[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:49
+#   tool: pip-show
+#   action: allow
+rate_limits contains {"key": "pip-show/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "pip-show[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "pip-show"
+}
+
+# METADATA
+# title: pyenv[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:53
+#   tool: pyenv
+#   action: allow
+rate_limits contains {"key": "pyenv/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "pyenv[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "pyenv"
+}
+
+# METADATA
+# title: pytest[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:57
+#   tool: pytest
+#   action: allow
+rate_limits contains {"key": "pytest/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "pytest[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "pytest"
+}
+
+# METADATA
+# title: ruff-check[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:61
+#   tool: ruff-check
+#   action: allow
+rate_limits contains {"key": "ruff-check/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "ruff-check[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "ruff-check"
+}
+
+# METADATA
+# title: ruff-format[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:65
+#   tool: ruff-format
+#   action: allow
+rate_limits contains {"key": "ruff-format/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "ruff-format[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "ruff-format"
+}
+
+# METADATA
+# title: pip-install[0]
+# description: "Rate limit of 30 per hour reached. Try again later."
+# custom:
+#   source: policies/python.yaml:69
+#   tool: pip-install
+#   action: allow
+rate_limits contains {"key": "pip-install/_rate_hour", "limit": 30, "window": "hour", "cost": 1, "rule": "pip-install[0]", "message": "Rate limit of 30 per hour reached. Try again later."} if {
+	input.tool.name == "pip-install"
+}
+
+# METADATA
+# title: uv-install[0]
+# description: "Rate limit of 30 per hour reached. Try again later."
+# custom:
+#   source: policies/python.yaml:73
+#   tool: uv-install
+#   action: allow
+rate_limits contains {"key": "uv-install/_rate_hour", "limit": 30, "window": "hour", "cost": 1, "rule": "uv-install[0]", "message": "Rate limit of 30 per hour reached. Try again later."} if {
+	input.tool.name == "uv-install"
+}
+
+# argument_present holds when the argument is there and neither null nor an empty string.
+argument_present(arguments, name) if {
+	value := arguments[name]
+	value != null
+	value != ""
+}

@@ -1,0 +1,270 @@
+# METADATA
+# title: "Stripe MCP server policy"
+# description: "Converted by regogate from policies/stripe.yaml; convert again, do not edit."
+# custom:
+#   source: policies/stripe.yaml
+#   server_id: stripe
+#   default: allow
+package regogate.policies.stripe
+
+# Tools listed under `tools`.
+listed_tools := {"create_charge", "create_payout", "create_refund", "delete_customer", "update_customer"}
+
+# Tools named under `hide`.
+hidden_tools := set()
+
+hides_all := false
+
+# METADATA
+# title: charge-currency
+# description: "Only USD, EUR and GBP charges are allowed"
+# custom:
+#   source: policies/stripe.yaml:9
+#   tool: create_charge
+#   action: evaluate
+deny contains {"order": 2, "rule": "charge-currency", "message": "Only USD, EUR and GBP charges are allowed"} if {
+	input.tool.name == "create_charge"
+	not charge_currency_passes
+}
+
+# charge_currency_passes holds when every condition of charge-currency holds.
+charge_currency_passes if {
+	input.tool.arguments.currency in ["usd", "eur", "gbp"]
+}
+
+# METADATA
+# title: charge-amount-cap
+# description: "Charges must be between 0.01 and 500.00"
+# custom:
+#   source: policies/stripe.yaml:15
+#   tool: create_charge
+#   action: evaluate
+deny contains {"order": 3, "rule": "charge-amount-cap", "message": "Charges must be between 0.01 and 500.00"} if {
+	input.tool.name == "create_charge"
+	not charge_amount_cap_passes
+}
+
+# charge_amount_cap_passes holds when every condition of charge-amount-cap holds.
+charge_amount_cap_passes if {
+	is_number(input.tool.arguments.amount)
+	input.tool.arguments.amount <= 50000
+	is_number(input.tool.arguments.amount)
+	input.tool.arguments.amount > 0
+}
+
+# METADATA
+# title: daily-charge-volume
+# description: "argument \"amount\" must be a positive number: it counts against \"daily_volume\""
+# custom:
+#   source: policies/stripe.yaml:24
+#   tool: create_charge
+#   action: evaluate
+deny contains {"order": 4, "rule": "daily-charge-volume", "message": "argument \"amount\" must be a positive number: it counts against \"daily_volume\""} if {
+	input.tool.name == "create_charge"
+	not daily_charge_volume_cost_valid
+}
+
+# daily_charge_volume_cost_valid holds when the call says how much it adds to daily_volume.
+daily_charge_volume_cost_valid if {
+	is_number(input.tool.arguments.amount)
+	input.tool.arguments.amount > 0
+}
+
+# METADATA
+# title: daily-charge-volume
+# description: "Daily charge volume of 10,000.00 reached"
+# custom:
+#   source: policies/stripe.yaml:24
+#   tool: create_charge
+#   action: evaluate
+rate_limits contains {"key": "create_charge/daily_volume", "limit": 1000000, "window": "day", "cost": input.tool.arguments.amount, "rule": "daily-charge-volume", "message": "Daily charge volume of 10,000.00 reached"} if {
+	input.tool.name == "create_charge"
+}
+
+# METADATA
+# title: refund-count
+# description: "At most 10 refunds a day"
+# custom:
+#   source: policies/stripe.yaml:36
+#   tool: create_refund
+#   action: evaluate
+rate_limits contains {"key": "create_refund/refunds_today", "limit": 10, "window": "day", "cost": 1, "rule": "refund-count", "message": "At most 10 refunds a day"} if {
+	input.tool.name == "create_refund"
+}
+
+# METADATA
+# title: refund-reason-given
+# description: "Denied by rule \"refund-reason-given\""
+# custom:
+#   source: policies/stripe.yaml:45
+#   tool: create_refund
+#   action: evaluate
+deny contains {"order": 6, "rule": "refund-reason-given", "message": "Denied by rule \"refund-reason-given\""} if {
+	input.tool.name == "create_refund"
+	not refund_reason_given_passes
+}
+
+# refund_reason_given_passes holds when every condition of refund-reason-given holds.
+refund_reason_given_passes if {
+	input.tool.arguments.metadata.reason != null
+	object.get(input.tool.arguments, ["metadata", "internal_note"], null) == null
+}
+
+# METADATA
+# title: refund-after-charges
+# description: "Refunds need a charge today"
+# custom:
+#   source: policies/stripe.yaml:53
+#   tool: create_refund
+#   action: evaluate
+deny contains {"order": 7, "rule": "refund-after-charges", "message": "Refunds need a charge today"} if {
+	input.tool.name == "create_refund"
+	not refund_after_charges_passes
+}
+
+# refund_after_charges_passes holds when every condition of refund-after-charges holds.
+refund_after_charges_passes if {
+	is_number(input.state.create_charge.daily_volume)
+	input.state.create_charge.daily_volume >= 1
+}
+
+# METADATA
+# title: customer-email-domain
+# description: "Denied by rule \"customer-email-domain\""
+# custom:
+#   source: policies/stripe.yaml:61
+#   tool: update_customer
+#   action: evaluate
+deny contains {"order": 8, "rule": "customer-email-domain", "message": "Denied by rule \"customer-email-domain\""} if {
+	input.tool.name == "update_customer"
+	not customer_email_domain_passes
+}
+
+# customer_email_domain_passes holds when every condition of customer-email-domain holds.
+customer_email_domain_passes if {
+	is_string(input.tool.arguments.email)
+	regex.match(`@example\.(com|org)$`, input.tool.arguments.email)
+}
+
+# METADATA
+# title: customer-not-vip
+# description: "Denied by rule \"customer-not-vip\""
+# custom:
+#   source: policies/stripe.yaml:66
+#   tool: update_customer
+#   action: evaluate
+deny contains {"order": 9, "rule": "customer-not-vip", "message": "Denied by rule \"customer-not-vip\""} if {
+	input.tool.name == "update_customer"
+	not customer_not_vip_passes
+}
+
+# customer_not_vip_passes holds when every condition of customer-not-vip holds.
+customer_not_vip_passes if {
+	input.tool.arguments.tier != "vip"
+}
+
+# METADATA
+# title: customer-age
+# description: "Denied by rule \"customer-age\""
+# custom:
+#   source: policies/stripe.yaml:71
+#   tool: update_customer
+#   action: evaluate
+deny contains {"order": 10, "rule": "customer-age", "message": "Denied by rule \"customer-age\""} if {
+	input.tool.name == "update_customer"
+	not customer_age_passes
+}
+
+# customer_age_passes holds when every condition of customer-age holds.
+customer_age_passes if {
+	is_number(input.tool.arguments.age)
+	input.tool.arguments.age >= 18
+	is_number(input.tool.arguments.age)
+	input.tool.arguments.age < 130
+}
+
+# METADATA
+# title: customer-tags
+# description: "Denied by rule \"customer-tags\""
+# custom:
+#   source: policies/stripe.yaml:79
+#   tool: update_customer
+#   action: evaluate
+deny contains {"order": 11, "rule": "customer-tags", "message": "Denied by rule \"customer-tags\""} if {
+	input.tool.name == "update_customer"
+	not customer_tags_passes
+}
+
+# customer_tags_passes holds when every condition of customer-tags holds.
+customer_tags_passes if {
+	is_array(input.tool.arguments.tags)
+	7 in input.tool.arguments.tags
+	contains_value(input.tool.arguments.note, "ok")
+}
+
+# METADATA
+# title: deleting-needs-approval
+# description: "requires approval (timeout 300s); approvals are not supported yet"
+# custom:
+#   source: policies/stripe.yaml:89
+#   tool: delete_customer
+#   action: require_approval
+deny contains {"order": 12, "rule": "deleting-needs-approval", "message": sprintf("Tool %q requires approval (timeout 300s); approvals are not supported yet", [input.tool.name])} if {
+	input.tool.name == "delete_customer"
+}
+
+# METADATA
+# title: create_payout[0]
+# description: "Denied by rule \"create_payout[0]\""
+# custom:
+#   source: policies/stripe.yaml:94
+#   tool: create_payout
+#   action: deny
+deny contains {"order": 13, "rule": "create_payout[0]", "message": "Denied by rule \"create_payout[0]\""} if {
+	input.tool.name == "create_payout"
+}
+
+# METADATA
+# title: schema-check
+# description: "cannot check the arguments: the input schema of this tool is unknown"
+# custom:
+#   source: policies/stripe.yaml:97
+#   tool: "*"
+#   action: evaluate
+deny contains {"order": 14, "rule": "schema-check", "message": "cannot check the arguments: the input schema of this tool is unknown"} if {
+	not input.tool.input_schema
+}
+
+# METADATA
+# title: schema-check
+# description: "argument <field> is invalid: <why>"
+# custom:
+#   source: policies/stripe.yaml:97
+#   tool: "*"
+#   action: evaluate
+deny contains {"order": 14, "rule": "schema-check", "message": sprintf("argument %s is invalid: %s", [problem.field, problem.desc])} if {
+	[matches, problems] := json.match_schema(input.tool.arguments, input.tool.input_schema)
+	not matches
+	some problem in problems
+}
+
+# METADATA
+# title: hourly-spend-guard
+# description: "Stripe calls are limited to 1000 an hour"
+# custom:
+#   source: policies/stripe.yaml:100
+#   tool: "*"
+#   action: evaluate
+rate_limits contains {"key": "_global/calls", "limit": 1000, "window": "hour", "cost": 1, "rule": "hourly-spend-guard", "message": "Stripe calls are limited to 1000 an hour"}
+
+# contains_value holds when needle is a substring of a string haystack or a member of a list haystack.
+contains_value(haystack, needle) if {
+	is_string(haystack)
+	is_string(needle)
+	contains(haystack, needle)
+}
+
+contains_value(haystack, needle) if {
+	is_array(haystack)
+	needle in haystack
+}
