@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The drop-in form `regogate -c POLICY -- server…` means `regogate run …`.
         arguments.insert(0, "run")
     if arguments and arguments[0] == "run":
-        from regogate.proxy._run import main as run_main
+        from regogate.proxy._command import main as run_main
 
         return run_main(arguments[1:])
     parser = build_parser()

@@ -1,0 +1,222 @@
+"""The policy gateway: OPA decides each call, the rate-limit store counts it, the audit log records it."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from regogate.proxy._audit import AuditLog
+from regogate.proxy._clock import Clock
+from regogate.proxy._decision import CallInput, ListedTool, ListInput, parse_decision
+from regogate.proxy._errors import DecisionError, RegogateError, StateError
+from regogate.proxy._gateway import CallContext, Verdict
+from regogate.proxy._opa import OpaClient
+from regogate.proxy._ratelimit import RateLimitStore, Refused, Reservation, Ticket, Window
+
+log = logging.getLogger(__name__)
+
+FailMode = Literal["closed", "open"]
+DEFAULT_DECISION_PATH = "regogate/gate/decision"
+
+
+@dataclass(frozen=True)
+class CounterRead:
+    """A counter a policy condition reads; its current value goes into ``input.state``."""
+
+    scope: str
+    counter: str
+    window: Window
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """How the gateway decides: fixed at start-up, passed down."""
+
+    server_id: str
+    decision_path: str = DEFAULT_DECISION_PATH
+    fail_mode: FailMode = "closed"
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """What ``settle`` needs to finish an allowed call."""
+
+    ticket: Ticket | None
+    tool: str
+    decision_id: str
+
+
+class PolicyGateway:
+    """Implements the relay's ``Gateway``: fail closed, never raises."""
+
+    def __init__(
+        self,
+        opa: OpaClient,
+        store: RateLimitStore,
+        clock: Clock,
+        audit: AuditLog,
+        settings: GateSettings,
+        *,
+        counter_reads: Sequence[CounterRead] = (),
+    ) -> None:
+        self._opa = opa
+        self._store = store
+        self._clock = clock
+        self._audit = audit
+        self.settings = settings
+        self.counter_reads = tuple(counter_reads)
+
+    async def _state(self, now: float) -> dict[str, dict[str, float]]:
+        state: dict[str, dict[str, float]] = {}
+        for read in self.counter_reads:
+            value = await self._store.current(f"{read.scope}/{read.counter}", read.window, now)
+            state.setdefault(read.scope, {})[read.counter] = value
+        return state
+
+    async def check_call(self, call: CallContext) -> Verdict:
+        """Decide one call; every fault becomes a denial naming its cause (or an allow under fail-open)."""
+        started = time.perf_counter()
+        now = self._clock.now()
+        decision_id = uuid.uuid4().hex
+        fields: dict[str, object] = {"tool": call.tool_name, "request_id": call.request_id}
+        fields.update(self._audit.arguments(call.arguments))
+        try:
+            tool = call.tool or {}
+            schema = tool.get("inputSchema")
+            annotations = tool.get("annotations")
+            document = CallInput(
+                server_id=self.settings.server_id,
+                tool_name=call.tool_name,
+                arguments=call.arguments,
+                request_id=call.request_id,
+                now=now,
+                client=call.client_info,
+                protocol_version=call.protocol_version,
+                input_schema=schema if isinstance(schema, dict) else None,
+                annotations=annotations if isinstance(annotations, dict) else None,
+                state=await self._state(now),
+            ).to_document()
+            result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, document)
+            decision_id = opa_decision_id or decision_id
+            decision = parse_decision(result, kind="tools/call", decision_id=decision_id)
+        except (RegogateError, ValueError, TypeError) as exc:
+            code = (
+                exc.code
+                if isinstance(exc, DecisionError)
+                else "state_error"
+                if isinstance(exc, StateError)
+                else "internal"
+            )
+            return self._fault(code, str(exc), decision_id, started, fields)
+        except Exception as exc:  # the boundary: whatever breaks, the call is not forwarded unless decided
+            log.exception("unexpected error while deciding %s", call.tool_name)
+            return self._fault("internal", repr(exc), decision_id, started, fields)
+
+        rule = decision.reasons[0].rule if decision.reasons else None
+        if not decision.allow:
+            return self._verdict(False, decision.message, rule, decision_id, None, started, fields, limit="none")
+
+        ticket: Ticket | None = None
+        if decision.rate_limits:
+            reservations = [Reservation(d.key, d.limit, d.window, d.cost) for d in decision.rate_limits]
+            try:
+                outcome = await self._store.reserve(reservations, now)
+            except StateError as exc:
+                return self._fault("state_error", str(exc), decision_id, started, fields)
+            if isinstance(outcome, Refused):
+                refused = decision.rate_limits[outcome.index]
+                return self._verdict(
+                    False, refused.message, refused.rule, decision_id, None, started, fields, limit="refused"
+                )
+            ticket = outcome
+        return self._verdict(
+            True, "", rule, decision_id, ticket, started, fields, limit="reserved" if ticket else "none"
+        )
+
+    def _fault(self, code: str, detail: str, decision_id: str, started: float, fields: dict[str, object]) -> Verdict:
+        if self.settings.fail_mode == "open":
+            log.warning("policy check failed (%s: %s); allowing the call because --fail-mode open", code, detail)
+            return self._verdict(True, "", f"regogate.{code}", decision_id, None, started, fields, limit="none")
+        message = f"policy check failed ({code}): {detail}"
+        log.error("%s; the call is denied", message)
+        return self._verdict(False, message, f"regogate.{code}", decision_id, None, started, fields, limit="none")
+
+    def _verdict(
+        self,
+        allowed: bool,
+        message: str,
+        rule: str | None,
+        decision_id: str,
+        ticket: Ticket | None,
+        started: float,
+        fields: dict[str, object],
+        *,
+        limit: str,
+    ) -> Verdict:
+        enforced = allowed or self.settings.dry_run
+        self._audit.write(
+            "decision",
+            **fields,
+            allow=allowed,
+            forwarded=enforced,
+            dry_run=self.settings.dry_run,
+            rule=rule,
+            message=message or None,
+            decision_id=decision_id,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            limit=limit,
+        )
+        if not allowed and self.settings.dry_run:
+            log.info("dry-run: would deny %s (%s)", fields["tool"], message)
+        pending = _Pending(ticket, str(fields["tool"]), decision_id)
+        return Verdict(allowed=enforced, message=message, rule=rule, decision_id=decision_id, ticket=pending)
+
+    async def settle(self, verdict: Verdict, *, succeeded: bool) -> None:
+        """Commit the call's reservation when the upstream succeeded, roll it back otherwise."""
+        pending = verdict.ticket
+        if not isinstance(pending, _Pending) or pending.ticket is None:
+            return
+        try:
+            if succeeded:
+                await self._store.commit(pending.ticket)
+            else:
+                await self._store.rollback(pending.ticket)
+        except StateError as exc:
+            log.error("rate-limit store failed to settle %s: %s", pending.tool, exc)
+            return
+        self._audit.write(
+            "limit",
+            tool=pending.tool,
+            decision_id=pending.decision_id,
+            limit="committed" if succeeded else "rolled_back",
+        )
+
+    async def hidden_tools(self, tools: list[dict[str, object]]) -> set[str]:
+        """Ask OPA which listed tools to hide; on any fault hide them all (or none, under fail-open)."""
+        names = {str(t.get("name")) for t in tools}
+        listed = tuple(
+            ListedTool(str(t.get("name")), t["annotations"] if isinstance(t.get("annotations"), dict) else None)  # type: ignore[arg-type]
+            for t in tools
+        )
+        try:
+            document = ListInput(server_id=self.settings.server_id, tools=listed).to_document()
+            result, decision_id = await self._opa.evaluate(self.settings.decision_path, document)
+            decision = parse_decision(result, kind="tools/list", decision_id=decision_id)
+        except Exception as exc:  # the boundary: a list we cannot filter shows nothing
+            log.error(
+                "cannot filter tools/list (%s); %s",
+                exc,
+                "showing all" if self.settings.fail_mode == "open" else "hiding all",
+            )
+            return set() if self.settings.fail_mode == "open" else names
+        hidden = {name for name in names if decision.is_hidden(name)}
+        if self.settings.dry_run:
+            if hidden:
+                log.info("dry-run: would hide %s", sorted(hidden))
+            return set()
+        return hidden
