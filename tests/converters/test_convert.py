@@ -64,7 +64,9 @@ def test_each_yaml_rule_carries_its_name_and_source_line() -> None:
     rego = bundle_for("github").files["regogate/policies/github/policy.rego"].decode()
     assert "# title: no-force-push\n" in rego
     assert "#   source: policies/github.yaml:36\n" in rego
-    assert 'deny contains {"order": 6, "rule": "no-force-push", "message": "Force pushes are blocked by policy"}' in rego
+    assert (
+        'deny contains {"order": 6, "rule": "no-force-push", "message": "Force pushes are blocked by policy"}' in rego
+    )
 
 
 def test_a_failed_write_leaves_the_previous_bundle_in_place(tmp_path: Path) -> None:

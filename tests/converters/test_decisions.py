@@ -106,7 +106,9 @@ def test_seed_policy_decisions(opa_url: str) -> None:
     assert empty["allow"] is False
     ok = decide(opa_url, "python", "uv-run", {"command": "pytest"}, schema=schema)
     assert ok["allow"] is True
-    assert [(lim["key"], lim["limit"], lim["window"]) for lim in ok["rate_limits"]] == [("uv-run/_rate_hour", 10, "hour")]
+    assert [(lim["key"], lim["limit"], lim["window"]) for lim in ok["rate_limits"]] == [
+        ("uv-run/_rate_hour", 10, "hour")
+    ]
     pip = decide(opa_url, "python", "pip-install", {"packages": ["requests"]})
     assert pip["allow"] is True
     assert pip["rate_limits"] == [
@@ -141,8 +143,18 @@ GITHUB_TABLE = [
     ("create_issue", {"title": "Bad", "labels": ["needs-triage"]}, False, "Issue titles must be 5 to 120 characters"),
     ("create_issue", {"title": 12345, "labels": ["needs-triage"]}, False, "Issue titles must be 5 to 120 characters"),
     ("create_issue", {"title": "Crash on start", "labels": "needs-triage"}, True, None),  # substring of a string
-    ("create_issue", {"title": "Crash on start", "labels": ["bug"]}, False, "New issues must carry the needs-triage label"),
-    ("merge_pull_request", {"merge_method": "squash"}, False, 'Tool "merge_pull_request" requires approval (timeout 10m); approvals are not supported yet'),
+    (
+        "create_issue",
+        {"title": "Crash on start", "labels": ["bug"]},
+        False,
+        "New issues must carry the needs-triage label",
+    ),
+    (
+        "merge_pull_request",
+        {"merge_method": "squash"},
+        False,
+        'Tool "merge_pull_request" requires approval (timeout 10m); approvals are not supported yet',
+    ),
     ("merge_pull_request", {"merge_method": "rebase"}, True, None),
     ("create_pull_request", {"base": "develop", "draft": False}, True, None),
     ("create_pull_request", {"base": "develop", "draft": None}, False, 'Denied by rule "pr-base-allowed"'),
@@ -171,16 +183,76 @@ STRIPE_TABLE = [
     ("create_charge", {"amount": 90000, "currency": "usd"}, {}, False, "Charges must be between 0.01 and 500.00"),
     ("create_charge", {"amount": "1500", "currency": "usd"}, {}, False, "Charges must be between 0.01 and 500.00"),
     ("create_refund", {"metadata": {"reason": "dup"}}, {"create_charge": {"daily_volume": 10}}, True, None),
-    ("create_refund", {"metadata": {"reason": "dup", "internal_note": "x"}}, {"create_charge": {"daily_volume": 10}}, False, 'Denied by rule "refund-reason-given"'),
-    ("create_refund", {"metadata": {"reason": "dup", "internal_note": None}}, {"create_charge": {"daily_volume": 10}}, True, None),
-    ("create_refund", {"metadata": {"reason": "dup"}}, {"create_charge": {"daily_volume": 0}}, False, "Refunds need a charge today"),
-    ("update_customer", {"email": "a@example.org", "tier": "gold", "age": 30, "tags": [7, 8], "note": "ok then"}, {}, True, None),
-    ("update_customer", {"email": "a@evil.com", "tier": "gold", "age": 30, "tags": [7], "note": "ok"}, {}, False, 'Denied by rule "customer-email-domain"'),
-    ("update_customer", {"email": "a@example.com", "tier": "vip", "age": 30, "tags": [7], "note": "ok"}, {}, False, 'Denied by rule "customer-not-vip"'),
-    ("update_customer", {"email": "a@example.com", "tier": "gold", "age": True, "tags": [7], "note": "ok"}, {}, False, 'Denied by rule "customer-age"'),
-    ("update_customer", {"email": "a@example.com", "tier": "gold", "age": 30, "tags": [7.0], "note": "okay"}, {}, True, None),
-    ("update_customer", {"email": "a@example.com", "tier": "gold", "age": 30, "tags": "7", "note": "ok"}, {}, False, 'Denied by rule "customer-tags"'),
-    ("delete_customer", {"id": "cus_1"}, {}, False, 'Tool "delete_customer" requires approval (timeout 300s); approvals are not supported yet'),
+    (
+        "create_refund",
+        {"metadata": {"reason": "dup", "internal_note": "x"}},
+        {"create_charge": {"daily_volume": 10}},
+        False,
+        'Denied by rule "refund-reason-given"',
+    ),
+    (
+        "create_refund",
+        {"metadata": {"reason": "dup", "internal_note": None}},
+        {"create_charge": {"daily_volume": 10}},
+        True,
+        None,
+    ),
+    (
+        "create_refund",
+        {"metadata": {"reason": "dup"}},
+        {"create_charge": {"daily_volume": 0}},
+        False,
+        "Refunds need a charge today",
+    ),
+    (
+        "update_customer",
+        {"email": "a@example.org", "tier": "gold", "age": 30, "tags": [7, 8], "note": "ok then"},
+        {},
+        True,
+        None,
+    ),
+    (
+        "update_customer",
+        {"email": "a@evil.com", "tier": "gold", "age": 30, "tags": [7], "note": "ok"},
+        {},
+        False,
+        'Denied by rule "customer-email-domain"',
+    ),
+    (
+        "update_customer",
+        {"email": "a@example.com", "tier": "vip", "age": 30, "tags": [7], "note": "ok"},
+        {},
+        False,
+        'Denied by rule "customer-not-vip"',
+    ),
+    (
+        "update_customer",
+        {"email": "a@example.com", "tier": "gold", "age": True, "tags": [7], "note": "ok"},
+        {},
+        False,
+        'Denied by rule "customer-age"',
+    ),
+    (
+        "update_customer",
+        {"email": "a@example.com", "tier": "gold", "age": 30, "tags": [7.0], "note": "okay"},
+        {},
+        True,
+        None,
+    ),
+    (
+        "update_customer",
+        {"email": "a@example.com", "tier": "gold", "age": 30, "tags": "7", "note": "ok"},
+        {},
+        False,
+        'Denied by rule "customer-tags"',
+    ),
+    (
+        "delete_customer",
+        {"id": "cus_1"},
+        {},
+        False,
+        'Tool "delete_customer" requires approval (timeout 300s); approvals are not supported yet',
+    ),
     ("create_payout", {}, {}, False, 'Denied by rule "create_payout[0]"'),
     ("list_customers", {}, {}, True, None),  # default: allow
 ]
@@ -198,7 +270,9 @@ def test_stripe_counters_are_declared_with_cost_from_arguments(opa_url: str) -> 
     decision = decide(opa_url, "stripe", "create_charge", {"amount": 1234.5, "currency": "gbp"})
     declared = {lim["key"]: (lim["limit"], lim["window"], lim["cost"]) for lim in decision["rate_limits"]}
     assert declared == {"create_charge/daily_volume": (1000000, "day", 1234.5), "_global/calls": (1000, "hour", 1)}
-    refund = decide(opa_url, "stripe", "create_refund", {"metadata": {"reason": "x"}}, state={"create_charge": {"daily_volume": 5}})
+    refund = decide(
+        opa_url, "stripe", "create_refund", {"metadata": {"reason": "x"}}, state={"create_charge": {"daily_volume": 5}}
+    )
     assert {lim["key"]: lim["limit"] for lim in refund["rate_limits"]}["create_refund/refunds_today"] == 10  # lt 11
 
 
@@ -209,7 +283,14 @@ def test_stripe_schema_validation_names_the_field(opa_url: str) -> None:
     assert message(decision) == "argument amount is invalid: Invalid type. Expected: integer, given: string"
     unknown = httpx.post(
         f"{opa_url}/v1/data/regogate/gate/decision",
-        json={"input": {"version": 1, "kind": "tools/call", "server": {"id": "stripe"}, "tool": {"name": "list_customers", "arguments": {}}}},
+        json={
+            "input": {
+                "version": 1,
+                "kind": "tools/call",
+                "server": {"id": "stripe"},
+                "tool": {"name": "list_customers", "arguments": {}},
+            }
+        },
     ).json()["result"]
     assert unknown["allow"] is False
     assert message(unknown) == "cannot check the arguments: the input schema of this tool is unknown"
@@ -236,9 +317,22 @@ def test_opa_eval_gives_the_same_decision_as_the_server(opa_url: str, opa_bin: s
     path = POLICIES / "python.yaml"
     write_bundle(policy_bundle(load_policy(path), path.read_text(encoding="utf-8")), tmp_path / "python")
     write_bundle(gate_bundle(), tmp_path / "gate")
-    document = '{"version": 1, "kind": "tools/call", "server": {"id": "python"}, "tool": {"name": "poetry", "arguments": {}}}'
+    document = (
+        '{"version": 1, "kind": "tools/call", "server": {"id": "python"}, "tool": {"name": "poetry", "arguments": {}}}'
+    )
     out = subprocess.run(
-        [opa_bin, "eval", "-f", "raw", "-b", str(tmp_path / "python"), "-b", str(tmp_path / "gate"), "-I", "data.regogate.gate.decision.allow"],
+        [
+            opa_bin,
+            "eval",
+            "-f",
+            "raw",
+            "-b",
+            str(tmp_path / "python"),
+            "-b",
+            str(tmp_path / "gate"),
+            "-I",
+            "data.regogate.gate.decision.allow",
+        ],
         input=document,
         capture_output=True,
         text=True,
