@@ -64,7 +64,8 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy -p regogate.proxy -p regogate.converters tests scripts
+	$(BIN)/mypy -p regogate.proxy -p regogate.converters
+	$(BIN)/mypy tests scripts
 
 rego-check: setup
 	$(OPA) fmt --list --fail rego/

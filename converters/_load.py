@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import re
 from pathlib import Path
+from typing import Literal, cast
 
 import re2
 import yaml
@@ -213,7 +214,7 @@ class _Loader:
             self.problem(node, "version", f'unsupported version {_describe(self, node)}; only "1" is known')
         return "1"
 
-    def load_default(self, top: dict[str, Node]) -> tuple[str, Mark | None]:
+    def load_default(self, top: dict[str, Node]) -> tuple[Literal["allow", "deny"], Mark | None]:
         if "default" not in top:
             return "allow", None
         node = top["default"]
@@ -221,7 +222,7 @@ class _Loader:
         if value not in ("allow", "deny"):
             self.problem(node, "default", f"default must be allow or deny, not {_describe(self, node)}")
             return "allow", _mark(node)
-        return str(value), _mark(node)
+        return value, _mark(node)
 
     def load_hide(self, top: dict[str, Node]) -> tuple[tuple[str, ...], Mark | None]:
         if "hide" not in top:
@@ -315,7 +316,7 @@ class _Loader:
         if "action" in fields:
             raw = self.scalar(fields["action"]) if isinstance(fields["action"], yaml.ScalarNode) else None
             if raw in ACTIONS:
-                action = raw  # type: ignore[assignment]
+                action = raw
             else:
                 hint = difflib.get_close_matches(str(raw), ACTIONS, n=1)
                 suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
@@ -434,7 +435,7 @@ class _Loader:
         if count == 0:
             self.problem(node, where, "rate_limit of 0 admits nothing; use action: deny to block the tool")
             return None
-        return RateLimit(limit=count, window=window)  # type: ignore[arg-type]
+        return RateLimit(limit=count, window=cast(Window, window))
 
     def load_counter(self, node: Node, where: str) -> Counter | None:
         fields = self.mapping(node, where, STATE_KEYS, "state")
@@ -457,7 +458,7 @@ class _Loader:
         else:
             raw = self.scalar(fields["window"]) if isinstance(fields["window"], yaml.ScalarNode) else None
             if raw in WINDOWS:
-                window = raw  # type: ignore[assignment]
+                window = raw
             else:
                 self.problem(
                     fields["window"],
@@ -524,7 +525,7 @@ class _Loader:
         op_raw = self.scalar(fields["op"]) if isinstance(fields["op"], yaml.ScalarNode) else None
         op: Operator | None = None
         if op_raw in OPERATORS:
-            op = op_raw  # type: ignore[assignment]
+            op = op_raw
         else:
             hint = difflib.get_close_matches(str(op_raw), OPERATORS, n=1)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; expected one of: {', '.join(OPERATORS)}"

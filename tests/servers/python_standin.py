@@ -13,9 +13,9 @@ from mcp.types import ToolAnnotations
 
 server = MCPServer("python-standin", version="1.0.0")
 
-WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False)
-DESTRUCTIVE = ToolAnnotations(readOnlyHint=False, destructiveHint=True)
-READ = ToolAnnotations(readOnlyHint=True)
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True)
+READ = ToolAnnotations(read_only_hint=True)
 
 
 def _ran(command: str) -> str:
