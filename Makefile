@@ -86,7 +86,10 @@ wheel-check: setup
 	build/wheel-venv/bin/pip install -q build/wheel/*.whl
 	cd /tmp && $(CURDIR)/build/wheel-venv/bin/regogate validate -c $(CURDIR)/policies/python.yaml
 	cd /tmp && $(CURDIR)/build/wheel-venv/bin/regogate convert -c $(CURDIR)/policies/python.yaml -o $(CURDIR)/build/wheel/python.tar.gz
-	tar -tzf build/wheel/python.tar.gz | sort
+	cd /tmp && $(CURDIR)/build/wheel-venv/bin/regogate core-bundle -o $(CURDIR)/build/wheel/gate
+	$(OPA) test -b build/wheel/python.tar.gz -b build/wheel/gate >/dev/null
+	cd /tmp && $(CURDIR)/build/wheel-venv/bin/regogate run --help >/dev/null
+	@echo "wheel-check: the installed wheel validates, converts, writes the gate and loads the proxy"
 
 test: lint typecheck rego-check pytest wheel-check
 

@@ -1,0 +1,61 @@
+"""Rate-limit stores: OPA declares the limits of a call, a store counts them atomically.
+
+``open_store`` picks a store from a spec: ``memory``, ``sqlite:///path/to/file.db`` or a bare path
+ending in ``.db``, ``.sqlite`` or ``.sqlite3``.
+"""
+
+from __future__ import annotations
+
+from regogate.proxy._errors import ConfigError
+from regogate.proxy._ratelimit._memory import MemoryStore
+from regogate.proxy._ratelimit._sqlite import SqliteStore
+from regogate.proxy._ratelimit._store import (
+    WINDOW_SECONDS,
+    Bucket,
+    RateLimitStore,
+    Refused,
+    Reservation,
+    ReserveResult,
+    Ticket,
+    Window,
+    window_start,
+)
+
+__all__ = [
+    "WINDOW_SECONDS",
+    "Bucket",
+    "MemoryStore",
+    "RateLimitStore",
+    "Refused",
+    "Reservation",
+    "ReserveResult",
+    "SqliteStore",
+    "Ticket",
+    "Window",
+    "open_store",
+    "window_start",
+]
+
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def open_store(spec: str, prefix: str = "") -> RateLimitStore:
+    """Open the store ``spec`` names; ``prefix`` namespaces counters in a shared store.
+
+    Raises:
+        ConfigError: ``spec`` names no known store.
+        StateError: the store cannot be opened.
+    """
+    if spec == "memory":
+        return MemoryStore()
+    if spec.startswith("sqlite://"):
+        path = spec.removeprefix("sqlite://")
+        if not path:
+            raise ConfigError(f"state store {spec!r} names no file (expected sqlite:///path/to/state.db)")
+        return SqliteStore(path, prefix)
+    if "://" not in spec and spec.endswith(_SQLITE_SUFFIXES):
+        return SqliteStore(spec, prefix)
+    raise ConfigError(
+        f"unknown state store {spec!r}: use memory, sqlite:///path/to/state.db or a path ending in "
+        + ", ".join(_SQLITE_SUFFIXES)
+    )

@@ -1,0 +1,111 @@
+"""The contract every rate-limit store keeps: all-or-nothing reservations in calendar-aligned UTC windows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from regogate.proxy._decision import Window
+
+__all__ = [
+    "WINDOW_SECONDS",
+    "Bucket",
+    "RateLimitStore",
+    "Refused",
+    "Reservation",
+    "ReserveResult",
+    "Ticket",
+    "Window",
+    "window_start",
+]
+
+#: Window lengths; unix time has no leap seconds, so flooring to these aligns with UTC.
+WINDOW_SECONDS: Final[dict[Window, int]] = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def window_start(window: Window, now: float) -> int:
+    """The unix second at which the ``window`` containing ``now`` began (UTC-aligned)."""
+    length = WINDOW_SECONDS[window]
+    return int(now // length) * length
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One declaration to count: add ``cost`` to ``key`` in its current ``window``.
+
+    ``limit=None`` counts without limiting; otherwise the call is admitted iff the counter's value
+    plus ``cost`` stays ``<= limit``.
+    """
+
+    key: str
+    limit: float | None
+    window: Window
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One counter in one window: what a ticket added, and where."""
+
+    key: str
+    window: Window
+    start: int
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """Proof of an admitted reservation; hand it to ``commit`` or ``rollback``."""
+
+    buckets: tuple[Bucket, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The first reservation that would exceed its limit; nothing was added."""
+
+    index: int
+    reservation: Reservation
+    current: float
+
+
+ReserveResult = Ticket | Refused
+
+
+class RateLimitStore(Protocol):
+    """Counts rate-limited calls. Every method may raise ``StateError``."""
+
+    async def reserve(self, items: Sequence[Reservation], now: float) -> ReserveResult:
+        """Add every item's cost, or none of them if any would exceed its limit.
+
+        Items are checked in order, each seeing what the earlier items of the same call added.
+
+        Raises:
+            StateError: the store failed; nothing was added.
+        """
+        ...
+
+    async def commit(self, ticket: Ticket) -> None:
+        """Keep what ``ticket`` added (the forwarded call succeeded)."""
+        ...
+
+    async def rollback(self, ticket: Ticket) -> None:
+        """Subtract exactly what ``ticket`` added, from the same buckets, even if their window ended.
+
+        Raises:
+            StateError: the store failed.
+        """
+        ...
+
+    async def current(self, key: str, window: Window, now: float) -> float:
+        """The value of ``key`` in the ``window`` containing ``now`` (0 when never counted).
+
+        Raises:
+            StateError: the store failed.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release the store's resources."""
+        ...
