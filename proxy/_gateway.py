@@ -1,0 +1,58 @@
+"""What the relay asks before a tools/call goes upstream, and tells after it comes back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """One ``tools/call`` as the relay saw it, before it goes upstream."""
+
+    request_id: str | int
+    tool_name: str
+    arguments: dict[str, object]
+    """``{}`` when the request has none."""
+    protocol_version: str | None
+    """Per-request ``_meta["io.modelcontextprotocol/protocolVersion"]``, else the negotiated version."""
+    client_info: dict[str, object] = field(default_factory=dict)
+    """``clientInfo`` from ``initialize`` (or the per-request ``_meta`` key), ``{}`` if none."""
+    tool: dict[str, object] | None = None
+    """The tool's entry from the upstream's ``tools/list``, ``None`` if unknown."""
+    meta: dict[str, object] = field(default_factory=dict)
+    """The request's ``params._meta``, ``{}`` if none."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gateway's answer for one call."""
+
+    allowed: bool
+    message: str
+    """Denial message, without the relay's prefix."""
+    rule: str | None
+    decision_id: str
+    ticket: object | None = None
+    """Opaque to the relay; handed back in ``Gateway.settle``."""
+
+
+class Gateway(Protocol):
+    """Policy hooks the relay awaits; implementations fail closed and never raise."""
+
+    async def check_call(self, call: CallContext) -> Verdict:
+        """Decide one call; a fault inside must come back as a denial."""
+        ...
+
+    async def settle(self, verdict: Verdict, *, succeeded: bool) -> None:
+        """Report how an allowed call ended.
+
+        ``succeeded`` is false on a JSON-RPC error, on ``result.isError`` true, on a
+        result that is not final (``resultType`` other than ``complete``), and when the
+        call never got an answer (upstream died, or the client cancelled it).
+        """
+        ...
+
+    async def hidden_tools(self, tools: list[dict[str, object]]) -> set[str]:
+        """Names to drop from a ``tools/list`` response."""
+        ...

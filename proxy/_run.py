@@ -1,0 +1,99 @@
+"""Run one session: spawn the upstream, relay until either side ends, stop it, return its exit status.
+
+Signal handling stays installed until the upstream is gone, so a host's SIGTERM that
+arrives during teardown is forwarded instead of killing regogate and orphaning the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import anyio
+import anyio.abc
+
+from regogate.proxy._gateway import Gateway
+from regogate.proxy._relay import DECISION_TIMEOUT, DEFAULT_DENY_PREFIX, Relay
+from regogate.proxy._stdio import LineReader, LineWriter
+from regogate.proxy._upstream import Upstream
+
+logger = logging.getLogger(__name__)
+
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+async def run_relay(
+    upstream_argv: Sequence[str],
+    gateway: Gateway,
+    *,
+    deny_prefix: str = DEFAULT_DENY_PREFIX,
+    decision_timeout: float = DECISION_TIMEOUT,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+) -> int:
+    """Relay ``stdin_fd``/``stdout_fd`` to a spawned ``upstream_argv`` until one side ends.
+
+    Returns the upstream's exit status (128 + signal number if a signal ended it).
+    Must run in the main thread (it installs signal handlers).
+
+    Raises:
+        ConfigError: the upstream command cannot be started.
+    """
+    upstream = Upstream.spawn(upstream_argv)
+    wire_fd = _guard_stdout(stdout_fd)
+    client_in, client_out = LineReader(stdin_fd), LineWriter(wire_fd)
+    try:
+        async with anyio.create_task_group() as outer:
+            with anyio.CancelScope() as session_scope:
+                await outer.start(_forward_signals, upstream, session_scope)
+                relay = Relay(
+                    gateway,
+                    client_in=client_in,
+                    client_out=client_out,
+                    upstream_in=upstream.stdout,
+                    upstream_out=upstream.stdin,
+                    on_client_closed=upstream.stop,
+                    deny_prefix=deny_prefix,
+                    decision_timeout=decision_timeout,
+                )
+                await relay.run()
+            status = await upstream.stop()
+            outer.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await upstream.stop()
+        upstream.close()
+        client_in.close()
+        client_out.close()
+        if wire_fd != stdout_fd:
+            sys.stdout.flush()  # a stray buffered print still goes to stderr, not the wire
+            os.dup2(wire_fd, stdout_fd)
+            os.close(wire_fd)
+    return status
+
+
+def _guard_stdout(stdout_fd: int) -> int:
+    """Move the wire off fd 1 and point fd 1 at stderr, so a stray print cannot corrupt the protocol."""
+    if stdout_fd != 1:
+        return stdout_fd
+    wire_fd = os.dup(stdout_fd)
+    os.dup2(2, stdout_fd)
+    return wire_fd
+
+
+async def _forward_signals(
+    upstream: Upstream,
+    session_scope: anyio.CancelScope,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Pass each signal to the upstream's group and end the session; keep doing so through teardown."""
+    with anyio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
+        task_status.started()
+        async for signum in signals:
+            logger.info("got %s: forwarding to the upstream and stopping", signal.Signals(signum).name)
+            upstream.signal_group(signum)
+            session_scope.cancel()

@@ -1,0 +1,123 @@
+"""The upstream's tool catalogue: learnt from tools/list replies, fetched under private ids when missing."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+
+from regogate.proxy._wire import LOG_LEVEL_META_KEY, dumps
+
+logger = logging.getLogger(__name__)
+
+TOOL_DISCOVERY_TIMEOUT = 5.0
+"""How long a call for an unknown tool waits for the upstream's own tools/list; then tool=None."""
+
+TOOL_DISCOVERY_MAX_PAGES = 100
+"""Page cap so an upstream whose nextCursor never ends cannot loop us."""
+
+
+@dataclass
+class _Reply:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    message: dict[str, object] | None = None
+
+
+class ToolCatalog:
+    """Tool name -> tools/list entry, with at most one private fetch in flight."""
+
+    def __init__(self, send_upstream: Callable[[bytes], Awaitable[bool]]) -> None:
+        self._send_upstream = send_upstream
+        self._tools: dict[str, dict[str, object]] = {}
+        self._complete = False  # a full private listing finished since the last list_changed
+        self._stale = False
+        self._generation = 0
+        self._fetch: anyio.Event | None = None
+        self._replies: dict[str, _Reply] = {}
+        # Unguessable, so a client id can never collide with ours.
+        self._prefix = f"regogate:tools:{secrets.token_hex(6)}:"
+        self._count = 0
+        self.handshake_done = anyio.Event()
+        """Set by the relay once initialize was answered and notifications/initialized sent."""
+
+    def learn(self, tools: list[object]) -> list[dict[str, object]]:
+        """Record the named entries of a tools/list page; return them."""
+        entries = [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
+        for entry in entries:
+            self._tools[entry["name"]] = entry
+        return entries
+
+    def invalidate(self) -> None:
+        """The upstream said its tools changed."""
+        self._stale, self._complete = True, False
+        self._generation += 1
+
+    def deliver(self, message: dict[str, object]) -> bool:
+        """Take a reply meant for a private request; False if it belongs to the client."""
+        request_id = message.get("id")
+        reply = self._replies.get(request_id) if isinstance(request_id, str) else None
+        if reply is None:
+            return False
+        reply.message = message
+        reply.done.set()
+        return True
+
+    async def entry(
+        self, name: str, meta: dict[str, object], *, modern: bool, tg: anyio.abc.TaskGroup
+    ) -> dict[str, object] | None:
+        """The tool's entry, fetching the upstream's listing first if it is unknown or stale."""
+        entry = self._tools.get(name)
+        if self._stale or (entry is None and not self._complete):
+            if self._fetch is None:
+                self._fetch = anyio.Event()
+                tg.start_soon(self._fetch_all, self._fetch, meta, modern)
+            with anyio.move_on_after(TOOL_DISCOVERY_TIMEOUT):
+                await self._fetch.wait()
+            entry = self._tools.get(name)
+        return entry
+
+    async def _fetch_all(self, done: anyio.Event, meta: dict[str, object], modern: bool) -> None:
+        generation = self._generation
+        params: dict[str, object] = {}
+        if modern:  # stateless era: every request carries its version and client in _meta
+            reserved = "io.modelcontextprotocol/"
+            params["_meta"] = {k: v for k, v in meta.items() if k.startswith(reserved) and k != LOG_LEVEL_META_KEY}
+        try:
+            with anyio.move_on_after(TOOL_DISCOVERY_TIMEOUT):
+                if not modern:
+                    await self.handshake_done.wait()
+                for _ in range(TOOL_DISCOVERY_MAX_PAGES):
+                    result = await self._fetch_page(params)
+                    if result is None:
+                        break
+                    cursor = result.get("nextCursor")
+                    if not isinstance(cursor, str) or not cursor:
+                        if generation == self._generation:
+                            self._complete, self._stale = True, False
+                        break
+                    params["cursor"] = cursor
+        finally:
+            self._fetch = None
+            done.set()
+
+    async def _fetch_page(self, params: dict[str, object]) -> dict[str, object] | None:
+        self._count += 1
+        private_id = f"{self._prefix}{self._count}"
+        reply = self._replies[private_id] = _Reply()
+        try:
+            request = {"jsonrpc": "2.0", "id": private_id, "method": "tools/list", "params": params}
+            if not await self._send_upstream(dumps(request)):
+                return None
+            await reply.done.wait()
+        finally:
+            self._replies.pop(private_id, None)
+        result = reply.message.get("result") if reply.message else None
+        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+            logger.warning("upstream gave no usable tools/list; deciding without tool schemas")
+            return None
+        self.learn(result["tools"])
+        return result
