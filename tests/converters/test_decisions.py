@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from regogate.converters import gate_bundle, load_policy, policy_bundle, write_bundle
+from regogate.proxy._ratelimit import MemoryStore, Refused, Reservation, Ticket
 from tests.conftest import POLICIES
 
 READY_TIMEOUT = 10.0  # OPA compiles four bundles; generous for a loaded CI machine
@@ -123,11 +124,21 @@ def test_seed_policy_decisions(opa_url: str) -> None:
     ]
 
 
-def test_seed_pip_install_31st_call_in_an_hour_is_refused(opa_url: str) -> None:
-    from regogate.proxy._ratelimit import MemoryStore  # the proxy's own counter
-
-    _ = MemoryStore
-    pytest.skip("wired once the proxy's rate-limit store lands")
+@pytest.mark.anyio
+async def test_seed_pip_install_31st_call_in_an_hour_is_refused(opa_url: str) -> None:
+    """OPA declares the limit on every call; the proxy's own store counts them."""
+    store = MemoryStore()
+    now = 1_795_510_800.0  # 09:00:00 UTC, the start of an hour window
+    outcomes = []
+    for i in range(31):
+        decision = decide(opa_url, "python", "pip-install", {"packages": [f"p{i}"]})
+        assert decision["allow"] is True
+        items = [Reservation(d["key"], d["limit"], d["window"], d["cost"]) for d in decision["rate_limits"]]
+        outcomes.append(await store.reserve(items, now + i))
+    assert all(isinstance(o, Ticket) for o in outcomes[:30])
+    refused = outcomes[30]
+    assert isinstance(refused, Refused) and refused.reservation.key == "pip-install/_rate_hour"
+    assert isinstance(await store.reserve(items, now + 3600), Ticket)  # the next hour starts afresh
 
 
 GITHUB_TABLE = [
