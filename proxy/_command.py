@@ -180,16 +180,19 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
     )
 
 
-def counter_reads(policy: Policy) -> list[CounterRead]:
-    """Counters the policy's conditions read, with the window their declaring rule counts in."""
+def counter_reads(policy: Policy) -> dict[str, tuple[CounterRead, ...]]:
+    """For each tool (``*`` for every call), the counters its conditions read, with their windows."""
     windows = {(r.scope, r.counter.name): r.counter.window for r in policy.rules if r.counter is not None}
-    reads = {
-        c.counter
-        for r in policy.rules
-        for c in r.conditions
-        if c.counter is not None and not (r.counter is not None and c.counter == (r.scope, r.counter.name))
+    reads: dict[str, set[tuple[str, str]]] = {}
+    for rule in policy.rules:
+        own = (rule.scope, rule.counter.name) if rule.counter is not None else None
+        for condition in rule.conditions:
+            if condition.counter is not None and condition.counter != own:
+                reads.setdefault(rule.tool, set()).add(condition.counter)
+    return {
+        tool: tuple(CounterRead(scope, counter, windows[(scope, counter)]) for scope, counter in sorted(refs))
+        for tool, refs in reads.items()
     }
-    return [CounterRead(scope, counter, windows[(scope, counter)]) for scope, counter in sorted(reads)]
 
 
 class PolicySource:
@@ -262,7 +265,7 @@ async def _watch(source: PolicySource, sidecar: EmbeddedOpa, gateway: PolicyGate
             audit.write("reload", ok=False, errors=[str(exc)])
             continue
         if source.policy is not None:
-            gateway.counter_reads = tuple(counter_reads(source.policy))
+            gateway.counter_reads = counter_reads(source.policy)
         log.warning("policy reloaded: revision %s", source.revision)
         audit.write("reload", ok=True, revision=source.revision)
 
@@ -288,7 +291,7 @@ async def serve(config: RunConfig) -> int:
                 fail_mode=config.fail_mode,  # type: ignore[arg-type]
                 dry_run=config.dry_run,
             )
-            reads = counter_reads(source.policy) if source.policy else []
+            reads = counter_reads(source.policy) if source.policy else {}
             gateway = PolicyGateway(client, store, clock, audit, settings, counter_reads=reads)
             try:
                 opa_version = await client.version()

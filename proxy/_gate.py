@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 FailMode = Literal["closed", "open"]
 DEFAULT_DECISION_PATH = "regogate/gate/decision"
+WILDCARD = "*"
 
 
 @dataclass(frozen=True)
@@ -62,18 +63,19 @@ class PolicyGateway:
         audit: AuditLog,
         settings: GateSettings,
         *,
-        counter_reads: Sequence[CounterRead] = (),
+        counter_reads: Mapping[str, tuple[CounterRead, ...]] | None = None,
     ) -> None:
         self._opa = opa
         self._store = store
         self._clock = clock
         self._audit = audit
         self.settings = settings
-        self.counter_reads = tuple(counter_reads)
+        self.counter_reads: Mapping[str, tuple[CounterRead, ...]] = counter_reads or {}
 
-    async def _state(self, now: float) -> dict[str, dict[str, float]]:
+    async def _state(self, tool: str, now: float) -> dict[str, dict[str, float]]:
+        """Current values of the counters this tool's rules (and the wildcard's) read; none for other calls."""
         state: dict[str, dict[str, float]] = {}
-        for read in self.counter_reads:
+        for read in (*self.counter_reads.get(tool, ()), *self.counter_reads.get(WILDCARD, ())):
             value = await self._store.current(f"{read.scope}/{read.counter}", read.window, now)
             state.setdefault(read.scope, {})[read.counter] = value
         return state
@@ -99,7 +101,7 @@ class PolicyGateway:
                 protocol_version=call.protocol_version,
                 input_schema=schema if isinstance(schema, dict) else None,
                 annotations=annotations if isinstance(annotations, dict) else None,
-                state=await self._state(now),
+                state=await self._state(call.tool_name, now),
             ).to_document()
             result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, document)
             decision_id = opa_decision_id or decision_id
