@@ -75,7 +75,7 @@ async def gateway_for(
 
 async def test_conditions_read_other_tools_counters_from_the_store(tmp_path: Path) -> None:
     async with gateway_for(tmp_path, "stripe") as (gateway, _):
-        refund = {"metadata": {"reason": "duplicate"}}
+        refund: dict[str, object] = {"metadata": {"reason": "duplicate"}}
         early = await gateway.check_call(call("create_refund", refund))
         assert (early.allowed, early.message) == (False, "Refunds need a charge today")
         charge = await gateway.check_call(call("create_charge", {"amount": 2500, "currency": "usd"}))
