@@ -93,5 +93,9 @@ wheel-check: setup
 
 test: lint typecheck rego-check pytest wheel-check
 
+# The full benchmark run (not part of CI); `make test` runs a smoke version of it.
+bench: setup
+	$(BIN)/python -m bench.run --output docs/benchmarks.md
+
 clean:
 	rm -rf build $(VENV) $(SERVERS_VENV) tests/servers/node_modules .pytest_cache .mypy_cache .ruff_cache

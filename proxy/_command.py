@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="closed",
         help="when OPA or the state store fails: deny (closed, default) or allow (open)",
     )
+    p.add_argument(
+        "--state-fail-mode",
+        choices=("closed", "open"),
+        default="closed",
+        help="when the state store fails: deny calls that need a counter (closed, default) or admit them uncounted",
+    )
     p.add_argument("--dry-run", action="store_true", help="decide and log every call, but never block one")
     p.add_argument(
         "--state",
@@ -139,6 +145,7 @@ class RunConfig:
     opa_timeout: float
     opa_bin: str | None
     fail_mode: str
+    state_fail_mode: str
     dry_run: bool
     state: str
     state_prefix: str
@@ -170,6 +177,7 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
         opa_timeout=args.opa_timeout,
         opa_bin=args.opa_bin,
         fail_mode=args.fail_mode,
+        state_fail_mode=args.state_fail_mode,
         dry_run=args.dry_run,
         state=args.state,
         state_prefix=args.state_prefix,
@@ -284,11 +292,14 @@ async def serve(config: RunConfig) -> int:
             stack.push_async_callback(store.aclose)
             client, sidecar = await stack.enter_async_context(_opa(config, bundles))
             if config.fail_mode == "open":
-                log.warning("--fail-mode open: calls are ALLOWED whenever OPA or the state store fails")
+                log.warning("--fail-mode open: calls are ALLOWED whenever OPA fails")
+            if config.state_fail_mode == "open":
+                log.warning("--state-fail-mode open: calls are admitted UNCOUNTED whenever the state store fails")
             settings = GateSettings(
                 server_id=source.server_id,
                 decision_path=config.opa_path,
                 fail_mode=config.fail_mode,  # type: ignore[arg-type]
+                state_fail_mode=config.state_fail_mode,  # type: ignore[arg-type]
                 dry_run=config.dry_run,
             )
             reads = counter_reads(source.policy) if source.policy else {}
@@ -306,6 +317,7 @@ async def serve(config: RunConfig) -> int:
                 opa_version=opa_version,
                 state=config.state,
                 fail_mode=config.fail_mode,
+                state_fail_mode=config.state_fail_mode,
                 dry_run=config.dry_run,
                 upstream=list(config.upstream),
             )

@@ -40,6 +40,7 @@ class GateSettings:
     server_id: str
     decision_path: str = DEFAULT_DECISION_PATH
     fail_mode: FailMode = "closed"
+    state_fail_mode: FailMode = "closed"
     dry_run: bool = False
 
 
@@ -73,10 +74,21 @@ class PolicyGateway:
         self.counter_reads: Mapping[str, tuple[CounterRead, ...]] = counter_reads or {}
 
     async def _state(self, tool: str, now: float) -> dict[str, dict[str, float]]:
-        """Current values of the counters this tool's rules (and the wildcard's) read; none for other calls."""
+        """Current values of the counters this tool's rules (and the wildcard's) read; none for other calls.
+
+        Under ``state_fail_mode="open"`` an unreadable counter is left out, so conditions on it fail.
+        """
         state: dict[str, dict[str, float]] = {}
         for read in (*self.counter_reads.get(tool, ()), *self.counter_reads.get(WILDCARD, ())):
-            value = await self._store.current(f"{read.scope}/{read.counter}", read.window, now)
+            try:
+                value = await self._store.current(f"{read.scope}/{read.counter}", read.window, now)
+            except StateError as exc:
+                if self.settings.state_fail_mode == "closed":
+                    raise
+                log.warning(
+                    "state store failed reading %s/%s (%s); --state-fail-mode open", read.scope, read.counter, exc
+                )
+                continue
             state.setdefault(read.scope, {})[read.counter] = value
         return state
 
@@ -106,14 +118,10 @@ class PolicyGateway:
             result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, document)
             decision_id = opa_decision_id or decision_id
             decision = parse_decision(result, kind="tools/call", decision_id=decision_id)
+        except StateError as exc:
+            return self._fault("state_error", str(exc), decision_id, started, fields, state=True)
         except (RegogateError, ValueError, TypeError) as exc:
-            code = (
-                exc.code
-                if isinstance(exc, DecisionError)
-                else "state_error"
-                if isinstance(exc, StateError)
-                else "internal"
-            )
+            code = exc.code if isinstance(exc, DecisionError) else "internal"
             return self._fault(code, str(exc), decision_id, started, fields)
         except Exception as exc:  # the boundary: whatever breaks, the call is not forwarded unless decided
             log.exception("unexpected error while deciding %s", call.tool_name)
@@ -129,7 +137,12 @@ class PolicyGateway:
             try:
                 outcome = await self._store.reserve(reservations, now)
             except StateError as exc:
-                return self._fault("state_error", str(exc), decision_id, started, fields)
+                if self.settings.state_fail_mode == "closed":
+                    return self._fault("state_error", str(exc), decision_id, started, fields, state=True)
+                log.warning(
+                    "state store failed (%s); admitting %s uncounted: --state-fail-mode open", exc, call.tool_name
+                )
+                return self._verdict(True, "", rule, decision_id, None, started, fields, limit="uncounted")
             if isinstance(outcome, Refused):
                 refused = decision.rate_limits[outcome.index]
                 return self._verdict(
@@ -140,8 +153,17 @@ class PolicyGateway:
             True, "", rule, decision_id, ticket, started, fields, limit="reserved" if ticket else "none"
         )
 
-    def _fault(self, code: str, detail: str, decision_id: str, started: float, fields: dict[str, object]) -> Verdict:
-        if self.settings.fail_mode == "open":
+    def _fault(
+        self,
+        code: str,
+        detail: str,
+        decision_id: str,
+        started: float,
+        fields: dict[str, object],
+        *,
+        state: bool = False,
+    ) -> Verdict:
+        if (self.settings.state_fail_mode if state else self.settings.fail_mode) == "open":
             log.warning("policy check failed (%s: %s); allowing the call because --fail-mode open", code, detail)
             return self._verdict(True, "", f"regogate.{code}", decision_id, None, started, fields, limit="none")
         message = f"policy check failed ({code}): {detail}"

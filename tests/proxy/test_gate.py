@@ -53,6 +53,7 @@ async def gateway_for(
     *,
     store: MemoryStore | None = None,
     fail_mode: FailMode = "closed",
+    state_fail_mode: FailMode = "closed",
     dry_run: bool = False,
     decision_logs: bool = False,
 ) -> AsyncIterator[tuple[PolicyGateway, Path]]:
@@ -63,7 +64,7 @@ async def gateway_for(
     clock = FakeClock(NOON)
     audit = AuditLog(str(audit_path), clock)
     async with EmbeddedOpa([tmp_path / "gate", tmp_path / "p"], decision_logs=decision_logs) as opa:
-        settings = GateSettings(server_id=name, fail_mode=fail_mode, dry_run=dry_run)
+        settings = GateSettings(server_id=name, fail_mode=fail_mode, state_fail_mode=state_fail_mode, dry_run=dry_run)
         yield (
             PolicyGateway(
                 opa.client, store or MemoryStore(), clock, audit, settings, counter_reads=counter_reads(policy)
@@ -169,3 +170,13 @@ async def test_concurrent_calls_never_admit_more_than_the_limit(tmp_path: Path) 
             for i in range(100):
                 tg.start_soon(one, i)
     assert results.count(True) == 10  # directory-budget: 10/minute
+
+
+async def test_state_fail_open_admits_uncounted_and_opa_faults_stay_closed(tmp_path: Path) -> None:
+    async with gateway_for(tmp_path, "filesystem", store=BrokenStore(), state_fail_mode="open") as (gateway, audit):
+        write = await gateway.check_call(call("write_file", {"path": "/x.txt", "content": "x"}))
+        bad = await gateway.check_call(call("write_file", {"path": "/x.sh", "content": "x"}))
+    assert write.allowed
+    assert not bad.allowed  # the policy still decides; only counting is skipped
+    event = json.loads(audit.read_text(encoding="utf-8").splitlines()[0])
+    assert event["limit"] == "uncounted"
