@@ -3,54 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
-import re2
 import yaml
 
 from regogate.converters._model import (
-    ACTIONS,
     GLOBAL_SCOPE,
-    OPERATORS,
     WILDCARD,
-    WINDOWS,
-    Action,
-    Condition,
-    Counter,
     Mark,
-    Operator,
     Policy,
-    RateLimit,
     Rule,
     Tool,
-    Window,
     snake_case,
 )
+from regogate.converters._nodes import Node, kind_of, mark_of
+from regogate.converters._rules import RuleReader
 from regogate.proxy._errors import PolicySourceError, Problem
 
 TOP_KEYS = ("version", "description", "default", "hide", "tools")
 TOOL_KEYS = ("rules",)
-RULE_KEYS = (
-    "name",
-    "action",
-    "on_deny",
-    "rate_limit",
-    "conditions",
-    "state",
-    "validate",
-    "approval_timeout",
-)
-CONDITION_KEYS = ("path", "op", "value")
-STATE_KEYS = ("counter", "window", "increment", "increment_from")
-VALIDATE_KEYS = ("required_args", "schema")
-NUMERIC_OPS = ("lt", "lte", "gt", "gte")
 
-_RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*([A-Za-z]+)\s*$")
-_DURATION = re.compile(r"^\d+(ms|s|m|h)$")
-_COUNTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _SERVER_ID = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -83,75 +57,11 @@ def parse_policy(text: str, *, source: str, server_id: str) -> Policy:
     return _Loader(text, source, server_id).load()
 
 
-Node = yaml.Node
-
-
-class _Loader:
+class _Loader(RuleReader):
     def __init__(self, text: str, source: str, server_id: str) -> None:
+        super().__init__(source)
         self.text = text
-        self.source = source
         self.server_id = server_id
-        self.problems: list[Problem] = []
-        self._constructor = yaml.SafeLoader("")
-
-    # --- reporting ---------------------------------------------------------
-    def problem(self, node: Node | None, where: str, message: str) -> None:
-        mark = _mark(node) if node is not None else Mark(1, 1)
-        self.problems.append(Problem(self.source, mark.line, mark.column, where, message))
-
-    def fail(self) -> PolicySourceError:
-        ordered = sorted(set(self.problems), key=lambda p: (p.line, p.column, p.location, p.message))
-        return PolicySourceError(ordered)
-
-    # --- YAML helpers -------------------------------------------------------
-    def scalar(self, node: Node) -> object:
-        return self._constructor.construct_object(node, deep=True)
-
-    def value(self, node: Node) -> object:
-        if isinstance(node, yaml.MappingNode):
-            return {str(self.scalar(k)): self.value(v) for k, v in node.value}
-        if isinstance(node, yaml.SequenceNode):
-            return [self.value(item) for item in node.value]
-        return self.scalar(node)
-
-    def mapping(self, node: Node, where: str, allowed: tuple[str, ...], what: str) -> dict[str, Node]:
-        """The entries of a mapping node, reporting unknown and duplicate keys."""
-        if not isinstance(node, yaml.MappingNode):
-            self.problem(node, where, f"{what} must be a mapping, not {_kind(node)}")
-            return {}
-        entries: dict[str, Node] = {}
-        for key_node, value_node in node.value:
-            key = self.scalar(key_node)
-            if not isinstance(key, str):
-                self.problem(key_node, where, f"keys of {what} must be strings, not {key!r}")
-                continue
-            if key in entries:
-                self.problem(key_node, _join(where, key), f"duplicate key {key!r} in {what}")
-                continue
-            if allowed and key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
-                suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; expected one of: {', '.join(allowed)}"
-                self.problem(key_node, _join(where, key), f"unknown key {key!r} in {what}{suggestion}")
-                continue
-            entries[key] = value_node
-        return entries
-
-    def string(self, node: Node, where: str, what: str, *, empty_ok: bool = False) -> str | None:
-        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        if not isinstance(value, str):
-            self.problem(node, where, f"{what} must be a string, not {_describe(self, node)}")
-            return None
-        if not empty_ok and not value.strip():
-            self.problem(node, where, f"{what} must not be empty")
-            return None
-        return value
-
-    def boolean(self, node: Node, where: str, what: str) -> bool | None:
-        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        if not isinstance(value, bool):
-            self.problem(node, where, f"{what} must be true or false, not {_describe(self, node)}")
-            return None
-        return value
 
     # --- the document -------------------------------------------------------
     def load(self) -> Policy:
@@ -172,7 +82,7 @@ class _Loader:
                         1,
                         1,
                         "",
-                        f"a policy must be a mapping at the top level, not {_kind(root)}",
+                        f"a policy must be a mapping at the top level, not {kind_of(root)}",
                     )
                 ]
             )
@@ -211,7 +121,7 @@ class _Loader:
         node = top["version"]
         value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
         if value not in ("1", 1):
-            self.problem(node, "version", f'unsupported version {_describe(self, node)}; only "1" is known')
+            self.problem(node, "version", f'unsupported version {self.describe(node)}; only "1" is known')
         return "1"
 
     def load_default(self, top: dict[str, Node]) -> tuple[Literal["allow", "deny"], Mark | None]:
@@ -220,17 +130,17 @@ class _Loader:
         node = top["default"]
         value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
         if value not in ("allow", "deny"):
-            self.problem(node, "default", f"default must be allow or deny, not {_describe(self, node)}")
-            return "allow", _mark(node)
-        return value, _mark(node)
+            self.problem(node, "default", f"default must be allow or deny, not {self.describe(node)}")
+            return "allow", mark_of(node)
+        return value, mark_of(node)
 
     def load_hide(self, top: dict[str, Node]) -> tuple[tuple[str, ...], Mark | None]:
         if "hide" not in top:
             return (), None
         node = top["hide"]
         if not isinstance(node, yaml.SequenceNode):
-            self.problem(node, "hide", f"hide must be a list of tool names, not {_kind(node)}")
-            return (), _mark(node)
+            self.problem(node, "hide", f"hide must be a list of tool names, not {kind_of(node)}")
+            return (), mark_of(node)
         names: list[str] = []
         for i, item in enumerate(node.value):
             name = self.string(item, f"hide[{i}]", "a hidden tool name")
@@ -240,7 +150,7 @@ class _Loader:
                 self.problem(item, f"hide[{i}]", f"tool {name!r} is hidden twice")
                 continue
             names.append(name)
-        return tuple(names), _mark(node)
+        return tuple(names), mark_of(node)
 
     def load_tools(self, top: dict[str, Node]) -> tuple[Tool, ...]:
         if "tools" not in top:
@@ -269,7 +179,7 @@ class _Loader:
             if isinstance(rules_node, yaml.ScalarNode) and self.scalar(rules_node) is None:
                 rules_items: list[Node] = []
             elif not isinstance(rules_node, yaml.SequenceNode):
-                self.problem(rules_node, f"{where}.rules", f"rules must be a list, not {_kind(rules_node)}")
+                self.problem(rules_node, f"{where}.rules", f"rules must be a list, not {kind_of(rules_node)}")
                 continue
             else:
                 rules_items = list(rules_node.value)
@@ -298,269 +208,8 @@ class _Loader:
                     else:
                         idents[rule.ident] = f"{where}.rules[{i}]"
                 rules.append(rule)
-            tools.append(Tool(name=name, rules=tuple(rules), mark=_mark(node)))
+            tools.append(Tool(name=name, rules=tuple(rules), mark=mark_of(node)))
         return _number_rules(tools)
-
-    def load_rule(self, node: Node, where: str, tool: str, index: int) -> Rule | None:
-        problems_before = len(self.problems)
-        fields = self.mapping(node, where, RULE_KEYS, "a rule")
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        name = f"{tool}[{index}]"
-        ident = snake_case(f"{'all_tools' if tool == WILDCARD else tool}_{index}")
-        if "name" in fields:
-            given = self.string(fields["name"], f"{where}.name", "a rule name")
-            if given is not None:
-                name, ident = given, snake_case(given)
-        action: Action = "evaluate"
-        if "action" in fields:
-            raw = self.scalar(fields["action"]) if isinstance(fields["action"], yaml.ScalarNode) else None
-            if raw in ACTIONS:
-                action = raw
-            else:
-                hint = difflib.get_close_matches(str(raw), ACTIONS, n=1)
-                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-                self.problem(
-                    fields["action"],
-                    f"{where}.action",
-                    f"unknown action {_describe(self, fields['action'])}; expected one of: "
-                    f"{', '.join(ACTIONS)}{suggestion}",
-                )
-        on_deny = self.string(fields["on_deny"], f"{where}.on_deny", "on_deny") if "on_deny" in fields else None
-        rate_limit = (
-            self.load_rate_limit(fields["rate_limit"], f"{where}.rate_limit") if "rate_limit" in fields else None
-        )
-        counter = self.load_counter(fields["state"], f"{where}.state") if "state" in fields else None
-        conditions: list[Condition] = []
-        if "conditions" in fields:
-            cnode = fields["conditions"]
-            if not isinstance(cnode, yaml.SequenceNode):
-                self.problem(cnode, f"{where}.conditions", f"conditions must be a list, not {_kind(cnode)}")
-            else:
-                for j, item in enumerate(cnode.value):
-                    condition = self.load_condition(item, f"{where}.conditions[{j}]")
-                    if condition is not None:
-                        conditions.append(condition)
-        required_args = schema = False
-        if "validate" in fields:
-            vfields = self.mapping(fields["validate"], f"{where}.validate", VALIDATE_KEYS, "validate")
-            if "required_args" in vfields:
-                required_args = bool(
-                    self.boolean(vfields["required_args"], f"{where}.validate.required_args", "required_args")
-                )
-            if "schema" in vfields:
-                schema = bool(self.boolean(vfields["schema"], f"{where}.validate.schema", "schema"))
-        approval_timeout = None
-        if "approval_timeout" in fields:
-            tnode = fields["approval_timeout"]
-            raw_timeout = self.scalar(tnode) if isinstance(tnode, yaml.ScalarNode) else None
-            if isinstance(raw_timeout, int) and not isinstance(raw_timeout, bool) and raw_timeout > 0:
-                approval_timeout = f"{raw_timeout}s"
-            elif isinstance(raw_timeout, str) and _DURATION.match(raw_timeout.strip()):
-                approval_timeout = raw_timeout.strip()
-            else:
-                self.problem(
-                    tnode,
-                    f"{where}.approval_timeout",
-                    f"approval_timeout must be a duration such as 30s, 5m or 1h, not {_describe(self, tnode)}",
-                )
-            if action != "require_approval":
-                self.problem(
-                    tnode,
-                    f"{where}.approval_timeout",
-                    "approval_timeout only applies to action: require_approval",
-                )
-
-        # Combinations that make no sense, each with its own message.
-        if action == "deny":
-            for key in ("conditions", "rate_limit", "state", "validate"):
-                if key in fields:
-                    self.problem(
-                        fields[key],
-                        f"{where}.{key}",
-                        f"a deny rule always denies, so {key} has no effect; "
-                        "use action: evaluate for a conditional rule",
-                    )
-        if action == "require_approval":
-            for key in ("rate_limit", "state", "validate"):
-                if key in fields:
-                    self.problem(
-                        fields[key],
-                        f"{where}.{key}",
-                        f"{key} cannot be combined with action: require_approval",
-                    )
-        if rate_limit is not None:
-            for key in ("conditions", "state"):
-                if key in fields:
-                    self.problem(
-                        fields[key],
-                        f"{where}.{key}",
-                        f"rate_limit cannot be combined with {key}; put the limit in a rule of its own",
-                    )
-        if len(self.problems) > problems_before:
-            return None
-        return Rule(
-            name=name,
-            ident=ident,
-            tool=tool,
-            index=index,
-            order=0,  # numbered once every tool is read
-            action=action,
-            on_deny=on_deny,
-            rate_limit=rate_limit,
-            conditions=tuple(conditions),
-            counter=counter,
-            required_args=required_args,
-            schema=schema,
-            approval_timeout=approval_timeout,
-            mark=_mark(node),
-        )
-
-    def load_rate_limit(self, node: Node, where: str) -> RateLimit | None:
-        raw = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        match = _RATE_LIMIT.match(raw) if isinstance(raw, str) else None
-        if match is None:
-            self.problem(
-                node,
-                where,
-                f"rate_limit must look like 30/hour (count/minute|hour|day), not {_describe(self, node)}",
-            )
-            return None
-        count, window = int(match.group(1)), match.group(2)
-        if window not in WINDOWS:
-            hint = difflib.get_close_matches(window, WINDOWS, n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-            self.problem(node, where, f"unknown rate_limit window {window!r}; expected minute, hour or day{suggestion}")
-            return None
-        if count == 0:
-            self.problem(node, where, "rate_limit of 0 admits nothing; use action: deny to block the tool")
-            return None
-        return RateLimit(limit=count, window=cast(Window, window))
-
-    def load_counter(self, node: Node, where: str) -> Counter | None:
-        fields = self.mapping(node, where, STATE_KEYS, "state")
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        ok = True
-        name = None
-        if "counter" not in fields:
-            self.problem(node, f"{where}.counter", "state needs a counter name")
-            ok = False
-        else:
-            name = self.string(fields["counter"], f"{where}.counter", "counter")
-            if name is not None and not _COUNTER_NAME.match(name):
-                self.problem(fields["counter"], f"{where}.counter", f"counter {name!r} must be letters, digits, _ or -")
-                ok = False
-        window: Window | None = None
-        if "window" not in fields:
-            self.problem(node, f"{where}.window", "state needs a window: minute, hour or day")
-            ok = False
-        else:
-            raw = self.scalar(fields["window"]) if isinstance(fields["window"], yaml.ScalarNode) else None
-            if raw in WINDOWS:
-                window = raw
-            else:
-                self.problem(
-                    fields["window"],
-                    f"{where}.window",
-                    f"unknown window {_describe(self, fields['window'])}; expected minute, hour or day",
-                )
-                ok = False
-        increment: float = 1
-        if "increment" in fields:
-            raw_inc = self.scalar(fields["increment"]) if isinstance(fields["increment"], yaml.ScalarNode) else None
-            if isinstance(raw_inc, bool) or not isinstance(raw_inc, int | float) or raw_inc <= 0:
-                self.problem(
-                    fields["increment"],
-                    f"{where}.increment",
-                    f"increment must be a positive number, not {_describe(self, fields['increment'])}",
-                )
-                ok = False
-            else:
-                increment = raw_inc
-        increment_from = None
-        if "increment_from" in fields:
-            raw_from = self.string(fields["increment_from"], f"{where}.increment_from", "increment_from")
-            if raw_from is not None:
-                keys = _arg_keys(raw_from)
-                if keys is None:
-                    self.problem(
-                        fields["increment_from"],
-                        f"{where}.increment_from",
-                        f"increment_from must name an argument as args.<name>, not {raw_from!r}",
-                    )
-                    ok = False
-                else:
-                    increment_from = keys
-            else:
-                ok = False
-            if "increment" in fields:
-                self.problem(
-                    fields["increment_from"],
-                    f"{where}.increment_from",
-                    "give increment or increment_from, not both",
-                )
-                ok = False
-        if not ok or name is None or window is None:
-            return None
-        return Counter(name=name, window=window, increment=increment, increment_from=increment_from, mark=_mark(node))
-
-    def load_condition(self, node: Node, where: str) -> Condition | None:
-        fields = self.mapping(node, where, CONDITION_KEYS, "a condition")
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        for key in ("path", "op"):
-            if key not in fields:
-                self.problem(node, f"{where}.{key}", f"a condition needs {key}")
-        if "path" not in fields or "op" not in fields:
-            return None
-        path = self.string(fields["path"], f"{where}.path", "path")
-        if path is not None and _arg_keys(path) is None and _state_ref(path) is None:
-            self.problem(
-                fields["path"],
-                f"{where}.path",
-                f"path must be args.<name>[.<name>…] or state.<scope>.<counter>, not {path!r}",
-            )
-            path = None
-        op_raw = self.scalar(fields["op"]) if isinstance(fields["op"], yaml.ScalarNode) else None
-        op: Operator | None = None
-        if op_raw in OPERATORS:
-            op = op_raw
-        else:
-            hint = difflib.get_close_matches(str(op_raw), OPERATORS, n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; expected one of: {', '.join(OPERATORS)}"
-            self.problem(fields["op"], f"{where}.op", f"unknown operator {_describe(self, fields['op'])}{suggestion}")
-        if "value" not in fields:
-            self.problem(node, f"{where}.value", "a condition needs value")
-            return None
-        vnode = fields["value"]
-        value = self.value(vnode)
-        if op is not None:
-            self.check_value(op, value, vnode, f"{where}.value")
-            if path is not None and _state_ref(path) is not None and op in ("in", "not_in", "regex", "contains"):
-                self.problem(fields["op"], f"{where}.op", f"a counter is a number; {op} does not apply to {path}")
-        if path is None or op is None:
-            return None
-        return Condition(path=path, op=op, value=value, mark=_mark(node))
-
-    def check_value(self, op: Operator, value: object, node: Node, where: str) -> None:
-        shown = _describe(self, node)
-        if op in NUMERIC_OPS and (isinstance(value, bool) or not isinstance(value, int | float)):
-            self.problem(node, where, f"{op} compares numbers; value must be a number, not {shown}")
-        elif op in ("in", "not_in") and not isinstance(value, list):
-            self.problem(node, where, f"{op} needs a list of values, not {shown}")
-        elif op == "exists" and not isinstance(value, bool):
-            self.problem(node, where, f"exists takes true or false, not {shown}")
-        elif op == "contains" and isinstance(value, list | dict):
-            self.problem(node, where, f"contains looks for one value (a substring or a list member), not {shown}")
-        elif op == "regex":
-            if not isinstance(value, str):
-                self.problem(node, where, f"regex needs a pattern string, not {shown}")
-            else:
-                try:
-                    re2.compile(value)
-                except re2.error as exc:
-                    self.problem(node, where, f"regex {value!r} does not compile as RE2: {exc}")
 
     def check_counters(self, tools: tuple[Tool, ...]) -> None:
         """Counters must be declared once per scope, and read only where declared."""
@@ -624,44 +273,3 @@ def _number_rules(tools: list[Tool]) -> tuple[Tool, ...]:
             order += 1
         numbered[position] = dataclasses.replace(tool, rules=tuple(rules))
     return tuple(numbered[i] for i in range(len(tools)))
-
-
-def _arg_keys(path: str) -> tuple[str, ...] | None:
-    if not path.startswith("args."):
-        return None
-    keys = tuple(path.split(".")[1:])
-    return keys if keys and all(k.strip() for k in keys) else None
-
-
-def _state_ref(path: str) -> tuple[str, str] | None:
-    if not path.startswith("state."):
-        return None
-    scope, _, counter = path[len("state.") :].rpartition(".")
-    return (scope, counter) if scope and counter else None
-
-
-def _mark(node: Node | None) -> Mark:
-    if node is None:
-        return Mark(1, 1)
-    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _kind(node: Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    return f"the value {node.value!r}" if node.value else "an empty value"
-
-
-def _describe(loader: _Loader, node: Node) -> str:
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.scalar(node)
-        if value is None:
-            return "an empty value"
-        return f"{type(value).__name__} {value!r}" if not isinstance(value, str) else repr(value)
-    return _kind(node)
