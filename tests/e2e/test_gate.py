@@ -247,3 +247,56 @@ def test_missing_opa_binary_says_how_to_get_it(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "make setup" in out.stderr or "setup-opa.sh" in out.stderr
+
+
+async def test_a_hand_written_rego_directory_with_a_bare_boolean_decision(tmp_path: Path) -> None:
+    rego = tmp_path / "acme"
+    (rego / "acme").mkdir(parents=True)
+    (rego / "acme" / "policy.rego").write_text(
+        'package acme\n\ndefault allow := false\n\nallow if input.tool.name == "black"\n', encoding="utf-8"
+    )
+    with anyio.fail_after(SESSION_TIMEOUT):
+        async with gated_session(rego, STANDIN, "--server-id", "acme", "--opa-path", "acme/allow") as session:
+            black = await session.call_tool("black", {"path": "."})
+            mypy = await session.call_tool("mypy", {"path": "."})
+    assert not black.is_error
+    assert text(mypy) == "[POLICY DENIED] Denied by policy"
+
+
+async def test_counters_survive_a_policy_reload(tmp_path: Path) -> None:
+    policy = tmp_path / "filesystem.yaml"
+    shutil.copy(POLICIES / "filesystem.yaml", policy)
+    root = tmp_path / "files"
+    root.mkdir()
+    audit = tmp_path / "audit.jsonl"
+
+    async def write(session: Any, i: int) -> Any:
+        return await session.call_tool("write_file", {"path": str(root / f"{i}.txt"), "content": "x"})
+
+    with anyio.fail_after(SESSION_TIMEOUT):
+        async with gated_session(policy, [FILESYSTEM_SERVER, str(root)], "--audit-log", str(audit)) as session:
+            first = [await write(session, i) for i in range(3)]
+            policy.write_text(
+                policy.read_text(encoding="utf-8").replace("At most 5 writes a minute", "Slow down: 5 writes a minute"),
+                encoding="utf-8",
+            )
+            while not any(e["event"] == "reload" for e in audit_events(audit)):
+                await anyio.sleep(0.05)
+            rest = [await write(session, i) for i in range(3, 6)]
+    assert [r.is_error for r in first + rest] == [False] * 5 + [True]
+    assert text(rest[-1]) == "[POLICY DENIED] Slow down: 5 writes a minute"
+
+
+def test_full_argument_logging_is_opt_in(tmp_path: Path) -> None:
+    async def session(flag: str) -> str:
+        audit = tmp_path / f"audit-{flag}.jsonl"
+        with anyio.fail_after(SESSION_TIMEOUT):
+            async with gated_session(
+                POLICIES / "python.yaml", STANDIN, "--audit-log", str(audit), "--log-args", flag
+            ) as s:
+                await s.call_tool("black", {"path": "very-private-path"})
+        return audit.read_text(encoding="utf-8")
+
+    assert "very-private-path" in anyio.run(session, "full")
+    assert "very-private-path" not in anyio.run(session, "none")
+    assert "args_hash" not in anyio.run(session, "none").split('"event": "decision"')[1]
