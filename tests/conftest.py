@@ -11,6 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
 
+# The real redis-server (a container where a Docker engine answers, a local process otherwise).
+pytest_plugins = ["tests.redis_server"]
+
 
 def find_opa_binary() -> str:
     """The pinned OPA that `make setup` built; tests never run without a real OPA."""

@@ -1,13 +1,15 @@
 """Rate-limit stores: OPA declares the limits of a call, a store counts them atomically.
 
 ``open_store`` picks a store from a spec: ``memory``, ``sqlite:///path/to/file.db`` or a bare path
-ending in ``.db``, ``.sqlite`` or ``.sqlite3``.
+ending in ``.db``, ``.sqlite`` or ``.sqlite3``, or ``redis://[user:pass@]host:port/db`` (``rediss://``
+for TLS) for a budget shared by proxies on many hosts.
 """
 
 from __future__ import annotations
 
 from regogate.proxy._errors import ConfigError
 from regogate.proxy._ratelimit._memory import MemoryStore
+from regogate.proxy._ratelimit._redis import RedisStore
 from regogate.proxy._ratelimit._sqlite import SqliteStore
 from regogate.proxy._ratelimit._store import (
     WINDOW_SECONDS,
@@ -26,6 +28,7 @@ __all__ = [
     "Bucket",
     "MemoryStore",
     "RateLimitStore",
+    "RedisStore",
     "Refused",
     "Reservation",
     "ReserveResult",
@@ -37,17 +40,20 @@ __all__ = [
 ]
 
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_REDIS_SCHEMES = ("redis://", "rediss://")
 
 
 def open_store(spec: str, prefix: str = "") -> RateLimitStore:
     """Open the store ``spec`` names; ``prefix`` namespaces counters in a shared store.
 
     Raises:
-        ConfigError: ``spec`` names no known store.
+        ConfigError: ``spec`` names no known store, or a Redis URL regogate cannot use.
         StateError: the store cannot be opened.
     """
     if spec == "memory":
         return MemoryStore()
+    if spec.startswith(_REDIS_SCHEMES):
+        return RedisStore(spec, prefix)
     if spec.startswith("sqlite://"):
         path = spec.removeprefix("sqlite://")
         if not path:
@@ -56,6 +62,6 @@ def open_store(spec: str, prefix: str = "") -> RateLimitStore:
     if "://" not in spec and spec.endswith(_SQLITE_SUFFIXES):
         return SqliteStore(spec, prefix)
     raise ConfigError(
-        f"unknown state store {spec!r}: use memory, sqlite:///path/to/state.db or a path ending in "
-        + ", ".join(_SQLITE_SUFFIXES)
+        f"unknown state store {spec!r}: use memory, sqlite:///path/to/state.db, redis://host:port/db or a path "
+        "ending in " + ", ".join(_SQLITE_SUFFIXES)
     )

@@ -82,7 +82,8 @@ class RateLimitStore(Protocol):
         Items are checked in order, each seeing what the earlier items of the same call added.
 
         Raises:
-            StateError: the store failed; nothing was added.
+            StateError: the store failed. Nothing was admitted; a remote store that timed out after
+                applying the reservation may keep it counted, which can only deny more, never admit more.
         """
         ...
 

@@ -1,4 +1,7 @@
-"""Rate-limit stores: one behaviour suite for every store, then what only SQLite promises."""
+"""Rate-limit stores: one behaviour suite for every store (memory, SQLite, Redis), then what only SQLite promises.
+
+What only Redis promises is in test_redis_store.py.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
+from uuid import uuid4
 
 import anyio
 import pytest
@@ -16,6 +20,7 @@ from regogate.proxy._errors import ConfigError, StateError
 from regogate.proxy._ratelimit import (
     MemoryStore,
     RateLimitStore,
+    RedisStore,
     Refused,
     Reservation,
     SqliteStore,
@@ -41,9 +46,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RateLimitStore]:
-    opened = open_store("memory" if request.param == "memory" else f"sqlite:///{tmp_path}/state.db", "srv")
+    if request.param == "redis":
+        # One Redis serves the whole session, so each test counts under a prefix of its own.
+        opened = open_store(request.getfixturevalue("redis_url"), f"{uuid4().hex}:")
+    else:
+        opened = open_store("memory" if request.param == "memory" else f"sqlite:///{tmp_path}/state.db", "srv")
     yield opened
     await opened.aclose()
 
@@ -140,6 +149,13 @@ async def test_cost_may_be_fractional(store: RateLimitStore) -> None:
     assert refused.current == 7.0
 
 
+async def test_tenths_add_up_to_the_limit(store: RateLimitStore) -> None:
+    tenth = Reservation("charge/daily_spend", 1, "day", 0.1)
+    admitted = [isinstance(await store.reserve([tenth], NOW), Ticket) for _ in range(11)]
+    assert admitted == [True] * 10 + [False]
+    assert await store.current("charge/daily_spend", "day", NOW) == pytest.approx(1.0)
+
+
 async def test_count_only_declarations_never_refuse(store: RateLimitStore) -> None:
     for _ in range(5):
         assert isinstance(await store.reserve([_one(limit=None, cost=100)], NOW), Ticket)
@@ -152,11 +168,24 @@ def test_window_start_is_utc_calendar_aligned() -> None:
     assert window_start("day", NOW) == 1_795_000_000 - (11 * 3600 + 6 * 60 + 40)
 
 
-def test_open_store_reads_its_spec(tmp_path: Path) -> None:
+async def test_open_store_reads_its_spec(tmp_path: Path) -> None:
     assert isinstance(open_store("memory", "p"), MemoryStore)
     assert isinstance(open_store(f"sqlite:///{tmp_path}/a.db", "p"), SqliteStore)
     assert isinstance(open_store(f"{tmp_path}/b.sqlite", "p"), SqliteStore)
-    for bad in ("redis://localhost", "state.txt", "sqlite://"):
+    for url in ("redis://localhost", "redis://u:pw@cache.internal:6380/2", "rediss://[::1]:6379/0?ssl_cert_reqs=none"):
+        redis_store = open_store(url, "p")
+        assert isinstance(redis_store, RedisStore)
+        await redis_store.aclose()  # nothing connected yet; this only drops the pool
+    bad_specs = (
+        "state.txt",
+        "sqlite://",
+        "redis://",
+        "redis://cache:port/0",
+        "redis://cache:6379/zero",
+        "redis://cache:6379/0?socket_timeout=60",
+        "unix:///run/redis.sock",
+    )
+    for bad in bad_specs:
         with pytest.raises(ConfigError):
             open_store(bad, "p")
 

@@ -1,0 +1,211 @@
+"""A real Redis for the tests: ``redis:7`` in a container where a Docker engine answers, else local ``redis-server``.
+
+Load it as a pytest plugin (``pytest_plugins = ["tests.redis_server"]``) for the session-scoped
+``redis_server`` and ``redis_url`` fixtures. Both paths give a URL on a fixed port, without
+persistence, and both can be taken down and brought back on that port (``RedisServer.outage``).
+Missing Redis is a failure, never a skip: run ``scripts/setup-redis.sh``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import docker
+import docker.errors
+import pytest
+from testcontainers.community.redis import RedisContainer
+
+__all__ = ["RedisServer", "find_redis_server", "redis_server", "redis_url"]
+
+#: A local redis-server listens within milliseconds; the rest is slack for a loaded CI machine.
+START_TIMEOUT: Final = 10.0
+#: Readiness probes are one loopback round trip; probing often keeps start-up short.
+POLL_INTERVAL: Final = 0.01
+#: Whether a Docker engine answers is known within a second, or it is not worth waiting for.
+DOCKER_PROBE_TIMEOUT: Final = 1
+#: A killed redis-server is gone at once; this bounds the wait for its exit status.
+STOP_TIMEOUT: Final = 5.0
+IMAGE: Final = "redis:7"
+#: No RDB snapshots and no AOF: test counters need no durability, and no files are left behind.
+NO_PERSISTENCE: Final = ("--save", "", "--appendonly", "no")
+REDIS_PORT: Final = 6379
+
+
+def find_redis_server() -> str:
+    """The ``redis-server`` binary: ``$REGOGATE_REDIS_SERVER``, then PATH, then Debian's path.
+
+    Raises:
+        FileNotFoundError: there is none; the message says how to install it.
+    """
+    for candidate in (os.environ.get("REGOGATE_REDIS_SERVER"), shutil.which("redis-server"), "/usr/bin/redis-server"):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(
+        "no redis-server binary and no Docker engine: run scripts/setup-redis.sh (it installs Debian's redis-server)"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers_ping(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=POLL_INTERVAL * 10) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _docker_client() -> Any | None:
+    """A Docker client if an engine answers within ``DOCKER_PROBE_TIMEOUT``, else None."""
+    # docker-py leaves its socket open when the engine is missing; that is its leak, not a test's.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        client = None
+        try:
+            client = docker.from_env(timeout=DOCKER_PROBE_TIMEOUT)
+            client.ping()
+        except (docker.errors.DockerException, OSError):
+            if client is not None:
+                client.close()
+            client = None
+        finally:
+            gc.collect()
+    return client
+
+
+class RedisServer:
+    """One Redis on 127.0.0.1 (or the Docker host) at a fixed port, for the whole test session."""
+
+    def __init__(self, workdir: Path, docker_client: Any | None) -> None:
+        self.port = _free_port()
+        self._workdir = workdir
+        self._docker = docker_client
+        self._process: subprocess.Popen[bytes] | None = None
+        self._container: RedisContainer | None = None
+        self.host = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def in_container(self) -> bool:
+        return self._docker is not None
+
+    def start(self) -> None:
+        """Start the server for the first time and wait until it answers PING.
+
+        Raises:
+            FileNotFoundError: no redis-server and no Docker engine.
+        """
+        if self._docker is not None:
+            container = (
+                RedisContainer(IMAGE)
+                .with_command(["redis-server", *NO_PERSISTENCE])
+                .with_bind_ports(REDIS_PORT, self.port)
+            )
+            container.start()  # its wait strategy pings until Redis answers
+            self._container = container
+            self.host = container.get_container_host_ip()
+        else:
+            self._spawn(find_redis_server())
+        self._wait_ready()
+
+    def _spawn(self, binary: str) -> None:
+        log = (self._workdir / "redis.log").open("ab")
+        with log:
+            self._process = subprocess.Popen(
+                [
+                    binary,
+                    *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self._workdir)),
+                    *NO_PERSISTENCE,
+                    *("--daemonize", "no", "--loglevel", "warning"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _answers_ping(self.host, self.port):
+            if self._process is not None and self._process.poll() is not None:
+                log = (self._workdir / "redis.log").read_text(encoding="utf-8", errors="replace")
+                raise RuntimeError(f"redis-server exited with {self._process.returncode}:\n{log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Redis on {self.host}:{self.port} did not answer within {START_TIMEOUT:g}s")
+            time.sleep(POLL_INTERVAL)
+
+    def kill(self) -> None:
+        """Take the server down abruptly (SIGKILL or ``docker kill``); its port stops answering."""
+        if self._container is not None:
+            self._container.get_wrapped_container().kill()
+        elif self._process is not None:
+            self._process.send_signal(signal.SIGKILL)
+            self._process.wait(STOP_TIMEOUT)
+            self._process = None
+
+    def restart(self) -> None:
+        """Bring the server back on the same port (empty: nothing was persisted)."""
+        if self._container is not None:
+            self._container.get_wrapped_container().start()
+        else:
+            self._spawn(find_redis_server())
+        self._wait_ready()
+
+    @contextmanager
+    def outage(self) -> Iterator[None]:
+        """Redis is down inside the block and back, on the same port, after it."""
+        self.kill()
+        try:
+            yield
+        finally:
+            self.restart()
+
+    def stop(self) -> None:
+        """Stop for good, at the end of the session."""
+        if self._container is not None:
+            self._container.stop()
+            self._container = None
+        self.kill()
+        if self._docker is not None:
+            self._docker.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis for the session; fails (never skips) when there is neither Docker nor redis-server."""
+    with tempfile.TemporaryDirectory(prefix="regogate-redis-") as workdir:
+        server = RedisServer(Path(workdir), _docker_client())
+        try:
+            try:
+                server.start()
+            except FileNotFoundError as exc:
+                pytest.fail(str(exc), pytrace=False)
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    """``redis://host:port/0`` of the session's Redis."""
+    return redis_server.url
