@@ -17,7 +17,7 @@ PIP_CACHE := $(CACHE)/pip
 export PIP_CACHE_DIR := $(PIP_CACHE)
 export npm_config_cache := $(CACHE)/npm
 
-.PHONY: help setup redis-server demo test lint typecheck rego-check pytest wheel-check bench clean
+.PHONY: help setup redis-server bundle-server demo test lint typecheck rego-check pytest wheel-check bench clean
 
 help:
 	@echo "make demo   - convert policies/python.yaml and show what a real OPA decides"
@@ -55,7 +55,10 @@ $(SERVERS_VENV)/.installed: tests/servers/requirements.txt
 redis-server:
 	@scripts/setup-redis.sh
 
-setup: $(VENV)/.installed build/dev/regogate $(OPA) tests/servers/node_modules/.installed $(SERVERS_VENV)/.installed redis-server
+bundle-server:
+	@scripts/setup-bundle-server.sh
+
+setup: $(VENV)/.installed build/dev/regogate $(OPA) tests/servers/node_modules/.installed $(SERVERS_VENV)/.installed redis-server bundle-server
 
 # --- the main job -----------------------------------------------------------
 demo: setup

@@ -1,4 +1,8 @@
-"""Assemble converted Rego into an OPA bundle and write it as a directory or a ``.tar.gz``, atomically."""
+"""Assemble converted Rego into an OPA bundle, sign it, and write it as a directory or a ``.tar.gz``, atomically.
+
+Signing runs the real ``opa sign`` on the bundle's files, so the ``.signatures.json`` it adds is
+exactly what OPA's ``--verification-key`` (or a bundle's ``signing.keyid``) verifies.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,24 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Final
 
 from regogate.converters._load import parse_policy
 from regogate.converters._model import Policy
 from regogate.converters._rego import generate_rego
 from regogate.converters._testgen import generate_tests
+from regogate.proxy._errors import ConfigError
 
 GENERATOR = "regogate 0.1.0"
+SIGNATURES: Final = ".signatures.json"
+#: ``opa sign`` hashes a few small files and signs once; it exits well within this.
+SIGN_TIMEOUT: Final = 30.0
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,8 @@ class Bundle:
         return loaded
 
 
-def _manifest(revision: str, roots: list[str], metadata: dict[str, object]) -> bytes:
+def manifest_bytes(revision: str, roots: list[str], metadata: dict[str, object]) -> bytes:
+    """A bundle's ``.manifest``: revision, roots, Rego v1 and metadata, as stable JSON."""
     document = {"revision": revision, "roots": roots, "rego_version": 1, "metadata": metadata}
     return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
 
@@ -49,7 +60,7 @@ def policy_bundle(policy: Policy, text: str) -> Bundle:
         f"{base}/policy.rego": generate_rego(policy).encode(),
         f"{base}/policy_test.rego": generate_tests(policy).encode(),
     }
-    files[".manifest"] = _manifest(
+    files[".manifest"] = manifest_bytes(
         revision,
         [base, f"{base}_test"],
         {"generator": GENERATOR, "source": policy.source, "server_id": policy.server_id},
@@ -78,6 +89,46 @@ def gate_bundle() -> Bundle:
     return Bundle(files=files, revision=str(revision))
 
 
+def sign_bundle(
+    bundle: Bundle,
+    *,
+    opa_bin: str,
+    signing_key: Path,
+    algorithm: str = "RS256",
+    claims_file: Path | None = None,
+) -> Bundle:
+    """The bundle with a ``.signatures.json`` made by ``opa sign`` (an old signature is replaced).
+
+    ``signing_key`` is a PEM private key (RSA or ECDSA) for ``algorithm`` (``RS256``, ``ES256``, ...).
+
+    Raises:
+        ConfigError: the key cannot be read or ``opa sign`` fails (its message is quoted).
+    """
+    if not signing_key.is_file():
+        raise ConfigError(f"--signing-key {signing_key}: no such file")
+    unsigned = {name: content for name, content in bundle.files.items() if name != SIGNATURES}
+    with tempfile.TemporaryDirectory(prefix="regogate-sign-") as tmp:
+        root = Path(tmp) / "bundle"
+        for name, content in unsigned.items():
+            target = root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        argv = [opa_bin, "sign", "--bundle", ".", "--output-file-path", ".", "--signing-alg", algorithm]
+        argv += ["--signing-key", str(signing_key.absolute())]
+        if claims_file is not None:
+            argv += ["--claims-file", str(claims_file.absolute())]
+        try:
+            # Run inside the bundle so the signed file names are the bundle's own paths.
+            done = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=SIGN_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ConfigError(f"cannot run opa sign ({opa_bin}): {exc}") from exc
+        if done.returncode != 0:
+            raise ConfigError(f"opa sign failed: {(done.stderr or done.stdout).strip()}")
+        signatures = (root / SIGNATURES).read_bytes()
+    files = {**unsigned, SIGNATURES: signatures}
+    return Bundle(files=dict(sorted(files.items())), revision=bundle.revision)
+
+
 def write_bundle(bundle: Bundle, out: Path) -> None:
     """Write the bundle to ``out``: a ``.tar.gz`` file, or else a directory, replaced as a whole.
 
@@ -91,6 +142,8 @@ def write_bundle(bundle: Bundle, out: Path) -> None:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+            # A bundle is no secret, and a bundle server's workers must be able to read it.
+            os.chmod(tmp, 0o644)
             os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

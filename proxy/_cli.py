@@ -1,4 +1,4 @@
-"""The ``regogate`` command line: validate, convert, core-bundle and run (the proxy)."""
+"""The ``regogate`` command line: validate, convert, core-bundle, mask-bundle and run (the proxy)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,32 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from regogate.converters import gate_bundle, load_policy, policy_bundle, write_bundle
+from regogate.converters import (
+    LOG_ARGS,
+    Bundle,
+    gate_bundle,
+    load_policy,
+    mask_bundle,
+    policy_bundle,
+    sign_bundle,
+    write_bundle,
+)
 from regogate.proxy._errors import ConfigError, PolicySourceError
+from regogate.proxy._sidecar import find_opa
 
 log = logging.getLogger("regogate")
 
 EXIT_USAGE = 2
 EXIT_INVALID = 1
+COMMANDS = ("validate", "convert", "core-bundle", "mask-bundle")
 
 EPILOG = """\
 examples:
   regogate validate -c policies/python.yaml
   regogate convert -c policies/python.yaml -o build/python.tar.gz
   regogate core-bundle -o build/gate
+  regogate mask-bundle --log-args hash -o build/mask.tar.gz
+  regogate convert -c policies/python.yaml -o build/python.tar.gz --signing-key keys/bundle-signing.pem
   regogate -c policies/python.yaml -- npx -y some-mcp-server
 """
 
@@ -72,7 +85,63 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: regogate core-bundle -o build/gate && opa run -s -b build/gate -b build/python.tar.gz",
     )
     core.add_argument("-o", "--output", required=True, metavar="OUT", help="a directory, or a file ending .tar.gz")
+
+    mask = commands.add_parser(
+        "mask-bundle",
+        help="write the decision-log mask (package system.log) for --log-args",
+        description=(
+            "Write the system.log policy that masks tool arguments in OPA's decision log, as an OPA bundle: "
+            "hash replaces them with their SHA-256, none erases them, full leaves them. It also keeps "
+            "regogate's reads of data.system.bundles out of the decision log."
+        ),
+        epilog="example: regogate mask-bundle --log-args hash -o build/bundles/mask.tar.gz",
+    )
+    mask.add_argument(
+        "--log-args",
+        choices=LOG_ARGS,
+        default="hash",
+        help="tool arguments in OPA's decision log: a hash (default), nothing, or in clear",
+    )
+    mask.add_argument("-o", "--output", required=True, metavar="OUT", help="a directory, or a file ending .tar.gz")
+    for command in (convert, core, mask):
+        _signing_flags(command)
     return parser
+
+
+def _signing_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--signing-key",
+        metavar="KEY",
+        help="sign the bundle with this PEM private key (runs opa sign); OPA verifies it with the public key",
+    )
+    command.add_argument(
+        "--signing-alg",
+        default="RS256",
+        metavar="ALG",
+        help="the signature algorithm for --signing-key: RS256 (default), ES256, PS256, ...",
+    )
+    command.add_argument(
+        "--claims-file", metavar="FILE", help='extra JWT claims for the signature, e.g. {"scope": "prod"}'
+    )
+    command.add_argument(
+        "--opa-bin", metavar="FILE", help="the opa binary that signs (default: $REGOGATE_OPA, PATH, cache)"
+    )
+
+
+def _write(bundle: Bundle, args: argparse.Namespace) -> str:
+    """Sign the bundle when asked, write it, and say so in a few words."""
+    signed = ""
+    if args.signing_key:
+        bundle = sign_bundle(
+            bundle,
+            opa_bin=find_opa(args.opa_bin),
+            signing_key=Path(args.signing_key),
+            algorithm=args.signing_alg,
+            claims_file=Path(args.claims_file) if args.claims_file else None,
+        )
+        signed = f", signed {args.signing_alg}"
+    write_bundle(bundle, Path(args.output))
+    return f"revision {bundle.revision}{signed}"
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -87,25 +156,27 @@ def _validate(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     path = Path(args.config)
     policy = load_policy(path, server_id=args.server_id)
-    bundle = policy_bundle(policy, path.read_text(encoding="utf-8"))
-    write_bundle(bundle, Path(args.output))
-    sys.stdout.write(
-        f"{args.config}: wrote {args.output} (package regogate.policies.{policy.server_id}, "
-        f"revision {bundle.revision})\n"
-    )
+    written = _write(policy_bundle(policy, path.read_text(encoding="utf-8")), args)
+    sys.stdout.write(f"{args.config}: wrote {args.output} (package regogate.policies.{policy.server_id}, {written})\n")
     return 0
 
 
 def _core_bundle(args: argparse.Namespace) -> int:
-    write_bundle(gate_bundle(), Path(args.output))
-    sys.stdout.write(f"wrote {args.output} (package regogate.gate)\n")
+    written = _write(gate_bundle(), args)
+    sys.stdout.write(f"wrote {args.output} (package regogate.gate, {written})\n")
+    return 0
+
+
+def _mask_bundle(args: argparse.Namespace) -> int:
+    written = _write(mask_bundle(args.log_args), args)
+    sys.stdout.write(f"wrote {args.output} (package system.log, --log-args {args.log_args}, {written})\n")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments and arguments[0] not in ("validate", "convert", "core-bundle", "run", "-h", "--help"):
+    if arguments and arguments[0] not in (*COMMANDS, "run", "-h", "--help"):
         # The drop-in form `regogate -c POLICY -- server…` means `regogate run …`.
         arguments.insert(0, "run")
     if arguments and arguments[0] == "run":
@@ -117,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    handlers = {"validate": _validate, "convert": _convert, "core-bundle": _core_bundle}
+    handlers = {"validate": _validate, "convert": _convert, "core-bundle": _core_bundle, "mask-bundle": _mask_bundle}
     try:
         return handlers[args.command](args)
     except PolicySourceError as exc:

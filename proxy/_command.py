@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Final
 
 import anyio
 
-from regogate.converters import Policy, gate_bundle, load_policy, policy_bundle, write_bundle
+from regogate.converters import Policy, gate_bundle, load_policy, mask_bundle, policy_bundle, write_bundle
 from regogate.proxy._audit import AuditLog
 from regogate.proxy._clock import SystemClock
 from regogate.proxy._errors import ConfigError, PolicySourceError, RegogateError
@@ -23,6 +24,7 @@ from regogate.proxy._gate import DEFAULT_DECISION_PATH, CounterRead, GateSetting
 from regogate.proxy._opa import DEFAULT_TIMEOUT, OpaClient
 from regogate.proxy._ratelimit import open_store
 from regogate.proxy._relay import DEFAULT_DENY_PREFIX
+from regogate.proxy._revisions import RevisionAudit, RevisionTracker, wait_for_bundles
 from regogate.proxy._run import run_relay
 from regogate.proxy._sidecar import EmbeddedOpa
 
@@ -30,6 +32,8 @@ log = logging.getLogger("regogate")
 
 #: How often the policy file is checked for edits; an edit takes effect within this.
 RELOAD_POLL_SECONDS = 0.5
+#: How long an external OPA may take to activate its bundles (a first download from a bundle server).
+OPA_READY_TIMEOUT: Final = 30.0
 EXIT_USAGE = 2
 EXIT_CONFIG = 1
 
@@ -40,6 +44,9 @@ examples:
       --audit-log /var/log/regogate/audit.jsonl -- mcp-server-filesystem /srv/data
   regogate run -c my-rego-bundle/ --server-id github --opa-url unix:///run/opa.sock -- github-mcp-server
   regogate run -c policies/github.yaml --dry-run --log-level info -- github-mcp-server
+  regogate run -c policies/python.yaml --decision-log /var/log/regogate/opa-decisions.jsonl -- python-mcp
+  regogate run -c policies/github.yaml --opa-url http://127.0.0.1:8181 --opa-ready-timeout 60 \\
+      --state redis://127.0.0.1:6379/0 -- github-mcp-server
 """
 
 
@@ -87,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"deny a call whose decision takes longer (default: {DEFAULT_TIMEOUT})",
+    )
+    p.add_argument(
+        "--opa-ready-timeout",
+        type=float,
+        default=OPA_READY_TIMEOUT,
+        metavar="SECONDS",
+        help=(
+            "with --opa-url: wait this long for GET /health?bundles to answer 200 (bundles active) "
+            f"before serving, else fail to start (default: {OPA_READY_TIMEOUT:g})"
+        ),
+    )
+    p.add_argument(
+        "--decision-log",
+        metavar="FILE",
+        help=(
+            "embedded OPA: turn on OPA's decision log and append it to FILE (- for stderr), one JSON event "
+            "per line, tool arguments masked as --log-args says"
+        ),
     )
     p.add_argument(
         "--opa-bin", metavar="FILE", help="the opa binary for the embedded OPA (default: $REGOGATE_OPA, PATH, cache)"
@@ -143,6 +168,8 @@ class RunConfig:
     opa_url: str | None
     opa_path: str
     opa_timeout: float
+    opa_ready_timeout: float
+    decision_log: str | None
     opa_bin: str | None
     fail_mode: str
     state_fail_mode: str
@@ -166,6 +193,10 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
         parser.error("no upstream MCP server command given after --")
     if args.opa_timeout <= 0:
         parser.error("--opa-timeout must be positive")
+    if args.opa_ready_timeout <= 0:
+        parser.error("--opa-ready-timeout must be positive")
+    if args.decision_log and args.opa_url:
+        parser.error("--decision-log is for the embedded OPA; an external OPA logs decisions as its config says")
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level.upper(), format="regogate %(levelname)s %(name)s: %(message)s"
     )
@@ -175,6 +206,8 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
         opa_url=args.opa_url,
         opa_path=args.opa_path.strip("/"),
         opa_timeout=args.opa_timeout,
+        opa_ready_timeout=args.opa_ready_timeout,
+        decision_log=args.decision_log,
         opa_bin=args.opa_bin,
         fail_mode=args.fail_mode,
         state_fail_mode=args.state_fail_mode,
@@ -206,9 +239,11 @@ def counter_reads(policy: Policy) -> dict[str, tuple[CounterRead, ...]]:
 class PolicySource:
     """The policy file and the bundles made from it, in a private directory."""
 
-    def __init__(self, config: RunConfig, workdir: Path) -> None:
+    def __init__(self, config: RunConfig, workdir: Path, *, extra: Sequence[Path] = ()) -> None:
+        """``extra`` bundles (the decision-log mask) load next to the policy's, unchanged by edits."""
         self.config = config
         self.workdir = workdir
+        self.extra = list(extra)
         self.generation = 0
         self.policy: Policy | None = None
         self.revision = "hand-written"
@@ -223,13 +258,15 @@ class PolicySource:
         if self.config.policy.is_dir():
             if not self.config.server_id:
                 raise ConfigError("a Rego directory needs --server-id (the id its policies use)")
-            return [self.config.policy]
+            return [self.config.policy, *self.extra]
         policy = load_policy(self.config.policy, server_id=self.config.server_id)
         bundle = policy_bundle(policy, self.config.policy.read_text(encoding="utf-8"))
-        write_bundle(bundle, target / "policy")
+        # The directory's name is the bundle's name in data.system.bundles: the server id.
+        policy_dir = target / "policies" / policy.server_id
+        write_bundle(bundle, policy_dir)
         write_bundle(gate_bundle(), target / "gate")
         self.policy, self.revision, self.server_id = policy, bundle.revision, policy.server_id
-        return [target / "gate", target / "policy"]
+        return [target / "gate", policy_dir, *self.extra]
 
     def changed(self) -> bool:
         return _mtime(self.config.policy) != self.mtime
@@ -245,16 +282,44 @@ def _mtime(path: Path) -> float:
 
 
 @asynccontextmanager
-async def _opa(config: RunConfig, bundles: list[Path]) -> AsyncIterator[tuple[OpaClient, EmbeddedOpa | None]]:
+async def _opa(
+    config: RunConfig, bundles: list[Path], decision_log: IO[str] | None
+) -> AsyncIterator[tuple[OpaClient, EmbeddedOpa | None]]:
     if config.opa_url:
         async with OpaClient(config.opa_url, timeout=config.opa_timeout) as client:
+            await wait_for_bundles(client, config.opa_ready_timeout)
             yield client, None
         return
-    async with EmbeddedOpa(bundles, opa_bin=config.opa_bin, client_timeout=config.opa_timeout) as sidecar:
+
+    def sink(line: str) -> None:
+        assert decision_log is not None
+        decision_log.write(line + "\n")
+
+    async with EmbeddedOpa(
+        bundles,
+        opa_bin=config.opa_bin,
+        client_timeout=config.opa_timeout,
+        decision_logs=decision_log is not None,
+        decision_log=sink if decision_log is not None else None,
+    ) as sidecar:
         yield sidecar.client, sidecar
 
 
-async def _watch(source: PolicySource, sidecar: EmbeddedOpa, gateway: PolicyGateway, audit: AuditLog) -> None:
+def _open_decision_log(target: str | None) -> IO[str] | None:
+    if target is None:
+        return None
+    if target == "-":
+        return sys.stderr
+    try:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        return open(target, "a", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise ConfigError(f"--decision-log {target}: {exc}") from exc
+
+
+async def _watch(
+    source: PolicySource, sidecar: EmbeddedOpa, gateway: PolicyGateway, audit: AuditLog, tracker: RevisionTracker
+) -> None:
     """Reload the sidecar when the policy file changes; an invalid edit keeps the old policy."""
     while True:
         await anyio.sleep(RELOAD_POLL_SECONDS)
@@ -275,7 +340,8 @@ async def _watch(source: PolicySource, sidecar: EmbeddedOpa, gateway: PolicyGate
         if source.policy is not None:
             gateway.counter_reads = counter_reads(source.policy)
         log.warning("policy reloaded: revision %s", source.revision)
-        audit.write("reload", ok=True, revision=source.revision)
+        revisions = await tracker.refresh()
+        audit.write("reload", ok=True, revision=source.revision, revisions=revisions)
 
 
 async def serve(config: RunConfig) -> int:
@@ -283,14 +349,23 @@ async def serve(config: RunConfig) -> int:
     clock = SystemClock()
     workdir = Path(tempfile.mkdtemp(prefix="regogate-"))
     os.chmod(workdir, 0o700)
-    audit = AuditLog(config.audit_log, clock, log_args=config.log_args)  # type: ignore[arg-type]
+    audit = RevisionAudit(config.audit_log, clock, log_args=config.log_args)  # type: ignore[arg-type]
+    decision_log: IO[str] | None = None
     try:
-        source = PolicySource(config, workdir)
+        extra: list[Path] = []
+        if config.decision_log is not None:
+            # OPA logs each decision's input verbatim: mask the arguments as the audit log does.
+            write_bundle(mask_bundle(config.log_args), workdir / "mask")
+            extra.append(workdir / "mask")
+        source = PolicySource(config, workdir, extra=extra)
         bundles = source.build()
+        decision_log = _open_decision_log(config.decision_log)
         async with AsyncExitStack() as stack:
             store = open_store(config.state, config.state_prefix)
             stack.push_async_callback(store.aclose)
-            client, sidecar = await stack.enter_async_context(_opa(config, bundles))
+            client, sidecar = await stack.enter_async_context(_opa(config, bundles, decision_log))
+            tracker = RevisionTracker(client, audit)
+            revisions = await tracker.refresh()
             if config.fail_mode == "open":
                 log.warning("--fail-mode open: calls are ALLOWED whenever OPA fails")
             if config.state_fail_mode == "open":
@@ -313,6 +388,7 @@ async def serve(config: RunConfig) -> int:
                 policy=str(config.policy),
                 server_id=source.server_id,
                 revision=source.revision,
+                revisions=revisions,
                 opa=config.opa_url or "embedded",
                 opa_version=opa_version,
                 state=config.state,
@@ -322,14 +398,17 @@ async def serve(config: RunConfig) -> int:
                 upstream=list(config.upstream),
             )
             async with anyio.create_task_group() as tg:
+                tg.start_soon(tracker.run)
                 if sidecar is not None:
-                    tg.start_soon(_watch, source, sidecar, gateway, audit)
+                    tg.start_soon(_watch, source, sidecar, gateway, audit, tracker)
                 status = await run_relay(config.upstream, gateway, deny_prefix=config.deny_prefix)
                 tg.cancel_scope.cancel()
             audit.write("shutdown", status=status)
             return status
     finally:
         audit.close()
+        if decision_log is not None and decision_log is not sys.stderr:
+            decision_log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

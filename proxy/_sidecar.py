@@ -9,8 +9,10 @@ the one ``OpaClient`` to it; requests already in flight finish on the old OPA, w
 after them. A bundle that fails to load never replaces a working one: ``reload`` raises
 ``ConfigError`` and the old OPA keeps deciding. (OPA's own ``--watch`` was not chosen: it reloads
 asynchronously, so regogate could not tell when, or whether, a new bundle took effect.)
-OPA's stdout and stderr (load errors, its log, decision logs when asked for) go to the
-``regogate.opa`` logger, never to regogate's stdout.
+OPA's stdout and stderr (load errors, its log) go to the ``regogate.opa`` logger, never to
+regogate's stdout. With ``decision_logs`` OPA prints its console decision log, one JSON event per
+line; those lines go to the ``decision_log`` sink when one is given (``regogate run --decision-log``),
+else to the logger at INFO.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, suppress
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +36,7 @@ import anyio.abc
 from regogate.proxy._errors import ConfigError
 from regogate.proxy._opa import DEFAULT_TIMEOUT, OpaClient
 
-__all__ = ["READY_TIMEOUT", "EmbeddedOpa", "find_opa"]
+__all__ = ["READY_TIMEOUT", "DecisionLogSink", "EmbeddedOpa", "find_opa"]
 
 logger = logging.getLogger(__name__)
 opa_logger = logging.getLogger("regogate.opa")
@@ -54,6 +56,8 @@ OUTPUT_TAIL_LINES: Final = 20
 #: Longest output line kept or logged; decision-log lines carry the whole input.
 MAX_LINE_BYTES: Final = 64 * 1024
 SOCKET_NAME: Final = "opa.sock"
+#: The ``type`` of an event in OPA's console decision log.
+DECISION_LOG_TYPE: Final = "openpolicyagent.org/decision_logs"
 _LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING}
 
 
@@ -99,12 +103,18 @@ def find_opa(explicit: str | None = None) -> str:
 _ROOT_WARNING = "OPA running with uid or gid 0"
 
 
-def _log_opa_line(line: str) -> None:
+DecisionLogSink = Callable[[str], None]
+
+
+def _log_opa_line(line: str, decision_log: DecisionLogSink | None = None) -> None:
     level = logging.ERROR
     if line.startswith("{"):
         with suppress(ValueError):
             record = json.loads(line)
             if isinstance(record, dict):
+                if decision_log is not None and record.get("type") == DECISION_LOG_TYPE:
+                    decision_log(line)
+                    return
                 level = _LEVELS.get(str(record.get("level")), logging.ERROR)
                 if str(record.get("msg", "")).startswith(_ROOT_WARNING):
                     level = logging.DEBUG  # containers and CI run as root by design; not worth a line every start
@@ -114,8 +124,9 @@ def _log_opa_line(line: str) -> None:
 class _Child:
     """One running OPA process, its private directory and the tail of its output."""
 
-    def __init__(self, process: anyio.abc.Process, directory: str) -> None:
+    def __init__(self, process: anyio.abc.Process, directory: str, decision_log: DecisionLogSink | None) -> None:
         self.process = process
+        self.decision_log = decision_log
         self.directory = directory
         self.url = f"unix://{directory}/{SOCKET_NAME}"
         self.tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
@@ -146,7 +157,7 @@ class _Child:
         line = raw[:MAX_LINE_BYTES].decode("utf-8", errors="replace").rstrip()
         if line:
             self.tail.append(line)
-            _log_opa_line(line)
+            _log_opa_line(line, self.decision_log)
 
     def output_tail(self) -> str:
         return "\n".join(self.tail) or "(OPA printed nothing)"
@@ -186,10 +197,14 @@ class EmbeddedOpa:
         *,
         opa_bin: str | None = None,
         decision_logs: bool = False,
+        decision_log: DecisionLogSink | None = None,
         ready_timeout: float = READY_TIMEOUT,
         client_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         """Describe the sidecar; nothing starts until ``async with``.
+
+        ``decision_logs`` turns on OPA's console decision log; ``decision_log`` receives each of its
+        lines (one JSON event), across reloads.
 
         Raises:
             ConfigError: no OPA binary can be found (see ``find_opa``).
@@ -197,6 +212,7 @@ class EmbeddedOpa:
         self.opa_bin = find_opa(opa_bin)
         self._bundle_dirs = tuple(str(d) for d in bundle_dirs)
         self._decision_logs = decision_logs
+        self._decision_log = decision_log
         self._ready_timeout = ready_timeout
         self._client_timeout = client_timeout
         self._stack: AsyncExitStack | None = None
@@ -319,7 +335,7 @@ class EmbeddedOpa:
         except OSError as exc:
             shutil.rmtree(directory, ignore_errors=True)
             raise ConfigError(f"cannot run OPA ({self.opa_bin}): {exc}") from exc
-        child = _Child(process, directory)
+        child = _Child(process, directory, self._decision_log)
         self._task_group.start_soon(child.pump_output)
         try:
             await self._wait_ready(child)
