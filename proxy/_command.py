@@ -19,10 +19,10 @@ import anyio
 from regogate.converters import Policy, gate_bundle, load_policy, mask_bundle, policy_bundle, write_bundle
 from regogate.proxy._audit import AuditLog
 from regogate.proxy._clock import SystemClock
-from regogate.proxy._errors import ConfigError, PolicySourceError, RegogateError
+from regogate.proxy._errors import ConfigError, PolicySourceError, RegogateError, StateError
 from regogate.proxy._gate import DEFAULT_DECISION_PATH, CounterRead, GateSettings, PolicyGateway
 from regogate.proxy._opa import DEFAULT_TIMEOUT, OpaClient
-from regogate.proxy._ratelimit import open_store
+from regogate.proxy._ratelimit import RedisStore, open_store
 from regogate.proxy._relay import DEFAULT_DENY_PREFIX
 from regogate.proxy._revisions import RevisionAudit, RevisionTracker, wait_for_bundles
 from regogate.proxy._run import run_relay
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state",
         default="memory",
         metavar="STORE",
-        help="rate-limit counters: memory (default) or sqlite:///path/state.db",
+        help="rate-limit counters: memory (default), sqlite:///path/state.db, or redis://[user:pass@]host:port/db",
     )
     p.add_argument("--state-prefix", default="", metavar="PREFIX", help="namespace for counters in a shared store")
     p.add_argument("--audit-log", metavar="FILE", help="append JSON-lines audit events to FILE")
@@ -363,6 +363,12 @@ async def serve(config: RunConfig) -> int:
         async with AsyncExitStack() as stack:
             store = open_store(config.state, config.state_prefix)
             stack.push_async_callback(store.aclose)
+            if isinstance(store, RedisStore):
+                try:
+                    await store.ping()
+                except StateError as exc:
+                    # Serving anyway: calls that need no counter go on, and Redis coming back is picked up.
+                    log.error("%s; calls that need a counter are denied until it answers", exc)
             client, sidecar = await stack.enter_async_context(_opa(config, bundles, decision_log))
             tracker = RevisionTracker(client, audit)
             revisions = await tracker.refresh()
