@@ -20,10 +20,10 @@ from regogate.converters import (
 )
 from regogate.proxy._errors import ConfigError, PolicySourceError
 from regogate.proxy._sidecar import find_opa
+from regogate.proxy._usage import EXIT_USAGE, UsageParser
 
 log = logging.getLogger("regogate")
 
-EXIT_USAGE = 2
 EXIT_INVALID = 1
 COMMANDS = ("validate", "convert", "core-bundle", "mask-bundle")
 
@@ -38,23 +38,15 @@ examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage mistakes in one line and exits 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"regogate: {message} (see regogate --help)\n")
-        raise SystemExit(EXIT_USAGE)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = _Parser(
+    parser = UsageParser(
         prog="regogate",
         description="A policy gate for MCP tool calls: every tools/call is decided by Open Policy Agent.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", parser_class=UsageParser, metavar="COMMAND")
 
     validate = commands.add_parser(
         "validate",

@@ -27,6 +27,7 @@ from regogate.proxy._relay import DEFAULT_DENY_PREFIX
 from regogate.proxy._revisions import RevisionAudit, RevisionTracker, wait_for_bundles
 from regogate.proxy._run import run_relay
 from regogate.proxy._sidecar import EmbeddedOpa
+from regogate.proxy._usage import UsageParser
 
 log = logging.getLogger("regogate")
 
@@ -34,7 +35,6 @@ log = logging.getLogger("regogate")
 RELOAD_POLL_SECONDS = 0.5
 #: How long an external OPA may take to activate its bundles (a first download from a bundle server).
 OPA_READY_TIMEOUT: Final = 30.0
-EXIT_USAGE = 2
 EXIT_CONFIG = 1
 
 EPILOG = """\
@@ -50,15 +50,9 @@ examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"regogate run: {message} (see regogate run --help)\n")
-        raise SystemExit(EXIT_USAGE)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The flags of ``regogate run``."""
-    p = _Parser(
+    p = UsageParser(
         prog="regogate run",
         usage="regogate [run] -c POLICY [flags] -- UPSTREAM_COMMAND [ARGS...]",
         description="Relay MCP over stdio to UPSTREAM_COMMAND; every tools/call is decided by OPA first.",
