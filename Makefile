@@ -71,7 +71,7 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy -p regogate.proxy -p regogate.converters
-	$(BIN)/mypy tests scripts
+	$(BIN)/mypy tests scripts bench
 
 rego-check: setup
 	$(OPA) fmt --list --fail rego/

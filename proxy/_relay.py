@@ -104,7 +104,7 @@ class Relay:
         self._cancelled: set[Key] = set()  # cancelled by the client while being decided
         self._inflight: dict[Key, Verdict] = {}
         self._tools = ToolCatalog(self._to_upstream)
-        self._decision_slots = anyio.Semaphore(MAX_PENDING_DECISIONS)
+        self._decision_slots = anyio.Semaphore(MAX_PENDING_DECISIONS, fast_acquire=True)
         self._idle = anyio.Event()
         self._idle.set()
         self._client_closing = False

@@ -177,7 +177,7 @@ class LineWriter:
 
     def __init__(self, fd: int, *, owned: bool = False) -> None:
         self._fd = _Fd(fd, owned=owned)
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)  # uncontended: no extra trip through the event loop
         self._broken = False
 
     @property

@@ -31,9 +31,13 @@ def is_modern(version: object) -> bool:
     return isinstance(version, str) and version >= MODERN_ERA
 
 
+#: Messages are trees parsed from JSON or built here, so the cycle check (a third of the cost) is skipped.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
 def dumps(message: object) -> bytes:
     """Compact UTF-8 JSON, for the few messages the relay writes or rewrites."""
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(message).encode()
 
 
 def error_line(request_id: object, code: int, message: str) -> bytes:

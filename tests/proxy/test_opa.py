@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 
 from regogate.proxy._errors import ConfigError, DecisionError
 from regogate.proxy._opa import OpaClient
+from tests.proxy.fake_http import Reply, Seen, fake_http, json_reply
 from tests.proxy.opa_fixtures import ALLOW_BUNDLE, running_opa, write_bundle
 
 logger = logging.getLogger(__name__)
@@ -32,10 +32,6 @@ def anyio_backend() -> str:
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
     return write_bundle(tmp_path / "bundle", ALLOW_BUNDLE)
-
-
-def _mock(handler: Callable[[httpx.Request], httpx.Response]) -> OpaClient:
-    return OpaClient("http://opa.invalid:8181", transport=httpx.MockTransport(handler))
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -107,23 +103,30 @@ async def test_repeated_decisions_over_one_connection_agree(bundle: Path, transp
     logger.info("OPA round trip over %s: p50 %.0f us", transport, samples[len(samples) // 2] * 1e6)
 
 
+def _answer(reply: Reply) -> Callable[[Seen], Awaitable[Reply]]:
+    async def handler(request: Seen) -> Reply:
+        return reply
+
+    return handler
+
+
 async def test_garbage_body_is_malformed() -> None:
-    async with _mock(lambda request: httpx.Response(200, content=b"<html>")) as client:
+    async with fake_http(_answer(Reply(body=b"<html>"))) as (url, _), OpaClient(url) as client:
         with pytest.raises(DecisionError) as caught:
             await client.evaluate("t/allow", {})
     assert caught.value.code == "decision_malformed"
 
 
 async def test_a_body_that_is_not_an_object_is_malformed() -> None:
-    async with _mock(lambda request: httpx.Response(200, json=[{"result": True}])) as client:
+    async with fake_http(_answer(json_reply('[{"result": true}]'))) as (url, _), OpaClient(url) as client:
         with pytest.raises(DecisionError) as caught:
             await client.evaluate("t/allow", {})
     assert caught.value.code == "decision_malformed"
 
 
 async def test_a_500_is_opa_error_with_its_code_and_message() -> None:
-    body = {"code": "internal_error", "message": "boom"}
-    async with _mock(lambda request: httpx.Response(500, json=body)) as client:
+    body = '{"code": "internal_error", "message": "boom"}'
+    async with fake_http(_answer(json_reply(body, 500))) as (url, _), OpaClient(url) as client:
         with pytest.raises(DecisionError) as caught:
             await client.evaluate("t/allow", {})
     assert caught.value.code == "opa_error"
@@ -131,57 +134,99 @@ async def test_a_500_is_opa_error_with_its_code_and_message() -> None:
 
 
 async def test_a_non_json_error_page_is_opa_error() -> None:
-    async with _mock(lambda request: httpx.Response(502, text="bad gateway")) as client:
+    async with fake_http(_answer(Reply(502, b"bad gateway"))) as (url, _), OpaClient(url) as client:
         with pytest.raises(DecisionError) as caught:
             await client.evaluate("t/allow", {})
     assert caught.value.code == "opa_error"
     assert "502" in caught.value.detail
+    assert "bad gateway" in caught.value.detail
 
 
 async def test_a_stalled_opa_is_opa_timeout() -> None:
-    async def stall(request: httpx.Request) -> httpx.Response:
+    async def stall(request: Seen) -> Reply:
         await anyio.Event().wait()
         raise AssertionError("unreachable")
 
-    client = OpaClient("http://opa.invalid", timeout=0.05, transport=httpx.MockTransport(stall))
-    async with client:
+    async with fake_http(stall) as (url, _), OpaClient(url, timeout=0.05) as client:
         with anyio.fail_after(5), pytest.raises(DecisionError) as caught:
             await client.evaluate("t/allow", {})
     assert caught.value.code == "opa_timeout"
 
 
+async def test_an_answer_that_is_not_http_is_unreachable() -> None:
+    async with fake_http(_answer(Reply(raw=b"SSH-2.0-OpenSSH\r\n\r\n"))) as (url, _), OpaClient(url) as client:
+        with pytest.raises(DecisionError) as caught:
+            await client.evaluate("t/allow", {})
+    assert caught.value.code == "opa_unreachable"
+
+
+async def test_a_connection_cut_mid_answer_is_unreachable() -> None:
+    cut = b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"result"'
+    async with fake_http(_answer(Reply(raw=cut))) as (url, _), OpaClient(url) as client:
+        with pytest.raises(DecisionError) as caught:
+            await client.evaluate("t/allow", {})
+    assert caught.value.code == "opa_unreachable"
+
+
+async def test_a_connection_closed_without_an_answer_is_unreachable() -> None:
+    async with fake_http(_answer(Reply(raw=b""))) as (url, _), OpaClient(url) as client:
+        with pytest.raises(DecisionError) as caught:
+            await client.evaluate("t/allow", {})
+    assert caught.value.code == "opa_unreachable"
+
+
+async def test_a_chunked_answer_is_read_whole() -> None:
+    reply = json_reply('{"result": {"allow": true, "reasons": []}}')
+    reply.chunked = True
+    async with fake_http(_answer(reply)) as (url, _), OpaClient(url) as client:
+        assert await client.evaluate("t/allow", {}) == ({"allow": True, "reasons": []}, None)
+
+
+async def test_a_keep_alive_connection_the_server_dropped_is_replaced() -> None:
+    reply = json_reply('{"result": true}')
+    reply.close = True  # as if OPA closed the idle connection right after answering
+    async with fake_http(_answer(reply)) as (url, seen), OpaClient(url) as client:
+        for _ in range(3):
+            assert await client.evaluate("t/allow", {}) == (True, None)
+    assert [request.connection for request in seen] == [1, 2, 3]
+
+
+async def test_one_connection_serves_sequential_decisions() -> None:
+    async with fake_http(_answer(json_reply('{"result": true}'))) as (url, seen), OpaClient(url) as client:
+        for _ in range(5):
+            assert await client.evaluate("t/allow", {}) == (True, None)
+    assert [request.connection for request in seen] == [1] * 5
+
+
 async def test_the_request_is_the_documented_post() -> None:
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"result": True, "decision_id": "d-9"})
-
-    async with _mock(answer) as client:
+    reply = json_reply('{"result": true, "decision_id": "d-9"}')
+    async with fake_http(_answer(reply)) as (url, seen), OpaClient(url) as client:
         assert await client.evaluate("regogate/gate/decision", {"k": "é"}) == (True, "d-9")
     (request,) = seen
     assert request.method == "POST"
-    assert request.url.path == "/v1/data/regogate/gate/decision"
-    assert request.url.query == b"strict-builtin-errors=true"
-    assert json.loads(request.content) == {"input": {"k": "é"}}
+    assert request.target == "/v1/data/regogate/gate/decision?strict-builtin-errors=true"
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.body) == {"input": {"k": "é"}}
 
 
 async def test_an_input_json_cannot_carry_is_refused_before_sending() -> None:
-    async with _mock(lambda request: httpx.Response(200, json={"result": True})) as client:
+    async with fake_http(_answer(json_reply('{"result": true}'))) as (url, seen), OpaClient(url) as client:
         with pytest.raises(DecisionError) as caught:
             await client.evaluate("t/allow", {"x": float("nan")})
     assert caught.value.code == "opa_error"
+    assert seen == []
 
 
 async def test_a_closed_client_is_unreachable() -> None:
-    client = _mock(lambda request: httpx.Response(200, json={"result": True}))
-    await client.aclose()
-    with pytest.raises(DecisionError) as caught:
-        await client.evaluate("t/allow", {})
-    assert caught.value.code == "opa_unreachable"
-    assert not await client.health()
-    with pytest.raises(DecisionError, match="opa_unreachable"):
-        await client.version()
+    async with fake_http(_answer(json_reply('{"result": true}'))) as (url, _):
+        client = OpaClient(url)
+        await client.aclose()
+        with pytest.raises(DecisionError) as caught:
+            await client.evaluate("t/allow", {})
+        assert caught.value.code == "opa_unreachable"
+        assert not await client.health()
+        with pytest.raises(DecisionError, match="opa_unreachable"):
+            await client.version()
 
 
 @pytest.mark.parametrize("url", ["localhost:8181", "unix://", "ftp://opa"])
@@ -194,30 +239,57 @@ async def test_retarget_lets_requests_in_flight_finish_on_the_old_target() -> No
     release = anyio.Event()
     arrived = anyio.Event()
 
-    async def slow_old(request: httpx.Request) -> httpx.Response:
+    async def slow_old(request: Seen) -> Reply:
         arrived.set()
         await release.wait()
-        return httpx.Response(200, json={"result": "old"})
+        return json_reply('{"result": "old"}')
 
-    client = OpaClient("http://old.invalid", transport=httpx.MockTransport(slow_old))
     results: list[object] = []
+    async with fake_http(slow_old) as (old_url, _), fake_http(_answer(json_reply('{"result": "new"}'))) as (new_url, _):
+        client = OpaClient(old_url)
 
-    async def ask() -> None:
-        results.append((await client.evaluate("t/x", {}))[0])
+        async def ask() -> None:
+            results.append((await client.evaluate("t/x", {}))[0])
 
-    async with client:
+        async with client:
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ask)
+                    await arrived.wait()
+
+                    async def switch() -> None:
+                        await client.retarget(new_url)
+
+                    tg.start_soon(switch)
+                    await anyio.wait_all_tasks_blocked()
+                    assert (await client.evaluate("t/x", {}))[0] == "new"
+                    release.set()
+            assert client.url == new_url
+    assert results == ["old"]
+
+
+async def test_a_request_still_running_when_the_client_closes_is_cut_off() -> None:
+    arrived = anyio.Event()
+
+    async def stall(request: Seen) -> Reply:
+        arrived.set()
+        await anyio.Event().wait()
+        raise AssertionError("unreachable")
+
+    caught: list[DecisionError] = []
+    async with fake_http(stall) as (url, seen):
+        client = OpaClient(url)
+
+        async def ask() -> None:
+            try:
+                await client.evaluate("t/x", {})
+            except DecisionError as exc:
+                caught.append(exc)
+
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ask)
                 await arrived.wait()
-                new = httpx.MockTransport(lambda request: httpx.Response(200, json={"result": "new"}))
-
-                async def switch() -> None:
-                    await client.retarget("http://new.invalid", transport=new)
-
-                tg.start_soon(switch)
-                await anyio.wait_all_tasks_blocked()
-                assert (await client.evaluate("t/x", {}))[0] == "new"
-                release.set()
-        assert client.url == "http://new.invalid"
-    assert results == ["old"]
+                await client.aclose()
+    assert [exc.code for exc in caught] == ["opa_unreachable"]
+    assert len(seen) == 1

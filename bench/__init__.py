@@ -1,0 +1,1 @@
+"""regogate's benchmark harness: ``python -m bench.run`` measures direct vs. embedded OPA vs. external OPA."""
