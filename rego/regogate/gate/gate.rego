@@ -35,15 +35,16 @@ rate_limits := [limit |
 ]
 
 # Tool names the client must not see.
-hidden contains tool.name if {
-	data.regogate.policies[input.server.id].hides_all
-	some tool in input.tools
+hidden contains name if {
+	some name in (_listed_names & data.regogate.policies[input.server.id].hidden_tools)
 }
 
-hidden contains tool.name if {
-	some tool in input.tools
-	tool.name in data.regogate.policies[input.server.id].hidden_tools
+hidden contains name if {
+	data.regogate.policies[input.server.id].hides_all
+	some name in _listed_names
 }
+
+_listed_names := {tool.name | some tool in input.tools}
 
 _no_policy_reason := {
 	"rule": "regogate.no_policy",
