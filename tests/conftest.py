@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -35,3 +38,14 @@ def opa_bin() -> str:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def stop_process(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 5.0) -> None:
+    """Ask a server the tests started to stop with ``signum``; kill it if it has not exited in ``timeout``."""
+    with suppress(ProcessLookupError):
+        process.send_signal(signum)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import httpx
 
-from tests.conftest import find_opa_binary
+from tests.conftest import find_opa_binary, stop_process
 from tests.proxy.opa_fixtures import free_tcp_port
 
 #: The official image at the version the project pins; ``-static`` has no shell, so readiness is an HTTP probe.
@@ -170,13 +170,7 @@ def _local(argv: list[str], env: Mapping[str, str], url: str, wait: bool) -> Ite
             _wait_ready(url, bundles=wait, exited=lambda: process.poll() is not None, logs=read_logs)
             yield read_logs
         finally:
-            with suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
+            stop_process(process, signal.SIGTERM, STOP_TIMEOUT)
 
 
 @contextmanager

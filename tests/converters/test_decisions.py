@@ -6,9 +6,7 @@ server id, queried over OPA's REST Data API exactly as the proxy queries it.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,7 @@ import pytest
 from regogate.converters import gate_bundle, load_policy, policy_bundle, write_bundle
 from regogate.proxy._ratelimit import MemoryStore, Refused, Reservation, Ticket
 from tests.conftest import POLICIES
-
-READY_TIMEOUT = 10.0  # OPA compiles four bundles; generous for a loaded CI machine
+from tests.opa_server import opa_server
 
 EXTENSION = """\
 package regogate.extensions.acme
@@ -34,14 +31,8 @@ deny contains {"rule": "acme.no_friday_push", "message": "No pushes on Fridays"}
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def opa_url(tmp_path_factory: pytest.TempPathFactory, opa_bin: str) -> Iterator[str]:
+def opa_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("opa")
     dirs = []
     for name in ("python", "github", "stripe", "filesystem"):
@@ -53,28 +44,9 @@ def opa_url(tmp_path_factory: pytest.TempPathFactory, opa_bin: str) -> Iterator[
     (ext / "regogate" / "extensions" / "acme").mkdir(parents=True)
     (ext / "regogate" / "extensions" / "acme" / "acme.rego").write_text(EXTENSION, encoding="utf-8")
     (ext / ".manifest").write_text('{"roots": ["regogate/extensions/acme"]}', encoding="utf-8")
-    port = _free_port()
-    args = [opa_bin, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"]
-    args += [a for d in [*dirs, base / "gate", ext] for a in ("-b", str(d))]
-    log = base / "opa.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(args, stderr=sink)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        try:
-            if httpx.get(f"{url}/health?bundles", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise RuntimeError(f"OPA did not start: {log.read_text(encoding='utf-8')}")
-        time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(timeout=5)
+    bundles = [*dirs, base / "gate", ext]
+    with opa_server([a for d in bundles for a in ("-b", str(d))], mounts=bundles) as server:
+        yield server.url
 
 
 def decide(url: str, server: str, tool: str, arguments: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from regogate.converters import Bundle, gate_bundle, load_policy, mask_bundle, policy_bundle, sign_bundle, write_bundle
-from tests.conftest import POLICIES, ROOT
+from tests.conftest import POLICIES, ROOT, stop_process
 from tests.proxy.opa_fixtures import free_tcp_port
 
 DEPLOY = ROOT / "deploy"
@@ -150,13 +150,7 @@ def bundle_server(tmp_path: Path) -> Iterator[BundleServer]:
             time.sleep(0.02)
         yield server
     finally:
-        with suppress(ProcessLookupError):
-            process.send_signal(signal.SIGQUIT)
-        try:
-            process.wait(NGINX_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(NGINX_STOP_TIMEOUT)
+        stop_process(process, signal.SIGQUIT, NGINX_STOP_TIMEOUT)
 
 
 @dataclass(frozen=True)
