@@ -12,15 +12,15 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, cast
 
 import anyio
 
 from regogate.converters import Policy, gate_bundle, load_policy, mask_bundle, policy_bundle, write_bundle
-from regogate.proxy._audit import AuditLog
+from regogate.proxy._audit import AuditLog, LogArgs
 from regogate.proxy._clock import SystemClock
 from regogate.proxy._errors import ConfigError, PolicySourceError, RegogateError, StateError
-from regogate.proxy._gate import DEFAULT_DECISION_PATH, CounterRead, GateSettings, PolicyGateway
+from regogate.proxy._gate import DEFAULT_DECISION_PATH, CounterRead, FailMode, GateSettings, PolicyGateway
 from regogate.proxy._opa import DEFAULT_TIMEOUT, OpaClient
 from regogate.proxy._ratelimit import RedisStore, open_store
 from regogate.proxy._relay import DEFAULT_DENY_PREFIX
@@ -165,13 +165,13 @@ class RunConfig:
     opa_ready_timeout: float
     decision_log: str | None
     opa_bin: str | None
-    fail_mode: str
-    state_fail_mode: str
+    fail_mode: FailMode
+    state_fail_mode: FailMode
     dry_run: bool
     state: str
     state_prefix: str
     audit_log: str | None
-    log_args: str
+    log_args: LogArgs
     deny_prefix: str
     upstream: tuple[str, ...]
 
@@ -203,13 +203,13 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
         opa_ready_timeout=args.opa_ready_timeout,
         decision_log=args.decision_log,
         opa_bin=args.opa_bin,
-        fail_mode=args.fail_mode,
-        state_fail_mode=args.state_fail_mode,
+        fail_mode=cast(FailMode, args.fail_mode),  # argparse choices= checked it
+        state_fail_mode=cast(FailMode, args.state_fail_mode),
         dry_run=args.dry_run,
         state=args.state,
         state_prefix=args.state_prefix,
         audit_log=args.audit_log,
-        log_args=args.log_args,
+        log_args=cast(LogArgs, args.log_args),
         deny_prefix=args.deny_prefix,
         upstream=tuple(upstream),
     )
@@ -343,7 +343,7 @@ async def serve(config: RunConfig) -> int:
     clock = SystemClock()
     workdir = Path(tempfile.mkdtemp(prefix="regogate-"))
     os.chmod(workdir, 0o700)
-    audit = RevisionAudit(config.audit_log, clock, log_args=config.log_args)  # type: ignore[arg-type]
+    audit = RevisionAudit(config.audit_log, clock, log_args=config.log_args)
     decision_log: IO[str] | None = None
     try:
         extra: list[Path] = []
@@ -373,8 +373,8 @@ async def serve(config: RunConfig) -> int:
             settings = GateSettings(
                 server_id=source.server_id,
                 decision_path=config.opa_path,
-                fail_mode=config.fail_mode,  # type: ignore[arg-type]
-                state_fail_mode=config.state_fail_mode,  # type: ignore[arg-type]
+                fail_mode=config.fail_mode,
+                state_fail_mode=config.state_fail_mode,
                 dry_run=config.dry_run,
             )
             reads = counter_reads(source.policy) if source.policy else {}

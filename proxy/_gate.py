@@ -137,12 +137,7 @@ class PolicyGateway:
             try:
                 outcome = await self._store.reserve(reservations, now)
             except StateError as exc:
-                if self.settings.state_fail_mode == "closed":
-                    return self._fault("state_error", str(exc), decision_id, started, fields, state=True)
-                log.warning(
-                    "state store failed (%s); admitting %s uncounted: --state-fail-mode open", exc, call.tool_name
-                )
-                return self._verdict(True, "", rule, decision_id, None, started, fields, limit="uncounted")
+                return self._fault("state_error", str(exc), decision_id, started, fields, state=True)
             if isinstance(outcome, Refused):
                 refused = decision.rate_limits[outcome.index]
                 return self._verdict(
@@ -163,9 +158,12 @@ class PolicyGateway:
         *,
         state: bool = False,
     ) -> Verdict:
+        """Deny the call for a fault, or admit it (uncounted, for a store fault) when its fail mode is open."""
         if (self.settings.state_fail_mode if state else self.settings.fail_mode) == "open":
-            log.warning("policy check failed (%s: %s); allowing the call because --fail-mode open", code, detail)
-            return self._verdict(True, "", f"regogate.{code}", decision_id, None, started, fields, limit="none")
+            flag = "--state-fail-mode" if state else "--fail-mode"
+            log.warning("policy check failed (%s: %s); allowing the call because %s open", code, detail, flag)
+            limit = "uncounted" if state else "none"
+            return self._verdict(True, "", f"regogate.{code}", decision_id, None, started, fields, limit=limit)
         message = f"policy check failed ({code}): {detail}"
         log.error("%s; the call is denied", message)
         return self._verdict(False, message, f"regogate.{code}", decision_id, None, started, fields, limit="none")
