@@ -34,8 +34,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 # mypy cannot follow setuptools' editable import hook, so it reads the
 # source folders through a symlinked `regogate` namespace instead.
-build/dev/regogate:
+build/dev/regogate/core:
 	mkdir -p build/dev/regogate
+	ln -sfn ../../../core build/dev/regogate/core
 	ln -sfn ../../../proxy build/dev/regogate/proxy
 	ln -sfn ../../../converters build/dev/regogate/converters
 
@@ -58,7 +59,7 @@ redis-server:
 bundle-server:
 	@scripts/setup-bundle-server.sh
 
-setup: $(VENV)/.installed build/dev/regogate $(OPA) tests/servers/node_modules/.installed $(SERVERS_VENV)/.installed redis-server bundle-server
+setup: $(VENV)/.installed build/dev/regogate/core $(OPA) tests/servers/node_modules/.installed $(SERVERS_VENV)/.installed redis-server bundle-server
 
 # --- the main job -----------------------------------------------------------
 demo: setup
@@ -70,7 +71,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy -p regogate.proxy -p regogate.converters
+	$(BIN)/mypy -p regogate.core -p regogate.proxy -p regogate.converters
 	$(BIN)/mypy tests scripts bench
 
 rego-check: setup

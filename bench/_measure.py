@@ -15,8 +15,8 @@ import anyio
 
 from bench._session import BenchError, Session, check_reply, child_pids, command_line, rss_bytes
 from bench.echo_server import tool_entry
-from regogate.proxy._decision import CallInput
-from regogate.proxy._opa import OpaClient
+from regogate.proxy.policy._decision import CallInput
+from regogate.proxy.policy._opa_client import OpaClient
 
 PROTOCOL_VERSION = "2025-11-25"
 DECISION_PATH = "regogate/gate/decision"

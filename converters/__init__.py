@@ -2,10 +2,11 @@
 
 from regogate.converters._bundle import Bundle, convert, gate_bundle, policy_bundle, sign_bundle, write_bundle
 from regogate.converters._load import default_server_id, load_policy, parse_policy
-from regogate.converters._mask import LOG_ARGS, LogArgs, generate_mask, generate_mask_tests, mask_bundle
+from regogate.converters._mask import generate_mask, generate_mask_tests, mask_bundle
 from regogate.converters._model import Condition, Counter, Policy, RateLimit, Rule, Tool
 from regogate.converters._rego import generate_rego
 from regogate.converters._testgen import generate_tests
+from regogate.core import LOG_ARGS, LogArgs
 
 __all__ = [
     "LOG_ARGS",

@@ -24,7 +24,7 @@ from regogate.converters._load import parse_policy
 from regogate.converters._model import Policy
 from regogate.converters._rego import generate_rego
 from regogate.converters._testgen import generate_tests
-from regogate.proxy._errors import ConfigError
+from regogate.core import ConfigError
 
 GENERATOR = "regogate 0.1.0"
 SIGNATURES: Final = ".signatures.json"

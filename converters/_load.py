@@ -11,7 +11,6 @@ import yaml
 
 from regogate.converters._model import (
     GLOBAL_SCOPE,
-    WILDCARD,
     Mark,
     Policy,
     Rule,
@@ -20,7 +19,7 @@ from regogate.converters._model import (
 )
 from regogate.converters._nodes import Node, kind_of, mark_of
 from regogate.converters._rules import RuleReader
-from regogate.proxy._errors import PolicySourceError, Problem
+from regogate.core import WILDCARD, PolicySourceError, Problem
 
 TOP_KEYS = ("version", "description", "default", "hide", "tools")
 TOOL_KEYS = ("rules",)

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Final, Literal, get_args
+from typing import Final
 
 from regogate.converters._bundle import GENERATOR, Bundle, manifest_bytes
+from regogate.core import LOG_ARGS, LogArgs
 
-LogArgs = Literal["hash", "none", "full"]
-LOG_ARGS: Final[tuple[LogArgs, ...]] = get_args(LogArgs)
 #: The bundle root; OPA reads the mask at ``data.system.log.mask`` and the drop rule at ``.drop``.
 MASK_ROOT: Final = "system/log"
 ARGUMENTS_POINTER: Final = "/input/tool/arguments"

@@ -6,12 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from regogate.core import WILDCARD, Window
+
 Action = Literal["evaluate", "deny", "allow", "require_approval"]
-Window = Literal["minute", "hour", "day"]
 Operator = Literal["eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "regex", "contains", "exists"]
 
 ACTIONS: tuple[Action, ...] = ("evaluate", "deny", "allow", "require_approval")
-WINDOWS: tuple[Window, ...] = ("minute", "hour", "day")
 OPERATORS: tuple[Operator, ...] = (
     "eq",
     "neq",
@@ -25,7 +25,6 @@ OPERATORS: tuple[Operator, ...] = (
     "contains",
     "exists",
 )
-WILDCARD = "*"
 GLOBAL_SCOPE = "_global"
 
 

@@ -7,7 +7,7 @@ import difflib
 import yaml
 
 from regogate.converters._model import Mark
-from regogate.proxy._errors import PolicySourceError, Problem
+from regogate.core import PolicySourceError, Problem
 
 Node = yaml.Node
 

@@ -7,7 +7,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from regogate.converters._model import WILDCARD, Condition, Policy, Rule
+from regogate.converters._model import Condition, Policy, Rule
+from regogate.core import WILDCARD
 
 # Rego keywords, which cannot follow a dot in a reference.
 RESERVED = frozenset(

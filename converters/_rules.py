@@ -12,18 +12,16 @@ import yaml
 from regogate.converters._model import (
     ACTIONS,
     OPERATORS,
-    WILDCARD,
-    WINDOWS,
     Action,
     Condition,
     Counter,
     Operator,
     RateLimit,
     Rule,
-    Window,
     snake_case,
 )
 from regogate.converters._nodes import Node, NodeReader, kind_of, mark_of
+from regogate.core import WILDCARD, WINDOWS, Window
 
 RULE_KEYS = (
     "name",

@@ -10,8 +10,9 @@ from typing import Any
 
 import re2
 
-from regogate.converters._model import WILDCARD, Condition, Policy, Rule
+from regogate.converters._model import Condition, Policy, Rule
 from regogate.converters._rego import own_limit, package_name, rego_literal
+from regogate.core import WILDCARD
 
 
 class _Missing:

@@ -1,6 +1,11 @@
-"""regogate's stdio proxy: every MCP ``tools/call`` decided by OPA before it reaches the server."""
+"""regogate's proxy: every MCP ``tools/call`` decided by OPA before it reaches the server.
 
-from regogate.proxy._errors import (
+The flow, one package per step: ``transports`` (the client's side) -> ``relay`` (framing, wire, tool
+catalogue, the upstream) -> ``policy`` (the gateway, OPA, audit) -> ``state`` (rate-limit stores);
+``cli`` wires them together.
+"""
+
+from regogate.core import (
     ConfigError,
     DecisionError,
     PolicySourceError,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from regogate.converters import gate_bundle, load_policy, policy_bundle, write_bundle
-from regogate.proxy._cli import main
+from regogate.proxy.cli._main import main
 from tests.conftest import POLICIES
 
 GOLDEN = Path(__file__).parent / "golden"

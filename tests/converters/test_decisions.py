@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from regogate.converters import gate_bundle, load_policy, policy_bundle, write_bundle
-from regogate.proxy._ratelimit import MemoryStore, Refused, Reservation, Ticket
+from regogate.proxy.state import MemoryStore, Refused, Reservation, Ticket
 from tests.conftest import POLICIES
 from tests.opa_server import opa_server
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from regogate.converters import LOG_ARGS, generate_mask, mask_bundle, write_bundle
-from regogate.proxy._audit import argument_hash
-from regogate.proxy._cli import main
+from regogate.proxy.cli._main import main
+from regogate.proxy.policy._audit import argument_hash
 
 CALL = {"command": "pytest -q", "packages": ["requests"], "token": "s3cret"}
 

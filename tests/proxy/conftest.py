@@ -16,10 +16,10 @@ import anyio.abc
 import pytest
 from mcp.client.stdio import StdioServerParameters
 
-from regogate.proxy._gateway import CallContext, Gateway, Verdict
-from regogate.proxy._relay import DEFAULT_DENY_PREFIX, Relay
-from regogate.proxy._stdio import MAX_LINE_BYTES, LineReader, LineWriter, Oversize
-from regogate.proxy._upstream import Upstream
+from regogate.proxy.relay._framing import MAX_LINE_BYTES, LineReader, LineWriter, Oversize
+from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
+from regogate.proxy.relay._relay import DEFAULT_DENY_PREFIX, Relay
+from regogate.proxy.relay._upstream import Upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 RELAY_MAIN = str(Path(__file__).with_name("relay_main.py"))

@@ -15,8 +15,8 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-from regogate.proxy._opa import OpaClient
-from regogate.proxy._sidecar import find_opa
+from regogate.proxy.policy._embedded_opa import find_opa
+from regogate.proxy.policy._opa_client import OpaClient
 
 #: OPA needs about 50 ms to listen here; the rest is slack for a loaded CI machine.
 OPA_START_TIMEOUT = 10.0

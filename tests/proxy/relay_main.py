@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from regogate.proxy._gateway import CallContext, Verdict
-from regogate.proxy._run import run_relay
+from regogate.proxy.relay._gateway import CallContext, Verdict
+from regogate.proxy.transports._stdio import run_relay
 
 logger = logging.getLogger("relay_main")
 

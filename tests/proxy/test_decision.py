@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from regogate.proxy._decision import (
+from regogate.core import DecisionError
+from regogate.proxy.policy._decision import (
     CallInput,
     Decision,
     ListedTool,
@@ -15,7 +16,6 @@ from regogate.proxy._decision import (
     Reason,
     parse_decision,
 )
-from regogate.proxy._errors import DecisionError
 
 CALL_SNAPSHOT = """{
   "client": {

@@ -11,14 +11,14 @@ import anyio
 import pytest
 
 from regogate.converters import gate_bundle, load_policy, policy_bundle, write_bundle
-from regogate.proxy._audit import AuditLog
-from regogate.proxy._command import counter_reads
-from regogate.proxy._errors import StateError
-from regogate.proxy._gate import FailMode, GateSettings, PolicyGateway
-from regogate.proxy._gateway import CallContext
-from regogate.proxy._opa import OpaClient
-from regogate.proxy._ratelimit import MemoryStore, Reservation, ReserveResult, Window
-from regogate.proxy._sidecar import EmbeddedOpa
+from regogate.core import StateError
+from regogate.proxy.cli._run import counter_reads
+from regogate.proxy.policy._audit import AuditLog
+from regogate.proxy.policy._embedded_opa import EmbeddedOpa
+from regogate.proxy.policy._opa_client import OpaClient
+from regogate.proxy.policy._policy_gateway import FailMode, GateSettings, PolicyGateway
+from regogate.proxy.relay._gateway import CallContext
+from regogate.proxy.state import MemoryStore, Reservation, ReserveResult, Window
 from tests.conftest import POLICIES
 from tests.proxy.opa_fixtures import FakeClock
 

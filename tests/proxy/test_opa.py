@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from regogate.proxy._errors import ConfigError, DecisionError
-from regogate.proxy._opa import OpaClient
+from regogate.core import ConfigError, DecisionError
+from regogate.proxy.policy._opa_client import OpaClient
 from tests.proxy.fake_http import Reply, Seen, fake_http, json_reply
 from tests.proxy.opa_fixtures import ALLOW_BUNDLE, running_opa, write_bundle
 

@@ -16,8 +16,8 @@ from uuid import uuid4
 import anyio
 import pytest
 
-from regogate.proxy._errors import ConfigError, StateError
-from regogate.proxy._ratelimit import (
+from regogate.core import ConfigError, StateError
+from regogate.proxy.state import (
     MemoryStore,
     RateLimitStore,
     RedisStore,
@@ -235,7 +235,7 @@ _WORKER = textwrap.dedent(
     """
     import sys
     import anyio
-    from regogate.proxy._ratelimit import Reservation, SqliteStore, Ticket
+    from regogate.proxy.state import Reservation, SqliteStore, Ticket
 
     async def main() -> None:
         store = SqliteStore(sys.argv[1], "srv")

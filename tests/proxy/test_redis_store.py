@@ -20,9 +20,9 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 from redis.asyncio import Redis
 
-from regogate.proxy._errors import ConfigError, StateError
-from regogate.proxy._ratelimit import RedisStore, Refused, Reservation, Ticket, window_start
-from regogate.proxy._ratelimit._redis import CALL_TIMEOUT, EXPIRY_MARGIN, bucket_key
+from regogate.core import ConfigError, StateError
+from regogate.proxy.state import RedisStore, Refused, Reservation, Ticket, window_start
+from regogate.proxy.state._redis import CALL_TIMEOUT, EXPIRY_MARGIN, bucket_key
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -190,7 +190,7 @@ _WORKER = textwrap.dedent(
     import sys
 
     import anyio
-    from regogate.proxy._ratelimit import RedisStore, Reservation, Ticket
+    from regogate.proxy.state import RedisStore, Reservation, Ticket
 
     async def main() -> None:
         store = RedisStore(sys.argv[1], sys.argv[2])

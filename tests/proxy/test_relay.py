@@ -14,7 +14,7 @@ from mcp.client.session import ClientRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning
 from pydantic import FileUrl
 
-from regogate.proxy._upstream import Upstream
+from regogate.proxy.relay._upstream import Upstream
 from tests.proxy.conftest import EVERYTHING, TIME_SERVER, Gate, Pipes, receive_json, relay_params
 
 pytestmark = pytest.mark.anyio

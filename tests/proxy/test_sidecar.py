@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from regogate.proxy._errors import ConfigError, DecisionError
-from regogate.proxy._sidecar import EmbeddedOpa, find_opa
+from regogate.core import ConfigError, DecisionError
+from regogate.proxy.policy._embedded_opa import EmbeddedOpa, find_opa
 from tests.proxy.opa_fixtures import write_bundle
 
 logger = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from regogate.proxy._errors import ConfigError
-from regogate.proxy._upstream import Upstream, exit_status
+from regogate.core import ConfigError
+from regogate.proxy.relay._upstream import Upstream, exit_status
 from tests.proxy.conftest import EOF_IGNORER, EVERYTHING, STEP, receive_json
 from tests.proxy.test_relay import initialize
 

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from regogate.proxy._errors import ConfigError
-from regogate.proxy._stdio import LineReader, LineWriter
+from regogate.core import ConfigError
+from regogate.proxy.relay._framing import LineReader, LineWriter
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Literal
 
-from regogate.proxy._errors import DecisionError
+from regogate.core import WINDOWS, DecisionError, Window
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -33,8 +33,6 @@ CONTRACT_VERSION: Final = 1
 DEFAULT_DENY_MESSAGE: Final = "Denied by policy"
 
 DecisionKind = Literal["tools/call", "tools/list"]
-Window = Literal["minute", "hour", "day"]
-WINDOWS: Final[tuple[Window, ...]] = ("minute", "hour", "day")
 
 JsonObject = Mapping[str, object]
 

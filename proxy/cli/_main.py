@@ -18,9 +18,9 @@ from regogate.converters import (
     sign_bundle,
     write_bundle,
 )
-from regogate.proxy._errors import ConfigError, PolicySourceError
-from regogate.proxy._sidecar import find_opa
-from regogate.proxy._usage import EXIT_USAGE, UsageParser
+from regogate.core import ConfigError, PolicySourceError
+from regogate.proxy.cli._usage import EXIT_USAGE, UsageParser
+from regogate.proxy.policy._embedded_opa import find_opa
 
 log = logging.getLogger("regogate")
 
@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The drop-in form `regogate -c POLICY -- server…` means `regogate run …`.
         arguments.insert(0, "run")
     if arguments and arguments[0] == "run":
-        from regogate.proxy._command import main as run_main
+        from regogate.proxy.cli._run import main as run_main
 
         return run_main(arguments[1:])
     parser = build_parser()

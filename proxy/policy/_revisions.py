@@ -15,9 +15,9 @@ from typing import Final
 
 import anyio
 
-from regogate.proxy._audit import AuditLog
-from regogate.proxy._errors import ConfigError, DecisionError
-from regogate.proxy._opa import OpaClient
+from regogate.core import ConfigError, DecisionError
+from regogate.proxy.policy._audit import AuditLog
+from regogate.proxy.policy._opa_client import OpaClient
 
 __all__ = [
     "BUNDLES_PATH",

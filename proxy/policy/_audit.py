@@ -7,11 +7,9 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
-from regogate.proxy._clock import Clock
-
-LogArgs = Literal["hash", "none", "full"]
+from regogate.core import Clock, LogArgs
 
 log = logging.getLogger(__name__)
 

@@ -9,19 +9,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from regogate.proxy._audit import AuditLog
-from regogate.proxy._clock import Clock
-from regogate.proxy._decision import CallInput, ListedTool, ListInput, parse_decision
-from regogate.proxy._errors import DecisionError, RegogateError, StateError
-from regogate.proxy._gateway import CallContext, Verdict
-from regogate.proxy._opa import OpaClient
-from regogate.proxy._ratelimit import RateLimitStore, Refused, Reservation, Ticket, Window
+from regogate.core import WILDCARD, Clock, DecisionError, RegogateError, StateError
+from regogate.proxy.policy._audit import AuditLog
+from regogate.proxy.policy._decision import CallInput, ListedTool, ListInput, parse_decision
+from regogate.proxy.policy._opa_client import OpaClient
+from regogate.proxy.relay._gateway import CallContext, Verdict
+from regogate.proxy.state import RateLimitStore, Refused, Reservation, Ticket, Window
 
 log = logging.getLogger(__name__)
 
 FailMode = Literal["closed", "open"]
 DEFAULT_DECISION_PATH = "regogate/gate/decision"
-WILDCARD = "*"
 
 
 @dataclass(frozen=True)

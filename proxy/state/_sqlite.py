@@ -16,8 +16,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Final
 
-from regogate.proxy._errors import StateError
-from regogate.proxy._ratelimit._store import (
+from regogate.core import StateError
+from regogate.proxy.state._store import (
     WINDOW_SECONDS,
     Bucket,
     Refused,

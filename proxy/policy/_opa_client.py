@@ -26,7 +26,7 @@ import anyio
 import anyio.abc
 import h11
 
-from regogate.proxy._errors import ConfigError, DecisionError
+from regogate.core import ConfigError, DecisionError
 
 __all__ = ["DEFAULT_TIMEOUT", "OpaClient"]
 

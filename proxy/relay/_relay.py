@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-from regogate.proxy._gateway import CallContext, Gateway, Verdict
-from regogate.proxy._stdio import LineReader, LineWriter, Oversize, PeerClosed, sniff_id
-from regogate.proxy._tools import ToolCatalog
-from regogate.proxy._wire import (
+from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, PeerClosed, sniff_id
+from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
+from regogate.proxy.relay._tools import ToolCatalog
+from regogate.proxy.relay._wire import (
     CLIENT_INFO_META_KEY,
     INVALID_REQUEST,
     PARSE_ERROR,

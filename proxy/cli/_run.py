@@ -17,17 +17,22 @@ from typing import IO, Final, cast
 import anyio
 
 from regogate.converters import Policy, gate_bundle, load_policy, mask_bundle, policy_bundle, write_bundle
-from regogate.proxy._audit import AuditLog, LogArgs
-from regogate.proxy._clock import SystemClock
-from regogate.proxy._errors import ConfigError, PolicySourceError, RegogateError, StateError
-from regogate.proxy._gate import DEFAULT_DECISION_PATH, CounterRead, FailMode, GateSettings, PolicyGateway
-from regogate.proxy._opa import DEFAULT_TIMEOUT, OpaClient
-from regogate.proxy._ratelimit import RedisStore, open_store
-from regogate.proxy._relay import DEFAULT_DENY_PREFIX
-from regogate.proxy._revisions import RevisionAudit, RevisionTracker, wait_for_bundles
-from regogate.proxy._run import run_relay
-from regogate.proxy._sidecar import EmbeddedOpa
-from regogate.proxy._usage import UsageParser
+from regogate.core import ConfigError, LogArgs, PolicySourceError, RegogateError, StateError, SystemClock
+from regogate.proxy.cli._usage import UsageParser
+from regogate.proxy.policy._audit import AuditLog
+from regogate.proxy.policy._embedded_opa import EmbeddedOpa
+from regogate.proxy.policy._opa_client import DEFAULT_TIMEOUT, OpaClient
+from regogate.proxy.policy._policy_gateway import (
+    DEFAULT_DECISION_PATH,
+    CounterRead,
+    FailMode,
+    GateSettings,
+    PolicyGateway,
+)
+from regogate.proxy.policy._revisions import RevisionAudit, RevisionTracker, wait_for_bundles
+from regogate.proxy.relay._relay import DEFAULT_DENY_PREFIX
+from regogate.proxy.state import RedisStore, open_store
+from regogate.proxy.transports._stdio import run_relay
 
 log = logging.getLogger("regogate")
 

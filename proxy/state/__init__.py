@@ -1,4 +1,4 @@
-"""Rate-limit stores: OPA declares the limits of a call, a store counts them atomically.
+"""Rate-limit state: OPA declares the limits of a call, a store counts them atomically.
 
 ``open_store`` picks a store from a spec: ``memory``, ``sqlite:///path/to/file.db`` or a bare path
 ending in ``.db``, ``.sqlite`` or ``.sqlite3``, or ``redis://[user:pass@]host:port/db`` (``rediss://``
@@ -7,11 +7,11 @@ for TLS) for a budget shared by proxies on many hosts.
 
 from __future__ import annotations
 
-from regogate.proxy._errors import ConfigError
-from regogate.proxy._ratelimit._memory import MemoryStore
-from regogate.proxy._ratelimit._redis import RedisStore
-from regogate.proxy._ratelimit._sqlite import SqliteStore
-from regogate.proxy._ratelimit._store import (
+from regogate.core import ConfigError
+from regogate.proxy.state._memory import MemoryStore
+from regogate.proxy.state._redis import RedisStore
+from regogate.proxy.state._sqlite import SqliteStore
+from regogate.proxy.state._store import (
     WINDOW_SECONDS,
     Bucket,
     RateLimitStore,

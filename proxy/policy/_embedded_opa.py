@@ -33,8 +33,8 @@ from typing import Final
 import anyio
 import anyio.abc
 
-from regogate.proxy._errors import ConfigError
-from regogate.proxy._opa import DEFAULT_TIMEOUT, OpaClient
+from regogate.core import ConfigError
+from regogate.proxy.policy._opa_client import DEFAULT_TIMEOUT, OpaClient
 
 __all__ = ["READY_TIMEOUT", "DecisionLogSink", "EmbeddedOpa", "find_opa"]
 

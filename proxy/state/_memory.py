@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from regogate.proxy._ratelimit._store import (
+from regogate.proxy.state._store import (
     WINDOW_SECONDS,
     Bucket,
     Refused,

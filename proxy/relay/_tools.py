@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-from regogate.proxy._wire import LOG_LEVEL_META_KEY, dumps
+from regogate.proxy.relay._wire import LOG_LEVEL_META_KEY, dumps
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The proxy's one source of wall-clock time, injected so tests can move it."""
+"""The one source of wall-clock time, injected so tests can move it."""
 
 from __future__ import annotations
 

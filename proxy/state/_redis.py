@@ -32,8 +32,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from regogate.proxy._errors import ConfigError, StateError
-from regogate.proxy._ratelimit._store import (
+from regogate.core import ConfigError, StateError
+from regogate.proxy.state._store import (
     WINDOW_SECONDS,
     Bucket,
     Refused,

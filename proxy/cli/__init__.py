@@ -1,0 +1,1 @@
+"""The ``regogate`` command line, one module per command."""

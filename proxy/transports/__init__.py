@@ -1,0 +1,1 @@
+"""Transports: how a client reaches regogate (stdio today)."""
