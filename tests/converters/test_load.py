@@ -19,7 +19,8 @@ def problems(text: str) -> list[str]:
 
 
 def test_the_seed_policy_is_accepted_verbatim() -> None:
-    seed = Path(__file__).resolve().parents[3] / "shared" / "seed" / "python-mcp-server-policy.yaml"
+    # A copy of shared/seed/python-mcp-server-policy.yaml, kept in the repository: no test reads outside it.
+    seed = Path(__file__).resolve().parent / "seed" / "python-mcp-server-policy.yaml"
     assert (POLICIES / "python.yaml").read_text(encoding="utf-8") == seed.read_text(encoding="utf-8")
     policy = load_policy(POLICIES / "python.yaml")
     assert policy.default == "deny"
