@@ -15,8 +15,7 @@ import anyio
 
 from bench._session import BenchError, Session, check_reply, child_pids, command_line, rss_bytes
 from bench.echo_server import tool_entry
-from regogate.proxy.policy._decision import CallInput
-from regogate.proxy.policy._opa_client import OpaClient
+from regogate.proxy.policy import CallInput, OpaClient
 
 PROTOCOL_VERSION = "2025-11-25"
 DECISION_PATH = "regogate/gate/decision"

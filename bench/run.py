@@ -25,7 +25,7 @@ from bench._measure import PathSpec, Plan, embedded_opa_pid, embedded_opa_url, m
 from bench._report import Results, machine_facts, render
 from bench._session import BenchError, Session
 from regogate.converters import gate_bundle, load_policy, policy_bundle, write_bundle
-from regogate.proxy.policy._embedded_opa import find_opa
+from regogate.proxy.policy import find_opa
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = Path(__file__).resolve().parent / "bench.yaml"

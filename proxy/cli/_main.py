@@ -20,7 +20,7 @@ from regogate.converters import (
 )
 from regogate.core import ConfigError, PolicySourceError
 from regogate.proxy.cli._usage import EXIT_USAGE, UsageParser
-from regogate.proxy.policy._embedded_opa import find_opa
+from regogate.proxy.policy import find_opa
 
 log = logging.getLogger("regogate")
 

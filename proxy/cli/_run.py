@@ -19,20 +19,23 @@ import anyio
 from regogate.converters import Policy, gate_bundle, load_policy, mask_bundle, policy_bundle, write_bundle
 from regogate.core import ConfigError, LogArgs, PolicySourceError, RegogateError, StateError, SystemClock
 from regogate.proxy.cli._usage import UsageParser
-from regogate.proxy.policy._audit import AuditLog
-from regogate.proxy.policy._embedded_opa import EmbeddedOpa
-from regogate.proxy.policy._opa_client import DEFAULT_TIMEOUT, OpaClient
-from regogate.proxy.policy._policy_gateway import (
+from regogate.proxy.policy import (
     DEFAULT_DECISION_PATH,
+    DEFAULT_TIMEOUT,
+    AuditLog,
     CounterRead,
+    EmbeddedOpa,
     FailMode,
     GateSettings,
+    OpaClient,
     PolicyGateway,
+    RevisionAudit,
+    RevisionTracker,
+    wait_for_bundles,
 )
-from regogate.proxy.policy._revisions import RevisionAudit, RevisionTracker, wait_for_bundles
-from regogate.proxy.relay._relay import DEFAULT_DENY_PREFIX
+from regogate.proxy.relay import DEFAULT_DENY_PREFIX
 from regogate.proxy.state import RedisStore, open_store
-from regogate.proxy.transports._stdio import run_relay
+from regogate.proxy.transports import run_relay
 
 log = logging.getLogger("regogate")
 

@@ -13,7 +13,7 @@ from regogate.core import WILDCARD, Clock, DecisionError, RegogateError, StateEr
 from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._decision import CallInput, ListedTool, ListInput, parse_decision
 from regogate.proxy.policy._opa_client import OpaClient
-from regogate.proxy.relay._gateway import CallContext, Verdict
+from regogate.proxy.relay import CallContext, Verdict
 from regogate.proxy.state import RateLimitStore, Refused, Reservation, Ticket, Window
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from regogate.proxy.policy._decision import Window
+from regogate.core import Window
 
 __all__ = [
     "WINDOW_SECONDS",

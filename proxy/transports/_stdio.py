@@ -15,10 +15,7 @@ from collections.abc import Sequence
 import anyio
 import anyio.abc
 
-from regogate.proxy.relay._framing import LineReader, LineWriter
-from regogate.proxy.relay._gateway import Gateway
-from regogate.proxy.relay._relay import DECISION_TIMEOUT, DEFAULT_DENY_PREFIX, Relay
-from regogate.proxy.relay._upstream import Upstream
+from regogate.proxy.relay import DECISION_TIMEOUT, DEFAULT_DENY_PREFIX, Gateway, LineReader, LineWriter, Relay, Upstream
 
 logger = logging.getLogger(__name__)
 

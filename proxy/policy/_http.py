@@ -1,0 +1,362 @@
+"""HTTP/1.1 to one OPA: a small pool of keep-alive connections, each an ``h11`` exchange over a socket.
+
+OPA is reached over TCP (``http://host:port``, ``https://…``) or a unix socket
+(``unix:///path/opa.sock``). A decision is on the hot path of every ``tools/call``, and a
+general-purpose HTTP client cost ~0.6 ms of CPU per request here, ten times OPA's own evaluation
+(see docs/benchmarks.md), so this layer speaks HTTP/1.1 itself through the ``h11`` state machine.
+
+``OpaTransport`` is the seam the OPA client talks through (one request in, status and body out,
+``aclose``); ``HttpTransport`` is the real one, and tests can pass another to inject faults.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+from collections.abc import Sequence
+from typing import Final, Protocol
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+import h11
+
+from regogate.core import ConfigError, DecisionError
+
+__all__ = ["CONNECT_TIMEOUT", "HttpTransport", "OpaTransport"]
+
+#: Connecting to a local OPA is immediate when it is up; waiting longer only delays the denial.
+CONNECT_TIMEOUT: Final = 1.0
+#: Calls are decided concurrently (up to the relay's 64 pending); this many connections at once.
+MAX_CONNECTIONS: Final = 16
+#: Connections kept open between bursts; the rest are closed when their request is done.
+MAX_KEEPALIVE: Final = 8
+#: An idle connection older than this is closed rather than reused (servers drop idle ones too).
+KEEPALIVE_EXPIRY: Final = 30.0
+#: OPA answers a decision in well under a kilobyte; a bigger answer is a fault, not a decision.
+MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
+#: One socket read; OPA's answers fit in one.
+READ_CHUNK: Final = 64 * 1024
+#: The Host header over a unix socket; it is never resolved.
+UDS_HOST: Final = "opa"
+
+_JSON_TYPE: Final = (b"Content-Type", b"application/json")
+
+
+class OpaTransport(Protocol):
+    """How the OPA client reaches one OPA: one HTTP request in, its status and whole body out."""
+
+    async def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+        """Send ``method target`` (with ``body`` as JSON when not empty) and read the answer.
+
+        The caller bounds the whole request with its own deadline.
+
+        Raises:
+            DecisionError: ``opa_unreachable`` (cannot connect, broken, closed, not HTTP) or
+                ``opa_error`` (the answer is too big).
+            TimeoutError: connecting took longer than the transport's connect timeout.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Close every connection; requests in flight fail as ``opa_unreachable``."""
+        ...
+
+
+_Header = tuple[bytes, bytes]
+
+
+class _Stale(Exception):
+    """A reused keep-alive connection was closed by the server before it answered."""
+
+
+class _Address:
+    """Where one OPA listens, and the fixed headers every request to it carries."""
+
+    __slots__ = ("headers", "host", "path", "port", "prefix", "tls", "url")
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path: str | None = None
+        self.prefix = ""
+        self.host, self.port, self.tls = UDS_HOST, 0, False
+        if url.startswith("unix://"):
+            self.path = url.removeprefix("unix://")
+            if not self.path:
+                raise ConfigError(f"OPA address {url!r} names no socket path (expected unix:///path/to/opa.sock)")
+            host_header = UDS_HOST
+        elif url.startswith(("http://", "https://")):
+            try:
+                parts = urlsplit(url)
+                port = parts.port
+            except ValueError as exc:
+                raise ConfigError(f"OPA address {url!r}: {exc}") from exc
+            if not parts.hostname:
+                raise ConfigError(f"OPA address {url!r} names no host")
+            self.prefix = parts.path.rstrip("/")
+            self.tls = parts.scheme == "https"
+            self.host, self.port = parts.hostname, port or (443 if self.tls else 80)
+            host_header = parts.netloc
+        else:
+            raise ConfigError(f"OPA address {url!r} must start with http://, https:// or unix://")
+        self.headers: tuple[_Header, ...] = ((b"Host", host_header.encode("idna")),)
+
+
+class _SocketWire:
+    """A non-blocking socket awaited with ``anyio.wait_readable``/``wait_writable`` (unix and plain TCP).
+
+    Cheaper than a stream object per call, and safe to cancel mid-wait (anyio's unix socket stream
+    can resolve a read future that a timeout already cancelled).
+    """
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    async def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view) :]
+            except BlockingIOError:
+                await anyio.wait_writable(self.sock)
+
+    async def receive(self) -> bytes:
+        """Some bytes, or ``b""`` at end of stream."""
+        while True:
+            try:
+                return self.sock.recv(READ_CHUNK)
+            except BlockingIOError:
+                await anyio.wait_readable(self.sock)
+
+    async def aclose(self) -> None:
+        if self.sock.fileno() >= 0:
+            anyio.notify_closing(self.sock)  # a task waiting on it gets ClosedResourceError
+            self.sock.close()
+
+
+class _StreamWire:
+    """An anyio byte stream (TLS to an ``https://`` OPA)."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    async def receive(self) -> bytes:
+        try:
+            return await self.stream.receive(READ_CHUNK)
+        except anyio.EndOfStream:
+            return b""
+
+    async def aclose(self) -> None:
+        await anyio.aclose_forcefully(self.stream)
+
+
+_Wire = _SocketWire | _StreamWire
+_BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+async def _connect_socket(family: int, address: str | tuple[object, ...]) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            try:
+                sock.connect(address)
+            except BlockingIOError:
+                await anyio.wait_writable(sock)
+                if family == socket.AF_UNIX:
+                    continue  # a full listen backlog: try again once it drains
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error:
+                    raise OSError(error, os.strerror(error)) from None
+            return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection to OPA."""
+
+    __slots__ = ("h11", "idle_since", "wire")
+
+    def __init__(self, wire: _Wire) -> None:
+        self.wire = wire
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
+
+    async def exchange(self, method: str, target: str, headers: Sequence[_Header], body: bytes) -> tuple[int, bytes]:
+        """Send one request and read its whole answer.
+
+        Raises:
+            _Stale: the server had closed the connection before answering.
+            DecisionError: ``opa_unreachable`` (broken connection, not HTTP) or ``opa_error`` (answer too big).
+        """
+        conn = self.h11
+        try:
+            data = conn.send(h11.Request(method=method, target=target, headers=list(headers)))
+            if body:
+                data += conn.send(h11.Data(data=body))
+            data += conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:  # only a bug could get here: the connection is fresh or reset
+            raise DecisionError("opa_unreachable", f"cannot send the request: {exc}") from exc
+        try:
+            await self.wire.send(data)
+        except _BROKEN as exc:
+            raise _Stale from exc
+        status = 0
+        parts: list[bytes] = []
+        size = 0
+        answered = False
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise DecisionError("opa_unreachable", f"OPA's answer is not HTTP/1.1: {exc}") from exc
+            if event is h11.NEED_DATA:
+                try:
+                    chunk = await self.wire.receive()
+                except _BROKEN as exc:
+                    if not answered:
+                        raise _Stale from exc
+                    raise DecisionError("opa_unreachable", f"the connection broke: {exc!r}") from exc
+                if not chunk and not answered:
+                    raise _Stale
+                answered = True
+                conn.receive_data(chunk)
+                continue
+            kind = type(event)
+            if kind is h11.Response:
+                status = event.status_code  # type: ignore[union-attr]
+            elif kind is h11.Data:
+                size += len(event.data)  # type: ignore[union-attr]
+                if size > MAX_ANSWER_BYTES:
+                    raise DecisionError("opa_error", f"OPA's answer is larger than {MAX_ANSWER_BYTES} bytes")
+                parts.append(event.data)  # type: ignore[union-attr]
+            elif kind is h11.EndOfMessage:
+                break
+            elif event is h11.PAUSED or kind is h11.ConnectionClosed:
+                raise DecisionError("opa_unreachable", "OPA closed the connection before answering")
+            # InformationalResponse (1xx): skip.
+        return status, parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def reusable(self) -> bool:
+        conn = self.h11
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            return True
+        return False
+
+    async def aclose(self) -> None:
+        await self.wire.aclose()
+
+
+class HttpTransport:
+    """Keep-alive HTTP/1.1 connections to one OPA address: at most ``MAX_CONNECTIONS`` at once."""
+
+    __slots__ = ("_active", "_connect_timeout", "_idle", "_slots", "_ssl", "address", "closed")
+
+    def __init__(self, url: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        """Prepare connections to ``url``; nothing is connected until the first request.
+
+        Raises:
+            ConfigError: ``url`` is neither ``http(s)://host:port`` nor ``unix:///path``.
+        """
+        self.address = _Address(url)
+        self._connect_timeout = connect_timeout
+        self.closed = False
+        self._idle: list[_Connection] = []
+        self._active: set[_Connection] = set()
+        self._slots = anyio.Semaphore(MAX_CONNECTIONS, fast_acquire=True)
+        self._ssl: ssl.SSLContext | None = None
+
+    async def _connect(self) -> _Connection:
+        address = self.address
+        with anyio.fail_after(self._connect_timeout):
+            if address.path is not None:
+                return _Connection(_SocketWire(await _connect_socket(socket.AF_UNIX, address.path)))
+            if address.tls:
+                if self._ssl is None:
+                    self._ssl = ssl.create_default_context()
+                stream = await anyio.connect_tcp(address.host, address.port, tls=True, ssl_context=self._ssl)
+                return _Connection(_StreamWire(stream))
+            failure: OSError = OSError(f"{address.host} has no address")
+            for family, _, _, _, sockaddr in await anyio.getaddrinfo(
+                address.host, address.port, type=socket.SOCK_STREAM
+            ):
+                try:
+                    return _Connection(_SocketWire(await _connect_socket(family, sockaddr)))
+                except OSError as exc:
+                    failure = exc
+            raise failure
+
+    async def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+        """One request on an idle connection (or a new one); a stale idle one is replaced once.
+
+        Raises:
+            DecisionError: ``opa_unreachable`` (cannot connect, broken, closed) or ``opa_error``.
+            TimeoutError: connecting took longer than the connect timeout.
+        """
+        if self.closed:
+            raise DecisionError("opa_unreachable", f"the client for OPA at {self.address.url} is closed")
+        headers = self.address.headers
+        if body:
+            headers += (_JSON_TYPE, (b"Content-Length", str(len(body)).encode()))
+        async with self._slots:
+            for attempt in (0, 1):
+                connection = await self._idle_connection() if attempt == 0 else None
+                reused = connection is not None
+                if connection is None:
+                    try:
+                        connection = await self._connect()
+                    except OSError as exc:
+                        raise DecisionError("opa_unreachable", f"OPA at {self.address.url}: {exc!r}") from exc
+                self._active.add(connection)
+                try:
+                    answer = await connection.exchange(method, self.address.prefix + target, headers, body)
+                except _Stale:
+                    self._active.discard(connection)
+                    await connection.aclose()
+                    if reused and not self.closed:
+                        continue  # the server dropped an idle connection: one fresh try
+                    raise DecisionError("opa_unreachable", f"OPA at {self.address.url} closed the connection") from None
+                except BaseException:
+                    self._active.discard(connection)
+                    await connection.aclose()  # its state is unknown: never reuse it
+                    raise
+                self._active.discard(connection)
+                if not self.closed and len(self._idle) < MAX_KEEPALIVE and connection.reusable():
+                    connection.idle_since = anyio.current_time()
+                    self._idle.append(connection)
+                else:
+                    await connection.aclose()
+                return answer
+        raise AssertionError("unreachable")
+
+    async def _idle_connection(self) -> _Connection | None:
+        """The most recently used idle connection that has not expired; expired ones are closed."""
+        expired = anyio.current_time() - KEEPALIVE_EXPIRY
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.idle_since > expired:
+                return connection
+            await connection.aclose()
+        return None
+
+    async def aclose(self) -> None:
+        """Close every connection, idle or busy; busy requests fail as ``opa_unreachable``."""
+        self.closed = True
+        connections = [*self._idle, *self._active]
+        self._idle.clear()
+        self._active.clear()
+        for connection in connections:
+            await connection.aclose()
