@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from regogate.converters import Policy
 from regogate.core import WILDCARD, Clock, DecisionError, RegogateError, StateError
 from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._decision import CallInput, ListedTool, ListInput, parse_decision
@@ -29,6 +30,23 @@ class CounterRead:
     scope: str
     counter: str
     window: Window
+
+
+def counter_reads(policy: Policy | None) -> dict[str, tuple[CounterRead, ...]]:
+    """For each tool (``*`` for every call), the counters its conditions read, with their windows."""
+    if policy is None:  # hand-written Rego: the proxy knows no counters to read
+        return {}
+    windows = {(r.scope, r.counter.name): r.counter.window for r in policy.rules if r.counter is not None}
+    reads: dict[str, set[tuple[str, str]]] = {}
+    for rule in policy.rules:
+        own = (rule.scope, rule.counter.name) if rule.counter is not None else None
+        for condition in rule.conditions:
+            if condition.counter is not None and condition.counter != own:
+                reads.setdefault(rule.tool, set()).add(condition.counter)
+    return {
+        tool: tuple(CounterRead(scope, counter, windows[(scope, counter)]) for scope, counter in sorted(refs))
+        for tool, refs in reads.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -62,14 +80,20 @@ class PolicyGateway:
         audit: AuditLog,
         settings: GateSettings,
         *,
-        counter_reads: Mapping[str, tuple[CounterRead, ...]] | None = None,
+        policy: Policy | None = None,
     ) -> None:
+        """``policy`` is the YAML policy OPA runs (``None`` for hand-written Rego); see ``load_policy``."""
         self._opa = opa
         self._store = store
         self._clock = clock
         self._audit = audit
         self.settings = settings
-        self.counter_reads: Mapping[str, tuple[CounterRead, ...]] = counter_reads or {}
+        self._counter_reads: Mapping[str, tuple[CounterRead, ...]] = counter_reads(policy)
+
+    def load_policy(self, policy: Policy | None) -> None:
+        """Take what the gateway needs from a (re)loaded policy, in one swap: calls decided after it
+        read the new policy's counters, calls already past ``_state`` keep the old ones."""
+        self._counter_reads = counter_reads(policy)
 
     async def _state(self, tool: str, now: float) -> dict[str, dict[str, float]]:
         """Current values of the counters this tool's rules (and the wildcard's) read; none for other calls.
@@ -77,7 +101,8 @@ class PolicyGateway:
         Under ``state_fail_mode="open"`` an unreadable counter is left out, so conditions on it fail.
         """
         state: dict[str, dict[str, float]] = {}
-        for read in (*self.counter_reads.get(tool, ()), *self.counter_reads.get(WILDCARD, ())):
+        reads = self._counter_reads
+        for read in (*reads.get(tool, ()), *reads.get(WILDCARD, ())):
             try:
                 value = await self._store.current(f"{read.scope}/{read.counter}", read.window, now)
             except StateError as exc:

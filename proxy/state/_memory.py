@@ -69,6 +69,9 @@ class MemoryStore:
         """See ``RateLimitStore.current``."""
         return self._values.get((key, window, window_start(window, now)), 0.0)
 
+    async def ping(self) -> None:
+        """Nothing to check: the store is local and open."""
+
     async def aclose(self) -> None:
         """Drop every counter."""
         self._values.clear()

@@ -141,6 +141,9 @@ class SqliteStore:
             raise self._fail("read", exc) from exc
         return float(row[0]) if row else 0.0
 
+    async def ping(self) -> None:
+        """Nothing to check: the store is local and open."""
+
     async def aclose(self) -> None:
         """Close the database connection."""
         self._db.close()

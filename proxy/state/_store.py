@@ -107,6 +107,14 @@ class RateLimitStore(Protocol):
         """
         ...
 
+    async def ping(self) -> None:
+        """Check that the store answers (at start-up, so a missing server is reported at once).
+
+        Raises:
+            StateError: the store did not answer.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release the store's resources."""
         ...

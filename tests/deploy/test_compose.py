@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from regogate.proxy.cli._run import parse_args
+from regogate.proxy.cli._run_config import parse_args
 from tests.conftest import ROOT
 from tests.deploy.conftest import find_docker_compose
 from tests.opa_server import OPA_IMAGE

@@ -12,7 +12,6 @@ import pytest
 
 from regogate.converters import gate_bundle, load_policy, policy_bundle, write_bundle
 from regogate.core import StateError
-from regogate.proxy.cli._run import counter_reads
 from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._embedded_opa import EmbeddedOpa
 from regogate.proxy.policy._opa_client import OpaClient
@@ -66,9 +65,7 @@ async def gateway_for(
     async with EmbeddedOpa([tmp_path / "gate", tmp_path / "p"], decision_logs=decision_logs) as opa:
         settings = GateSettings(server_id=name, fail_mode=fail_mode, state_fail_mode=state_fail_mode, dry_run=dry_run)
         yield (
-            PolicyGateway(
-                opa.client, store or MemoryStore(), clock, audit, settings, counter_reads=counter_reads(policy)
-            ),
+            PolicyGateway(opa.client, store or MemoryStore(), clock, audit, settings, policy=policy),
             audit_path,
         )
     audit.close()

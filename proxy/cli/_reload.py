@@ -1,0 +1,92 @@
+"""The policy behind ``regogate run``: its bundles in a private directory, rebuilt and reloaded on edits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from regogate.converters import Policy, gate_bundle, load_policy, policy_bundle, write_bundle
+from regogate.core import ConfigError, PolicySourceError, RegogateError
+from regogate.proxy.cli._run_config import RunConfig
+from regogate.proxy.policy import AuditLog, EmbeddedOpa, PolicyGateway, RevisionTracker
+
+__all__ = ["RELOAD_POLL_SECONDS", "PolicySource", "watch_policy"]
+
+log = logging.getLogger("regogate")
+
+#: How often the policy file is checked for edits; an edit takes effect within this.
+RELOAD_POLL_SECONDS = 0.5
+
+
+class PolicySource:
+    """The policy file and the bundles made from it, in a private directory."""
+
+    def __init__(self, config: RunConfig, workdir: Path, *, extra: Sequence[Path] = ()) -> None:
+        """``extra`` bundles (the decision-log mask) load next to the policy's, unchanged by edits."""
+        self.config = config
+        self.workdir = workdir
+        self.extra = list(extra)
+        self.generation = 0
+        self.policy: Policy | None = None
+        self.revision = "hand-written"
+        self.mtime = 0.0
+        self.server_id = config.server_id or ""
+
+    def build(self) -> list[Path]:
+        """Convert (or copy) the policy into fresh bundle directories; raises on an invalid policy."""
+        self.generation += 1
+        target = self.workdir / f"gen{self.generation}"
+        self.mtime = _mtime(self.config.policy)
+        if self.config.policy.is_dir():
+            if not self.config.server_id:
+                raise ConfigError("a Rego directory needs --server-id (the id its policies use)")
+            return [self.config.policy, *self.extra]
+        policy = load_policy(self.config.policy, server_id=self.config.server_id)
+        bundle = policy_bundle(policy, self.config.policy.read_text(encoding="utf-8"))
+        # The directory's name is the bundle's name in data.system.bundles: the server id.
+        policy_dir = target / "policies" / policy.server_id
+        write_bundle(bundle, policy_dir)
+        write_bundle(gate_bundle(), target / "gate")
+        self.policy, self.revision, self.server_id = policy, bundle.revision, policy.server_id
+        return [target / "gate", policy_dir, *self.extra]
+
+    def changed(self) -> bool:
+        return _mtime(self.config.policy) != self.mtime
+
+
+def _mtime(path: Path) -> float:
+    try:
+        if path.is_dir():
+            return max((p.stat().st_mtime for p in path.rglob("*.rego")), default=0.0)
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+async def watch_policy(
+    source: PolicySource, sidecar: EmbeddedOpa, gateway: PolicyGateway, audit: AuditLog, tracker: RevisionTracker
+) -> None:
+    """Reload the sidecar when the policy file changes; an invalid edit keeps the old policy."""
+    while True:
+        await anyio.sleep(RELOAD_POLL_SECONDS)
+        if not source.changed():
+            continue
+        try:
+            bundles = source.build()
+            await sidecar.reload(bundles)
+        except PolicySourceError as exc:
+            for problem in exc.problems:
+                log.error("policy edit rejected, the previous policy stays in force: %s", problem)
+            audit.write("reload", ok=False, errors=[str(p) for p in exc.problems])
+            continue
+        except RegogateError as exc:
+            log.error("reload failed, the previous policy stays in force: %s", exc)
+            audit.write("reload", ok=False, errors=[str(exc)])
+            continue
+        gateway.load_policy(source.policy)
+        log.warning("policy reloaded: revision %s", source.revision)
+        revisions = await tracker.refresh()
+        audit.write("reload", ok=True, revision=source.revision, revisions=revisions)

@@ -1,0 +1,198 @@
+"""``regogate run``'s flags, parsed once into a frozen ``RunConfig``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, cast
+
+from regogate.core import LogArgs
+from regogate.proxy.cli._usage import UsageParser
+from regogate.proxy.policy import DEFAULT_DECISION_PATH, DEFAULT_TIMEOUT, FailMode
+from regogate.proxy.relay import DEFAULT_DENY_PREFIX
+
+__all__ = ["OPA_READY_TIMEOUT", "RunConfig", "build_parser", "parse_args"]
+
+#: How long an external OPA may take to activate its bundles (a first download from a bundle server).
+OPA_READY_TIMEOUT: Final = 30.0
+
+EPILOG = """\
+examples:
+  regogate -c policies/python.yaml -- npx -y some-mcp-server
+  regogate run -c policies/filesystem.yaml --state sqlite:///var/lib/regogate/state.db \\
+      --audit-log /var/log/regogate/audit.jsonl -- mcp-server-filesystem /srv/data
+  regogate run -c my-rego-bundle/ --server-id github --opa-url unix:///run/opa.sock -- github-mcp-server
+  regogate run -c policies/github.yaml --dry-run --log-level info -- github-mcp-server
+  regogate run -c policies/python.yaml --decision-log /var/log/regogate/opa-decisions.jsonl -- python-mcp
+  regogate run -c policies/github.yaml --opa-url http://127.0.0.1:8181 --opa-ready-timeout 60 \\
+      --state redis://127.0.0.1:6379/0 -- github-mcp-server
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``regogate run``."""
+    p = UsageParser(
+        prog="regogate run",
+        usage="regogate [run] -c POLICY [flags] -- UPSTREAM_COMMAND [ARGS...]",
+        description="Relay MCP over stdio to UPSTREAM_COMMAND; every tools/call is decided by OPA first.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        required=True,
+        metavar="POLICY",
+        help="a YAML policy (converted on the fly), or a directory of your own Rego (e.g. -c rego-bundle/)",
+    )
+    p.add_argument(
+        "--server-id",
+        metavar="ID",
+        help="selects data.regogate.policies.<ID> (default: the policy file name, e.g. python)",
+    )
+    p.add_argument(
+        "--opa-url",
+        metavar="URL",
+        help="an external OPA: http://127.0.0.1:8181 or unix:///run/opa.sock (default: start one)",
+    )
+    p.add_argument(
+        "--opa-path",
+        default=DEFAULT_DECISION_PATH,
+        metavar="PATH",
+        help=f"decision path queried on OPA (default: {DEFAULT_DECISION_PATH})",
+    )
+    p.add_argument(
+        "--opa-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"deny a call whose decision takes longer (default: {DEFAULT_TIMEOUT})",
+    )
+    p.add_argument(
+        "--opa-ready-timeout",
+        type=float,
+        default=OPA_READY_TIMEOUT,
+        metavar="SECONDS",
+        help=(
+            "with --opa-url: wait this long for GET /health?bundles to answer 200 (bundles active) "
+            f"before serving, else fail to start (default: {OPA_READY_TIMEOUT:g})"
+        ),
+    )
+    p.add_argument(
+        "--decision-log",
+        metavar="FILE",
+        help=(
+            "embedded OPA: turn on OPA's decision log and append it to FILE (- for stderr), one JSON event "
+            "per line, tool arguments masked as --log-args says"
+        ),
+    )
+    p.add_argument(
+        "--opa-bin", metavar="FILE", help="the opa binary for the embedded OPA (default: $REGOGATE_OPA, PATH, cache)"
+    )
+    p.add_argument(
+        "--fail-mode",
+        choices=("closed", "open"),
+        default="closed",
+        help="when OPA or the state store fails: deny (closed, default) or allow (open)",
+    )
+    p.add_argument(
+        "--state-fail-mode",
+        choices=("closed", "open"),
+        default="closed",
+        help="when the state store fails: deny calls that need a counter (closed, default) or admit them uncounted",
+    )
+    p.add_argument("--dry-run", action="store_true", help="decide and log every call, but never block one")
+    p.add_argument(
+        "--state",
+        default="memory",
+        metavar="STORE",
+        help="rate-limit counters: memory (default), sqlite:///path/state.db, or redis://[user:pass@]host:port/db",
+    )
+    p.add_argument("--state-prefix", default="", metavar="PREFIX", help="namespace for counters in a shared store")
+    p.add_argument("--audit-log", metavar="FILE", help="append JSON-lines audit events to FILE")
+    p.add_argument(
+        "--log-args",
+        choices=("hash", "none", "full"),
+        default="hash",
+        help="tool arguments in the audit log: a hash (default), nothing, or in clear",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="stderr log level (default: warning)",
+    )
+    p.add_argument(
+        "--deny-prefix",
+        default=DEFAULT_DENY_PREFIX,
+        metavar="TEXT",
+        help=f"prefix of denial texts (default: {DEFAULT_DENY_PREFIX!r})",
+    )
+    p.add_argument("upstream", nargs=argparse.REMAINDER, help="the MCP server command, after --")
+    return p
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """``regogate run``'s settings, parsed once."""
+
+    policy: Path
+    server_id: str | None
+    opa_url: str | None
+    opa_path: str
+    opa_timeout: float
+    opa_ready_timeout: float
+    decision_log: str | None
+    opa_bin: str | None
+    fail_mode: FailMode
+    state_fail_mode: FailMode
+    dry_run: bool
+    state: str
+    state_prefix: str
+    audit_log: str | None
+    log_args: LogArgs
+    deny_prefix: str
+    upstream: tuple[str, ...]
+
+
+def parse_args(argv: Sequence[str]) -> RunConfig:
+    """Parse and check the flags; usage mistakes exit 2 with one line."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    upstream = list(args.upstream)
+    if upstream and upstream[0] == "--":
+        upstream = upstream[1:]
+    if not upstream:
+        parser.error("no upstream MCP server command given after --")
+    if args.opa_timeout <= 0:
+        parser.error("--opa-timeout must be positive")
+    if args.opa_ready_timeout <= 0:
+        parser.error("--opa-ready-timeout must be positive")
+    if args.decision_log and args.opa_url:
+        parser.error("--decision-log is for the embedded OPA; an external OPA logs decisions as its config says")
+    logging.basicConfig(
+        stream=sys.stderr, level=args.log_level.upper(), format="regogate %(levelname)s %(name)s: %(message)s"
+    )
+    return RunConfig(
+        policy=Path(args.config),
+        server_id=args.server_id,
+        opa_url=args.opa_url,
+        opa_path=args.opa_path.strip("/"),
+        opa_timeout=args.opa_timeout,
+        opa_ready_timeout=args.opa_ready_timeout,
+        decision_log=args.decision_log,
+        opa_bin=args.opa_bin,
+        fail_mode=cast(FailMode, args.fail_mode),  # argparse choices= checked it
+        state_fail_mode=cast(FailMode, args.state_fail_mode),
+        dry_run=args.dry_run,
+        state=args.state,
+        state_prefix=args.state_prefix,
+        audit_log=args.audit_log,
+        log_args=cast(LogArgs, args.log_args),
+        deny_prefix=args.deny_prefix,
+        upstream=tuple(upstream),
+    )
