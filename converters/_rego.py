@@ -34,6 +34,8 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLAIN_YAML = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-/\[\]]*$")
 
 INPUT_ARGS = "input.tool.arguments"
+#: How long a person has to answer when a require_approval rule names no approval_timeout.
+DEFAULT_APPROVAL_TIMEOUT = "5m"
 INPUT_SCHEMA = "input.tool.input_schema"
 UNKNOWN_SCHEMA = "cannot check the arguments: the input schema of this tool is unknown"
 
@@ -183,6 +185,40 @@ def own_limit(rule: Rule) -> tuple[float | None, list[Condition]]:
     return limit, rest
 
 
+def approval_timeout_seconds(rule: Rule) -> float:
+    """The seconds a person has to answer (and an approval lasts): ``approval_timeout``, else 5 minutes."""
+    text = rule.approval_timeout or DEFAULT_APPROVAL_TIMEOUT
+    for unit, scale in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if text.endswith(unit) and text[: -len(unit)].isdigit():
+            seconds = int(text[: -len(unit)]) * scale
+            return int(seconds) if seconds == int(seconds) else seconds
+    raise ValueError(f"not a duration: {text!r}")
+
+
+def _approval_rego(writer: _Writer, rule: Rule, meta_custom: dict[str, str]) -> None:
+    """A ``require_approval`` rule becomes an approval request, which the gate turns into an obligation."""
+    message = (
+        rego_literal(rule.on_deny)
+        if rule.on_deny is not None
+        else 'sprintf("Tool %q requires a person\'s approval", [input.tool.name])'
+    )
+    shown = rule.on_deny or "requires a person's approval"
+    lines = _tool_test(rule)
+    taken: set[str] = set()
+    for condition in rule.conditions:
+        lines += condition_lines(condition, taken, writer)
+    timeout = approval_timeout_seconds(rule)
+    request = (
+        f'{{"order": {rule.order}, "rule": {rego_literal(rule.name)}, "message": {message}, '
+        f'"timeout": {rego_literal(timeout)}}}'
+    )
+    writer.emit(
+        writer.metadata(rule.name, shown, rule.mark.line, **meta_custom)
+        + f"approvals contains {request}"
+        + _body(lines)
+    )
+
+
 def _rule_rego(writer: _Writer, rule: Rule) -> None:
     meta_custom = {"tool": rule.tool, "action": rule.action}
     title = rule.name
@@ -194,28 +230,13 @@ def _rule_rego(writer: _Writer, rule: Rule) -> None:
         )
         return
     if rule.action == "require_approval":
-        timeout = f" (timeout {rule.approval_timeout})" if rule.approval_timeout else ""
-        message = (
-            rego_literal(rule.on_deny)
-            if rule.on_deny is not None
-            else f'sprintf("Tool %q requires approval{timeout}; approvals are not supported yet", [input.tool.name])'
-        )
-        shown = rule.on_deny or f"requires approval{timeout}; approvals are not supported yet"
-        lines = _tool_test(rule)
-        taken: set[str] = set()
-        for condition in rule.conditions:
-            lines += condition_lines(condition, taken, writer)
-        writer.emit(
-            writer.metadata(title, shown, rule.mark.line, **meta_custom)
-            + f"deny contains {_violation(rule.order, rule.name, message)}"
-            + _body(lines)
-        )
+        _approval_rego(writer, rule, meta_custom)
         return
 
     limit, conditions = own_limit(rule)
     counter = rule.counter
     passes: list[str] = []
-    taken = set()
+    taken: set[str] = set()
     for condition in conditions:
         passes += condition_lines(condition, taken, writer)
     cost = "1"

@@ -259,6 +259,14 @@ class _TestWriter:
             f"\t{check}\n}}"
         )
 
+    def approval_test(self, name: str, rule_name: str, call: str, *, asked: bool) -> None:
+        check = f"{rego_literal(rule_name)} in rules" if asked else f"not {rego_literal(rule_name)} in rules"
+        self.tests.append(
+            f"test_{name} if {{\n"
+            f"\trules := {{a.rule | some a in {self.alias}.approvals}} with input as {call}\n"
+            f"\t{check}\n}}"
+        )
+
     def rule_tests(self, rule: Rule) -> None:
         tool = self.tool_for(rule)
         ident = rule.ident
@@ -271,11 +279,11 @@ class _TestWriter:
         passing = _passing(conditions) if conditions else _Example({}, {})
         if rule.action == "require_approval":
             if passing is not None:
-                self.denial_test(f"{ident}_requires_approval", rule.name, self.call(tool, passing), denied=True)
+                self.approval_test(f"{ident}_requires_approval", rule.name, self.call(tool, passing), asked=True)
             if conditions and passing is not None:
                 failing = _failing(conditions, passing)
-                self.denial_test(
-                    f"{ident}_skips_calls_it_does_not_match", rule.name, self.call(tool, failing), denied=False
+                self.approval_test(
+                    f"{ident}_skips_calls_it_does_not_match", rule.name, self.call(tool, failing), asked=False
                 )
             return
         if passing is None:

@@ -168,7 +168,11 @@ def _mask_bundle(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments and arguments[0] not in (*COMMANDS, "run", "-h", "--help"):
+    if arguments and arguments[0] == "approvals":
+        from regogate.proxy.cli._approvals import main as approvals_main
+
+        return approvals_main(arguments[1:])
+    if arguments and arguments[0] not in (*COMMANDS, "run", "approvals", "-h", "--help"):
         # The drop-in form `regogate -c POLICY -- server…` means `regogate run …`.
         arguments.insert(0, "run")
     if arguments and arguments[0] == "run":

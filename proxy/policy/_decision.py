@@ -18,6 +18,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "DEFAULT_DENY_MESSAGE",
     "WINDOWS",
+    "ApprovalObligation",
     "CallInput",
     "Decision",
     "DecisionKind",
@@ -64,6 +65,8 @@ class CallInput:
     input_schema: JsonObject | None = None
     annotations: JsonObject | None = None
     state: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    approval: JsonObject | None = None
+    """``input.approval``: who approved this call, how and when; only on the decision after a person approved."""
 
     def to_document(self) -> dict[str, object]:
         """Return the JSON-ready input document OPA receives as ``input``."""
@@ -75,7 +78,7 @@ class CallInput:
             tool["input_schema"] = self.input_schema
         if self.annotations is not None:
             tool["annotations"] = self.annotations
-        return {
+        document: dict[str, object] = {
             "version": CONTRACT_VERSION,
             "kind": "tools/call",
             "server": {"id": self.server_id},
@@ -85,6 +88,9 @@ class CallInput:
             "tool": tool,
             "state": self.state,
         }
+        if self.approval is not None:
+            document["approval"] = self.approval
+        return document
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +147,16 @@ class RateLimitDeclaration:
 
 
 @dataclass(frozen=True, slots=True)
+class ApprovalObligation:
+    """A call the policy admits only once a person approved it: which rule asks, what it says, for how long."""
+
+    rule: str
+    message: str
+    timeout: float
+    """Seconds a person has to answer, and how long an approval lasts."""
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """OPA's verdict on one message.
 
@@ -153,6 +169,8 @@ class Decision:
     rate_limits: tuple[RateLimitDeclaration, ...] = ()
     hidden: frozenset[str] = frozenset()
     decision_id: str | None = None
+    approval: ApprovalObligation | None = None
+    """Set (with ``allow`` false) when the call waits for a person's approval."""
 
     @property
     def message(self) -> str:
@@ -248,6 +266,20 @@ def _declaration(item: object, where: str) -> RateLimitDeclaration:
     )
 
 
+def _approval(decision: Mapping[str, object], allow: bool) -> ApprovalObligation | None:
+    if "approval" not in decision:
+        return None
+    entry = _object(decision["approval"], "approval")
+    timeout = _number(entry.get("timeout"))
+    if timeout is None or not timeout > 0:
+        raise _malformed(f"approval.timeout must be a number of seconds greater than 0, got {entry.get('timeout')!r}")
+    if allow:
+        raise _malformed("approval may only come with allow: false (the call waits for a person)")
+    return ApprovalObligation(
+        rule=_string(entry, "rule", "approval"), message=_string(entry, "message", "approval"), timeout=timeout
+    )
+
+
 def _hidden(decision: Mapping[str, object]) -> frozenset[str]:
     names: set[str] = set()
     for index, name in enumerate(_array(decision, "hidden")):
@@ -277,8 +309,10 @@ def parse_decision(result: object, *, kind: DecisionKind, decision_id: str | Non
         _declaration(item, f"rate_limits[{index}]") for index, item in enumerate(_array(decision, "rate_limits"))
     )
     hidden = _hidden(decision)
+    approval = _approval(decision, allow) if kind == "tools/call" else None
     return Decision(
         allow=allow,
+        approval=approval,
         reasons=reasons,
         rate_limits=rate_limits if kind == "tools/call" else (),
         hidden=hidden if kind == "tools/list" else frozenset(),

@@ -11,6 +11,7 @@ from typing import Literal
 
 from regogate.converters import Policy
 from regogate.core import WILDCARD, Clock, DecisionError, RegogateError, StateError
+from regogate.proxy.policy._approvals import ApprovalDesk, Withheld
 from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._decision import CallInput, ListedTool, ListInput, parse_decision
 from regogate.proxy.policy._opa_client import OpaClient
@@ -81,6 +82,7 @@ class PolicyGateway:
         settings: GateSettings,
         *,
         policy: Policy | None = None,
+        approvals: ApprovalDesk | None = None,
     ) -> None:
         """``policy`` is the YAML policy OPA runs (``None`` for hand-written Rego); see ``load_policy``."""
         self._opa = opa
@@ -89,6 +91,7 @@ class PolicyGateway:
         self._audit = audit
         self.settings = settings
         self._counter_reads: Mapping[str, tuple[CounterRead, ...]] = counter_reads(policy)
+        self._approvals = approvals
 
     def load_policy(self, policy: Policy | None) -> None:
         """Take what the gateway needs from a (re)loaded policy, in one swap: calls decided after it
@@ -141,6 +144,19 @@ class PolicyGateway:
             result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, document)
             decision_id = opa_decision_id or decision_id
             decision = parse_decision(result, kind="tools/call", decision_id=decision_id)
+            if decision.approval is not None and self._approvals is not None:
+                answer = await self._approvals.obtain(call, decision.approval, decision_id)
+                if isinstance(answer, Withheld):
+                    return self._verdict(
+                        False, answer.message, decision.approval.rule, decision_id, None, started, fields, limit="none"
+                    )
+                # OPA keeps the last word: the approved call is decided again, with who approved it.
+                result, opa_decision_id = await self._opa.evaluate(
+                    self.settings.decision_path, {**document, "approval": answer.document}
+                )
+                decision_id = opa_decision_id or decision_id
+                decision = parse_decision(result, kind="tools/call", decision_id=decision_id)
+                fields["approval_id"] = answer.approval.id
         except StateError as exc:
             return self._fault("state_error", str(exc), decision_id, started, fields, state=True)
         except (RegogateError, ValueError, TypeError) as exc:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+Elicit = Callable[[dict[str, object], float], Awaitable[dict[str, object] | None]]
+"""Ask the client's user through ``elicitation/create``: params and a deadline in seconds in, the
+client's ``result`` out, or ``None`` when it errs, is cancelled or does not answer in time."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,8 @@ class CallContext:
     """The tool's entry from the upstream's ``tools/list``, ``None`` if unknown."""
     meta: dict[str, object] = field(default_factory=dict)
     """The request's ``params._meta``, ``{}`` if none."""
+    elicit: Elicit | None = None
+    """How to ask the client's user, when the client declared the ``elicitation`` capability (form mode)."""
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ GITHUB_TABLE = [
         "merge_pull_request",
         {"merge_method": "squash"},
         False,
-        'Tool "merge_pull_request" requires approval (timeout 10m); approvals are not supported yet',
+        'Tool "merge_pull_request" requires a person\'s approval',
     ),
     ("merge_pull_request", {"merge_method": "rebase"}, True, None),
     ("create_pull_request", {"base": "develop", "draft": False}, True, None),
@@ -234,7 +234,7 @@ STRIPE_TABLE = [
         {"id": "cus_1"},
         {},
         False,
-        'Tool "delete_customer" requires approval (timeout 300s); approvals are not supported yet',
+        'Tool "delete_customer" requires a person\'s approval',
     ),
     ("create_payout", {}, {}, False, 'Denied by rule "create_payout[0]"'),
     ("list_customers", {}, {}, True, None),  # default: allow

@@ -34,6 +34,23 @@ rate_limits := [limit |
 	some [_, limit] in sort([[l.key, l] | some l in data.regogate.policies[input.server.id].rate_limits])
 ]
 
+# Approval requests of the server's policy (require_approval rules whose conditions hold), first first.
+_approval_requests := [request |
+	some [_, request] in sort([[r.order, {"rule": r.rule, "message": r.message, "timeout": r.timeout}] |
+		some r in data.regogate.policies[input.server.id].approvals
+	])
+]
+
+# regogate sets input.approval only after a person approved this very call.
+approved if is_string(input.approval.id)
+
+# An otherwise allowed call that waits for a person: the first request is the obligation.
+approval_pending if {
+	count(violations) == 0
+	count(_approval_requests) > 0
+	not approved
+}
+
 # Tool names the client must not see.
 hidden contains name if {
 	some name in (_listed_names & data.regogate.policies[input.server.id].hidden_tools)
@@ -60,6 +77,19 @@ decision := {"allow": count(violations) == 0, "reasons": reasons, "rate_limits":
 	input.version == contract_version
 	input.kind == "tools/call"
 	policy_loaded
+	not approval_pending
+}
+
+decision := {
+	"allow": false,
+	"reasons": [{"rule": _approval_requests[0].rule, "message": _approval_requests[0].message}],
+	"rate_limits": [],
+	"approval": _approval_requests[0],
+} if {
+	input.version == contract_version
+	input.kind == "tools/call"
+	policy_loaded
+	approval_pending
 }
 
 decision := {"allow": true, "reasons": [], "hidden": sort(hidden)} if {

@@ -78,3 +78,38 @@ test_wrong_contract_version_is_denied if {
 	d.allow == false
 	d.reasons[0].rule == "regogate.bad_input"
 }
+
+_asking := {"demo": {
+	"deny": set(),
+	"rate_limits": {{"key": "x/_rate_day", "limit": 5, "window": "day", "cost": 1, "rule": "r", "message": "m"}},
+	"approvals": {
+		{"order": 7, "rule": "later", "message": "second asks", "timeout": 60},
+		{"order": 3, "rule": "sooner", "message": "first asks", "timeout": 300},
+	},
+	"hidden_tools": set(),
+	"hides_all": false,
+}}
+
+test_decision_asks_for_approval_before_anything_is_reserved if {
+	d := gate.decision with input as _call with data.regogate.policies as _asking
+	d.allow == false
+	d.approval == {"rule": "sooner", "message": "first asks", "timeout": 300}
+	d.reasons == [{"rule": "sooner", "message": "first asks"}]
+	d.rate_limits == []
+}
+
+test_decision_allows_an_approved_call_and_declares_its_limits if {
+	approved := object.union(_call, {"approval": {"id": "apr-x", "by": "ana", "via": "cli"}})
+	d := gate.decision with input as approved with data.regogate.policies as _asking
+	d.allow == true
+	not d.approval
+	count(d.rate_limits) == 1
+}
+
+test_a_denial_wins_over_an_approval_request if {
+	policies := {"demo": object.union(_asking.demo, {"deny": {{"order": 1, "rule": "no", "message": "never"}}})}
+	d := gate.decision with input as _call with data.regogate.policies as policies
+	d.allow == false
+	not d.approval
+	d.reasons == [{"rule": "no", "message": "never"}]
+}

@@ -152,12 +152,12 @@ rate_limits contains {"key": "push_files/_rate_hour", "limit": 20, "window": "ho
 
 # METADATA
 # title: merge-needs-approval
-# description: "requires approval (timeout 10m); approvals are not supported yet"
+# description: "requires a person's approval"
 # custom:
 #   source: policies/github.yaml:52
 #   tool: merge_pull_request
 #   action: require_approval
-deny contains {"order": 9, "rule": "merge-needs-approval", "message": sprintf("Tool %q requires approval (timeout 10m); approvals are not supported yet", [input.tool.name])} if {
+approvals contains {"order": 9, "rule": "merge-needs-approval", "message": sprintf("Tool %q requires a person's approval", [input.tool.name]), "timeout": 600} if {
 	input.tool.name == "merge_pull_request"
 	input.tool.arguments.merge_method == "squash"
 }

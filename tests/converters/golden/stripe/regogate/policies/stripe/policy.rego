@@ -204,12 +204,12 @@ customer_tags_passes if {
 
 # METADATA
 # title: deleting-needs-approval
-# description: "requires approval (timeout 300s); approvals are not supported yet"
+# description: "requires a person's approval"
 # custom:
 #   source: policies/stripe.yaml:89
 #   tool: delete_customer
 #   action: require_approval
-deny contains {"order": 12, "rule": "deleting-needs-approval", "message": sprintf("Tool %q requires approval (timeout 300s); approvals are not supported yet", [input.tool.name])} if {
+approvals contains {"order": 12, "rule": "deleting-needs-approval", "message": sprintf("Tool %q requires a person's approval", [input.tool.name]), "timeout": 300} if {
 	input.tool.name == "delete_customer"
 }
 

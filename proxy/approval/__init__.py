@@ -1,0 +1,55 @@
+"""Human approval of calls a policy marks ``require_approval``: the record, and where approvals are kept.
+
+Approvals live next to the rate-limit counters: the same ``--state`` spec names the store (the SQLite
+file for one machine, Redis for a team, memory when only in-band answers are possible).
+"""
+
+from __future__ import annotations
+
+from regogate.core import ConfigError
+from regogate.proxy.approval._record import (
+    PREVIEW_BYTES,
+    Approval,
+    ApprovalStatus,
+    arguments_digest,
+    arguments_preview,
+    new_approval_id,
+)
+from regogate.proxy.approval._redis import RedisApprovalStore
+from regogate.proxy.approval._sqlite import SqliteApprovalStore
+from regogate.proxy.approval._store import ApprovalError, ApprovalStore, MemoryApprovalStore
+
+__all__ = [
+    "PREVIEW_BYTES",
+    "Approval",
+    "ApprovalError",
+    "ApprovalStatus",
+    "ApprovalStore",
+    "MemoryApprovalStore",
+    "RedisApprovalStore",
+    "SqliteApprovalStore",
+    "arguments_digest",
+    "arguments_preview",
+    "new_approval_id",
+    "open_approval_store",
+]
+
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def open_approval_store(spec: str, prefix: str = "") -> ApprovalStore:
+    """Open the approval store that the state spec ``spec`` names (as ``--state`` takes it).
+
+    Raises:
+        ConfigError: ``spec`` names no known store.
+        StateError: the store cannot be opened.
+    """
+    if spec == "memory":
+        return MemoryApprovalStore()
+    if spec.startswith(("redis://", "rediss://")):
+        return RedisApprovalStore(spec, prefix)
+    if spec.startswith("sqlite://"):
+        return SqliteApprovalStore(spec.removeprefix("sqlite://"), prefix)
+    if "://" not in spec and spec.endswith(_SQLITE_SUFFIXES):
+        return SqliteApprovalStore(spec, prefix)
+    raise ConfigError(f"unknown state store {spec!r}: use memory, sqlite:///path/to/state.db or redis://host:port/db")
