@@ -107,23 +107,21 @@ class ApprovalDesk:
             self._record("used", used, decision_id)
             return Granted(used, _input_document(used))
         preview, size = arguments_preview(call.arguments)
-        asked = await self._store.request(
-            Approval(
-                id=new_approval_id(),
-                server_id=self._server_id,
-                tool=call.tool_name,
-                digest=digest,
-                preview=preview,
-                size=size,
-                rule=obligation.rule,
-                message=obligation.message,
-                created=now,
-                expires=now + obligation.timeout,
-                timeout=obligation.timeout,
-            ),
-            now,
+        fresh = Approval(
+            id=new_approval_id(),
+            server_id=self._server_id,
+            tool=call.tool_name,
+            digest=digest,
+            preview=preview,
+            size=size,
+            rule=obligation.rule,
+            message=obligation.message,
+            created=now,
+            expires=now + obligation.timeout,
+            timeout=obligation.timeout,
         )
-        if asked.created == now and asked.status == "pending":
+        asked = await self._store.request(fresh, now)
+        if asked.id == fresh.id:
             self._record("requested", asked, decision_id)
         if call.elicit is not None:
             return await self._in_band(call, asked, decision_id)
@@ -198,7 +196,9 @@ class ApprovalDesk:
             tool=approval.tool,
             rule=approval.rule,
             decided_by=approval.decided_by,
+            decided_at=approval.decided_at,
             via=approval.via,
+            reason=approval.reason,
             decision_id=decision_id,
             **extra,
         )

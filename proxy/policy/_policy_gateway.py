@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from regogate.converters import Policy
@@ -129,7 +129,7 @@ class PolicyGateway:
             tool = call.tool or {}
             schema = tool.get("inputSchema")
             annotations = tool.get("annotations")
-            document = CallInput(
+            call_input = CallInput(
                 server_id=self.settings.server_id,
                 tool_name=call.tool_name,
                 arguments=call.arguments,
@@ -140,8 +140,8 @@ class PolicyGateway:
                 input_schema=schema if isinstance(schema, dict) else None,
                 annotations=annotations if isinstance(annotations, dict) else None,
                 state=await self._state(call.tool_name, now),
-            ).to_document()
-            result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, document)
+            )
+            result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, call_input.to_document())
             decision_id = opa_decision_id or decision_id
             decision = parse_decision(result, kind="tools/call", decision_id=decision_id)
             if decision.approval is not None and self._approvals is not None:
@@ -151,9 +151,8 @@ class PolicyGateway:
                         False, answer.message, decision.approval.rule, decision_id, None, started, fields, limit="none"
                     )
                 # OPA keeps the last word: the approved call is decided again, with who approved it.
-                result, opa_decision_id = await self._opa.evaluate(
-                    self.settings.decision_path, {**document, "approval": answer.document}
-                )
+                approved = replace(call_input, approval=answer.document)
+                result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, approved.to_document())
                 decision_id = opa_decision_id or decision_id
                 decision = parse_decision(result, kind="tools/call", decision_id=decision_id)
                 fields["approval_id"] = answer.approval.id
