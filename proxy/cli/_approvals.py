@@ -33,8 +33,8 @@ def _store_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--state",
         metavar="STORE",
-        help="the store the gated regogate uses: sqlite:///path/state.db or redis://host:port/db "
-        "(default: the per-user state file, as `regogate run` uses)",
+        required=True,
+        help="the store the gated regogate uses: sqlite:///path/state.db or redis://host:port/db",
     )
     command.add_argument("--state-prefix", default="", metavar="PREFIX", help="as given to `regogate run`")
 
@@ -89,14 +89,8 @@ def _describe(approval: Approval, now: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _default_state() -> str:
-    from regogate.proxy.cli._run import default_state_spec
-
-    return default_state_spec()
-
-
 async def _act(args: argparse.Namespace) -> int:
-    spec = args.state or _default_state()
+    spec = args.state
     store: ApprovalStore = open_approval_store(spec, args.state_prefix)
     if isinstance(store, MemoryApprovalStore):
         raise ConfigError("approvals kept in memory belong to one regogate process; name its --state file or Redis")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -15,11 +16,13 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import anyio
 
 from regogate.converters import mask_bundle, write_bundle
 from regogate.core import ConfigError, PolicySourceError, RegogateError, StateError, SystemClock
+from regogate.proxy.approval import open_approval_store
 from regogate.proxy.cli._reload import PolicySource, watch_policy
 from regogate.proxy.cli._run_config import RunConfig, parse_args
 from regogate.proxy.policy import (
@@ -31,6 +34,7 @@ from regogate.proxy.policy import (
     RevisionTracker,
     wait_for_bundles,
 )
+from regogate.proxy.policy._approvals import ApprovalDesk
 from regogate.proxy.state import open_store
 from regogate.proxy.transports import run_relay
 
@@ -77,6 +81,18 @@ def _open_decision_log(target: str | None) -> IO[str] | None:
         raise ConfigError(f"--decision-log {target}: {exc}") from exc
 
 
+def approvals_flag(config: RunConfig) -> str:
+    """What a person adds to ``regogate approvals`` to reach this run's store (a Redis password masked)."""
+    if config.state == "memory":
+        return ""
+    parts = urlsplit(config.state)
+    shown = config.state
+    if parts.password is not None:
+        shown = parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}").geturl()
+    prefix = f" --state-prefix {shlex.quote(config.state_prefix)}" if config.state_prefix else ""
+    return f"--state {shlex.quote(shown)}{prefix}"
+
+
 async def serve(config: RunConfig) -> int:
     """Run the proxy until the client or the upstream ends; returns the exit status."""
     clock = SystemClock()
@@ -115,7 +131,10 @@ async def serve(config: RunConfig) -> int:
                 state_fail_mode=config.state_fail_mode,
                 dry_run=config.dry_run,
             )
-            gateway = PolicyGateway(client, store, clock, audit, settings, policy=source.policy)
+            approvals = open_approval_store(config.state, config.state_prefix)
+            stack.push_async_callback(approvals.aclose)
+            desk = ApprovalDesk(approvals, clock, audit, source.server_id, state_flag=approvals_flag(config))
+            gateway = PolicyGateway(client, store, clock, audit, settings, policy=source.policy, approvals=desk)
             try:
                 opa_version = await client.version()
             except RegogateError:

@@ -147,6 +147,8 @@ class PolicyGateway:
             if decision.approval is not None and self._approvals is not None:
                 answer = await self._approvals.obtain(call, decision.approval, decision_id)
                 if isinstance(answer, Withheld):
+                    if answer.approval_id is not None:
+                        fields["approval_id"] = answer.approval_id
                     return self._verdict(
                         False, answer.message, decision.approval.rule, decision_id, None, started, fields, limit="none"
                     )
