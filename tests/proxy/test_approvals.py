@@ -27,7 +27,7 @@ from tests.proxy.opa_fixtures import write_bundle as write_files
 
 pytestmark = pytest.mark.anyio
 SERVER = "python"
-CONDA = {"command": "remove", "packages": ["numpy"]}
+CONDA: dict[str, object] = {"command": "remove", "packages": ["numpy"]}
 
 # An extension that refuses approvals given by anyone but "ana": OPA keeps the last word.
 ONLY_ANA = """package regogate.extensions.only_ana
