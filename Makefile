@@ -95,8 +95,9 @@ wheel-check: setup
 	cd /tmp && $(CURDIR)/build/wheel-venv/bin/regogate convert -c $(CURDIR)/policies/python.yaml -o $(CURDIR)/build/wheel/python.tar.gz
 	cd /tmp && $(CURDIR)/build/wheel-venv/bin/regogate core-bundle -o $(CURDIR)/build/wheel/gate
 	$(OPA) test -b build/wheel/python.tar.gz -b build/wheel/gate >/dev/null
-	cd /tmp && $(CURDIR)/build/wheel-venv/bin/regogate run --help >/dev/null
-	@echo "wheel-check: the installed wheel validates, converts, writes the gate and loads the proxy"
+	cd /tmp && $(CURDIR)/build/wheel-venv/bin/regogate --version
+	cd /tmp && $(CURDIR)/$(BIN)/python $(CURDIR)/scripts/wheel_session.py $(CURDIR)/build/wheel-venv/bin/regogate $(CURDIR)/$(SERVERS_VENV)/bin/mcp-server-time
+	@echo "wheel-check: the installed wheel validates, converts, writes the gate and gates a real session"
 
 test: lint typecheck rego-check pytest wheel-check
 

@@ -11,9 +11,14 @@ from regogate.core._errors import (
     RegogateError,
     StateError,
 )
+from regogate.core._state_dir import AUDIT_FILE, audit_log_path, server_state_dir, state_dir
 from regogate.core._vocabulary import LOG_ARGS, WILDCARD, WINDOWS, LogArgs, Window
 
+#: regogate's version: the one source the distribution's metadata and ``regogate --version`` read.
+__version__ = "0.1.0"
+
 __all__ = [
+    "AUDIT_FILE",
     "DECISION_ERROR_CODES",
     "LOG_ARGS",
     "WILDCARD",
@@ -29,4 +34,8 @@ __all__ = [
     "StateError",
     "SystemClock",
     "Window",
+    "__version__",
+    "audit_log_path",
+    "server_state_dir",
+    "state_dir",
 ]

@@ -1,197 +1,124 @@
-"""The ``regogate`` command line: validate, convert, core-bundle, mask-bundle and run (the proxy)."""
+"""The ``regogate`` command line: the top-level parser and the dispatch to one module per command."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import Final
 
-from regogate.converters import (
-    LOG_ARGS,
-    Bundle,
-    gate_bundle,
-    load_policy,
-    mask_bundle,
-    policy_bundle,
-    sign_bundle,
-    write_bundle,
-)
-from regogate.core import ConfigError, PolicySourceError
-from regogate.proxy.cli._usage import EXIT_USAGE, UsageParser
-from regogate.proxy.policy import find_opa
+from regogate.core import PolicySourceError, RegogateError, __version__
+from regogate.proxy.cli import _bundles, _doctor, _explain, _scan, _status, _validate
+from regogate.proxy.cli._usage import EXIT_USAGE, Commands, UsageParser
 
 log = logging.getLogger("regogate")
 
 EXIT_INVALID = 1
-COMMANDS = ("validate", "convert", "core-bundle", "mask-bundle")
+#: Every command, in the order ``regogate --help`` lists them; ``run`` has its own parser.
+COMMANDS: Final = (
+    "run",
+    "validate",
+    "scan",
+    "explain",
+    "status",
+    "doctor",
+    "approvals",
+    "convert",
+    "core-bundle",
+    "mask-bundle",
+)
+_MODULES: Final[tuple[Callable[[Commands], None], ...]] = (
+    _validate.add_parsers,
+    _scan.add_parsers,
+    _explain.add_parsers,
+    _status.add_parsers,
+    _doctor.add_parsers,
+    _bundles.add_parsers,
+)
 
 EPILOG = """\
 examples:
-  regogate validate -c policies/python.yaml
+  regogate -c policies/python.yaml -- npx -y some-mcp-server     (short for regogate run ...)
+  regogate scan -o policy.yaml -- npx -y some-mcp-server
+  regogate validate -c policy.yaml -- npx -y some-mcp-server
+  regogate explain -c policy.yaml --tool write_file --args '{"path": "/etc/passwd"}'
+  regogate status -c policy.yaml
+  regogate doctor -c policy.yaml
   regogate convert -c policies/python.yaml -o build/python.tar.gz
   regogate core-bundle -o build/gate
   regogate mask-bundle --log-args hash -o build/mask.tar.gz
-  regogate convert -c policies/python.yaml -o build/python.tar.gz --signing-key keys/bundle-signing.pem
-  regogate -c policies/python.yaml -- npx -y some-mcp-server
 """
 
 
+def _version_text() -> str:
+    return f"regogate {__version__} (Python {sys.version.split()[0]})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+    """The top-level parser with every subcommand but ``run``'s flags (see ``regogate run --help``)."""
     parser = UsageParser(
         prog="regogate",
         description="A policy gate for MCP tool calls: every tools/call is decided by Open Policy Agent.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("-V", "--version", action="version", version=_version_text())
     commands = parser.add_subparsers(dest="command", parser_class=UsageParser, metavar="COMMAND")
-
-    validate = commands.add_parser(
-        "validate",
-        help="check a YAML policy and list every problem",
-        description="Check a YAML policy; print every problem with its place, or one line when it is valid.",
-        epilog="example: regogate validate -c policies/python.yaml",
+    commands.add_parser(
+        "run",
+        help="gate an MCP server: regogate [run] -c POLICY [flags] -- COMMAND... (see regogate run --help)",
+        add_help=False,
     )
-    validate.add_argument("-c", "--config", required=True, metavar="FILE", help="the YAML policy file")
-
-    convert = commands.add_parser(
-        "convert",
-        help="turn a YAML policy into an OPA bundle",
-        description="Validate a YAML policy and write it as an OPA bundle (a directory, or a .tar.gz).",
-        epilog="example: regogate convert -c policies/github.yaml -o build/github.tar.gz --server-id github",
+    commands.add_parser(
+        "approvals",
+        help="list, show, approve and deny pending approvals (see regogate approvals --help)",
+        add_help=False,
     )
-    convert.add_argument("-c", "--config", required=True, metavar="FILE", help="the YAML policy file")
-    convert.add_argument("-o", "--output", required=True, metavar="OUT", help="a directory, or a file ending .tar.gz")
-    convert.add_argument(
-        "--server-id",
-        metavar="ID",
-        help="the server id that selects this policy (default: the file name, e.g. python for python.yaml)",
-    )
-
-    core = commands.add_parser(
-        "core-bundle",
-        help="write the gate bundle every converted policy loads next to",
-        description="Write regogate's hand-written gate (package regogate.gate) as an OPA bundle.",
-        epilog="example: regogate core-bundle -o build/gate && opa run -s -b build/gate -b build/python.tar.gz",
-    )
-    core.add_argument("-o", "--output", required=True, metavar="OUT", help="a directory, or a file ending .tar.gz")
-
-    mask = commands.add_parser(
-        "mask-bundle",
-        help="write the decision-log mask (package system.log) for --log-args",
-        description=(
-            "Write the system.log policy that masks tool arguments in OPA's decision log, as an OPA bundle: "
-            "hash replaces them with their SHA-256, none erases them, full leaves them. It also keeps "
-            "regogate's reads of data.system.bundles out of the decision log."
-        ),
-        epilog="example: regogate mask-bundle --log-args hash -o build/bundles/mask.tar.gz",
-    )
-    mask.add_argument(
-        "--log-args",
-        choices=LOG_ARGS,
-        default="hash",
-        help="tool arguments in OPA's decision log: a hash (default), nothing, or in clear",
-    )
-    mask.add_argument("-o", "--output", required=True, metavar="OUT", help="a directory, or a file ending .tar.gz")
-    for command in (convert, core, mask):
-        _signing_flags(command)
+    for add in _MODULES:
+        add(commands)
     return parser
 
 
-def _signing_flags(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--signing-key",
-        metavar="KEY",
-        help="sign the bundle with this PEM private key (runs opa sign); OPA verifies it with the public key",
+def _unknown(command: str) -> int:
+    sys.stderr.write(
+        f"regogate: unknown command {command!r}; the commands are: {', '.join(COMMANDS)} "
+        "(see regogate --help; the gate itself is regogate -c POLICY -- COMMAND...)\n"
     )
-    command.add_argument(
-        "--signing-alg",
-        default="RS256",
-        metavar="ALG",
-        help="the signature algorithm for --signing-key: RS256 (default), ES256, PS256, ...",
-    )
-    command.add_argument(
-        "--claims-file", metavar="FILE", help='extra JWT claims for the signature, e.g. {"scope": "prod"}'
-    )
-    command.add_argument(
-        "--opa-bin", metavar="FILE", help="the opa binary that signs (default: $REGOGATE_OPA, PATH, cache)"
-    )
-
-
-def _write(bundle: Bundle, args: argparse.Namespace) -> str:
-    """Sign the bundle when asked, write it, and say so in a few words."""
-    signed = ""
-    if args.signing_key:
-        bundle = sign_bundle(
-            bundle,
-            opa_bin=find_opa(args.opa_bin),
-            signing_key=Path(args.signing_key),
-            algorithm=args.signing_alg,
-            claims_file=Path(args.claims_file) if args.claims_file else None,
-        )
-        signed = f", signed {args.signing_alg}"
-    write_bundle(bundle, Path(args.output))
-    return f"revision {bundle.revision}{signed}"
-
-
-def _validate(args: argparse.Namespace) -> int:
-    policy = load_policy(args.config)
-    rules = len(policy.rules)
-    sys.stdout.write(
-        f"{args.config}: valid: {len(policy.tools)} tool entries, {rules} rules, default {policy.default}\n"
-    )
-    return 0
-
-
-def _convert(args: argparse.Namespace) -> int:
-    path = Path(args.config)
-    policy = load_policy(path, server_id=args.server_id)
-    written = _write(policy_bundle(policy, path.read_text(encoding="utf-8")), args)
-    sys.stdout.write(f"{args.config}: wrote {args.output} (package regogate.policies.{policy.server_id}, {written})\n")
-    return 0
-
-
-def _core_bundle(args: argparse.Namespace) -> int:
-    written = _write(gate_bundle(), args)
-    sys.stdout.write(f"wrote {args.output} (package regogate.gate, {written})\n")
-    return 0
-
-
-def _mask_bundle(args: argparse.Namespace) -> int:
-    written = _write(mask_bundle(args.log_args), args)
-    sys.stdout.write(f"wrote {args.output} (package system.log, --log-args {args.log_args}, {written})\n")
-    return 0
+    return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments and arguments[0] == "approvals":
-        from regogate.proxy.cli._approvals import main as approvals_main
-
-        return approvals_main(arguments[1:])
-    if arguments and arguments[0] not in (*COMMANDS, "run", "approvals", "-h", "--help"):
-        # The drop-in form `regogate -c POLICY -- server…` means `regogate run …`.
+    first = arguments[0] if arguments else ""
+    if first.startswith("-") and first not in ("-h", "--help", "-V", "--version"):
+        # The drop-in form `regogate -c POLICY -- server...` means `regogate run ...`.
         arguments.insert(0, "run")
-    if arguments and arguments[0] == "run":
+        first = "run"
+    if first == "run":
         from regogate.proxy.cli._run import main as run_main
 
         return run_main(arguments[1:])
+    if first == "approvals":
+        from regogate.proxy.cli._approvals import main as approvals_main
+
+        return approvals_main(arguments[1:])
+    if first and not first.startswith("-") and first not in COMMANDS:
+        return _unknown(first)
     parser = build_parser()
     args = parser.parse_args(arguments)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    handlers = {"validate": _validate, "convert": _convert, "core-bundle": _core_bundle, "mask-bundle": _mask_bundle}
+    handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handlers[args.command](args)
+        return handler(args)
     except PolicySourceError as exc:
         count = len(exc.problems)
         sys.stderr.write(f"{exc}\n{count} problem{'s' if count != 1 else ''} found\n")
         return EXIT_INVALID
-    except (ConfigError, OSError) as exc:
+    except (RegogateError, OSError) as exc:
         sys.stderr.write(f"regogate: {exc}\n")
         return EXIT_INVALID
 

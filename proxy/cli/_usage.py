@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 EXIT_USAGE = 2
+
+if TYPE_CHECKING:
+    Commands: TypeAlias = "argparse._SubParsersAction[UsageParser]"
+else:
+    Commands = argparse._SubParsersAction
 
 
 class UsageParser(argparse.ArgumentParser):

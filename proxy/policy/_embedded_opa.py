@@ -35,6 +35,7 @@ import anyio.abc
 
 from regogate.core import ConfigError
 from regogate.proxy.policy._opa_client import DEFAULT_TIMEOUT, OpaClient
+from regogate.proxy.policy._opa_install import how_to_get_opa
 
 __all__ = ["READY_TIMEOUT", "DecisionLogSink", "EmbeddedOpa", "find_opa"]
 
@@ -94,10 +95,7 @@ def find_opa(explicit: str | None = None) -> str:
     if _executable(cached):
         return str(cached)
     tried.append(str(cached))
-    raise ConfigError(
-        f"no OPA binary found (tried {', '.join(tried)}); run `make setup` or `scripts/setup-opa.sh` "
-        "to build it into the cache, or pass --opa-bin PATH"
-    )
+    raise ConfigError(f"no OPA binary found (tried {', '.join(tried)}); {how_to_get_opa()}")
 
 
 _ROOT_WARNING = "OPA running with uid or gid 0"

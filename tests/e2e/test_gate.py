@@ -246,7 +246,10 @@ def test_missing_opa_binary_says_how_to_get_it(tmp_path: Path) -> None:
         env=env,
     )
     assert out.returncode == 1
-    assert "make setup" in out.stderr or "setup-opa.sh" in out.stderr
+    for way in ("openpolicyagent.org/downloads/", "openpolicyagent/opa:", "brew install opa", "go install", "doctor"):
+        assert way in out.stderr
+    # A wheel user has no checkout: the message must not send them to one.
+    assert "make setup" not in out.stderr and "scripts/" not in out.stderr
 
 
 async def test_a_hand_written_rego_directory_with_a_bare_boolean_decision(tmp_path: Path) -> None:

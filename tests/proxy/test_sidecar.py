@@ -204,5 +204,8 @@ def test_find_opa_says_how_to_get_opa(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.delenv("REGOGATE_OPA", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("REGOGATE_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(ConfigError, match="make setup"):
+    with pytest.raises(ConfigError, match="no OPA binary found") as caught:
         find_opa(None)
+    message = str(caught.value)
+    assert "go install github.com/open-policy-agent/opa@v" in message
+    assert "regogate doctor" in message and "make setup" not in message

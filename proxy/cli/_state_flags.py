@@ -1,0 +1,42 @@
+"""The state-store flags the commands that read counters share (``explain``, ``status``, ``doctor``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Final
+
+from regogate.proxy.state import RateLimitStore, open_store
+
+#: The store ``regogate run`` counts in when given no ``--state``.
+DEFAULT_STATE: Final = "memory"
+
+
+def add_state_flags(parser: argparse.ArgumentParser) -> None:
+    """``--state``, ``--state-prefix`` and ``--state-dir``, spelled as ``regogate run`` spells them."""
+    parser.add_argument(
+        "--state",
+        "--state-dsn",
+        dest="state",
+        default=DEFAULT_STATE,
+        metavar="STORE",
+        help="the counters' store as given to regogate run: memory, sqlite:///path/state.db, redis://host:port/db "
+        f"(default: {DEFAULT_STATE})",
+    )
+    parser.add_argument("--state-prefix", default="", metavar="PREFIX", help="the --state-prefix regogate run uses")
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="regogate's state directory (audit logs per server id); default $XDG_STATE_HOME/regogate",
+    )
+
+
+def open_state(args: argparse.Namespace, server_id: str) -> RateLimitStore:
+    """Open the store the flags name.
+
+    Raises:
+        ConfigError: an unknown store spec.
+        StateError: the store cannot be opened.
+    """
+    del server_id  # stores are not split per server id (yet); the prefix is the namespace
+    store: RateLimitStore = open_store(args.state, args.state_prefix)
+    return store

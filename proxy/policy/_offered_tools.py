@@ -1,0 +1,77 @@
+"""Tools a policy names that the server does not offer: a typo there silently never matches.
+
+``unknown_tools`` compares a policy with a server's tool names and says, for each miss, where the
+policy names it and which offered name is closest. ``OfferedToolsCheck`` wraps a gateway so the
+running proxy does the same once, after the server's first ``tools/list`` answer (stderr and audit).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterable
+
+from regogate.converters import Policy
+from regogate.core import WILDCARD
+from regogate.proxy.policy._audit import AuditLog
+from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
+
+__all__ = ["OfferedToolsCheck", "unknown_tools"]
+
+log = logging.getLogger(__name__)
+
+
+def _did_you_mean(name: str, offered: list[str]) -> str:
+    close = difflib.get_close_matches(name, offered, n=1, cutoff=0.6)
+    return f'; did you mean "{close[0]}"?' if close else ""
+
+
+def unknown_tools(policy: Policy, offered: Iterable[str]) -> list[str]:
+    """One ``file:line: ...`` warning per tool name under ``tools`` or ``hide`` the server does not offer."""
+    names = sorted(set(offered))
+    warnings: list[tuple[int, str]] = []
+    for tool in policy.tools:
+        if tool.name != WILDCARD and tool.name not in names:
+            warnings.append(
+                (
+                    tool.mark.line,
+                    f'{policy.source}:{tool.mark.line}: tools: "{tool.name}" is not a tool this server offers'
+                    + _did_you_mean(tool.name, names),
+                )
+            )
+    line = policy.hide_mark.line if policy.hide_mark else 0
+    for name in policy.hide:
+        if name != WILDCARD and name not in names:
+            text = f'{policy.source}:{line}: hide: "{name}" is not a tool this server offers'
+            warnings.append((line, text + _did_you_mean(name, names)))
+    return [text for _, text in sorted(warnings)]
+
+
+class OfferedToolsCheck:
+    """A ``Gateway`` that checks the policy's tool names against the server's first ``tools/list``."""
+
+    def __init__(self, inner: Gateway, policy: Policy | None, audit: AuditLog) -> None:
+        self._inner = inner
+        self.policy = policy
+        """The policy in force; replaced on reload (None for hand-written Rego: nothing to check)."""
+        self._audit = audit
+        self._checked = False
+
+    async def check_call(self, call: CallContext) -> Verdict:
+        """See ``Gateway.check_call``."""
+        return await self._inner.check_call(call)
+
+    async def settle(self, verdict: Verdict, *, succeeded: bool) -> None:
+        """See ``Gateway.settle``."""
+        await self._inner.settle(verdict, succeeded=succeeded)
+
+    async def hidden_tools(self, tools: list[dict[str, object]]) -> set[str]:
+        """See ``Gateway.hidden_tools``; the first call also checks the policy's names."""
+        if not self._checked and self.policy is not None:
+            self._checked = True
+            warnings = unknown_tools(self.policy, (str(t.get("name")) for t in tools))
+            for warning in warnings:
+                log.warning("%s", warning)
+            if warnings:
+                self._audit.write("unknown_tools", warnings=warnings, offered=len(tools))
+        return await self._inner.hidden_tools(tools)
