@@ -1,0 +1,108 @@
+"""``regogate explain`` and ``regogate status`` read the real OPA's decision and the real store's counters."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from regogate.proxy.state import Reservation, SqliteStore
+from tests.conftest import POLICIES
+from tests.proxy.cli.conftest import Cli
+
+GITHUB = str(POLICIES / "github.yaml")
+
+
+def _use(db: Path, key: str, window: str, times: int) -> None:
+    async def reserve() -> None:
+        store = SqliteStore(db)
+        try:
+            for _ in range(times):
+                await store.reserve([Reservation(key, None, window, 1)], time.time())  # type: ignore[arg-type]
+        finally:
+            await store.aclose()
+
+    anyio.run(reserve)
+
+
+def test_explain_gives_every_reason_with_its_source_line(cli: Cli) -> None:
+    out = cli("explain", "-c", GITHUB, "--tool", "push_files", "--args", '{"force": true, "branch": "main"}')
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("decision: DENY push_files (server id github, data.regogate.gate.decision)")
+    assert f"1. no-force-push: Force pushes are blocked by policy  [{GITHUB}:36]" in out.stdout
+    assert f"2. protected-branches: Pushes to protected branches need a pull request  [{GITHUB}:42]" in out.stdout
+
+
+def test_explain_json_carries_the_exact_input_and_the_limits(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    _use(db, "push_files/_rate_hour", "hour", 20)
+    out = cli(
+        "explain",
+        "-c",
+        GITHUB,
+        "--tool",
+        "push_files",
+        "--args",
+        '{"branch": "feature", "force": false}',
+        "--state",
+        f"sqlite://{db}",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert record["policy_allows"] is True and record["allow"] is False  # the budget of 20/hour is used up
+    assert record["input"]["tool"] == {"name": "push_files", "arguments": {"branch": "feature", "force": False}}
+    assert record["input"]["server"] == {"id": "github"} and record["input"]["kind"] == "tools/call"
+    limits = {limit["key"]: limit for limit in record["rate_limits"]}
+    assert limits["push_files/_rate_hour"]["current"] == 20 and limits["push_files/_rate_hour"]["admits"] is False
+    assert limits["_global/_rate_hour"]["admits"] is True
+
+
+def test_explain_passes_opas_explanation_through(cli: Cli) -> None:
+    out = cli("explain", "-c", GITHUB, "--tool", "delete_branch", "--explain")
+    assert out.returncode == 0, out.stderr
+    assert "OPA's explanation (opa eval --explain full):" in out.stdout
+    assert "Enter data.regogate.gate.decision" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--args", "[1]"], "--args must be a JSON object"),
+        (["--args", "{"], "--args is not JSON"),
+        (["--opa-path", "regogate/nothing"], "data.regogate.nothing is undefined"),
+    ],
+)
+def test_explain_refuses_bad_input_in_one_line(cli: Cli, args: list[str], message: str) -> None:
+    out = cli("explain", "-c", GITHUB, "--tool", "push_files", *args)
+    assert out.returncode == 1
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_status_shows_every_counter_with_use_limit_and_reset(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    _use(db, "push_files/_rate_hour", "hour", 3)
+    out = cli("status", "-c", GITHUB, "--state", f"sqlite://{db}", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {row["key"]: row for row in map(json.loads, out.stdout.splitlines())}
+    assert set(rows) == {"search_code/_rate_minute", "push_files/_rate_hour", "_global/_rate_hour"}
+    push = rows["push_files/_rate_hour"]
+    assert (push["server_id"], push["tool"], push["window"], push["used"], push["limit"]) == (
+        "github",
+        "push_files",
+        "hour",
+        3,
+        20,
+    )
+    assert push["resets_at"].endswith(":00:00Z") and push["source"] == f"{GITHUB}:48"
+    table = cli("status", "-c", GITHUB, "--state", f"sqlite://{db}")
+    assert "push_files      hour    3     20" in table.stdout
+
+
+def test_status_without_a_policy_and_no_audit_logs_says_what_to_pass(cli: Cli) -> None:
+    out = cli("status")
+    assert out.returncode == 1
+    assert "no audit log with a start event under" in out.stderr and "pass -c POLICY" in out.stderr

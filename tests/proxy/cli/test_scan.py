@@ -1,0 +1,112 @@
+"""``regogate scan``: a real server's tools become a grouped, commented policy that validates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from regogate.converters import load_policy, parse_policy
+from regogate.proxy.cli._scan import scaffold
+from tests.proxy.cli.conftest import EVERYTHING, Cli
+
+
+def _policy(text: str) -> dict[str, object]:
+    loaded = yaml.safe_load(text)
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_scan_of_a_real_server_writes_a_policy_that_validates(cli: Cli, tmp_path: Path) -> None:
+    out = cli("scan", "-o", "scanned/everything.yaml", "--", EVERYTHING)
+    assert out.returncode == 0, out.stderr
+    written = tmp_path / "scanned" / "everything.yaml"
+    assert f"wrote scanned/everything.yaml (13 tools)" in out.stderr
+    policy = load_policy(written)
+    tools = {tool.name: tool for tool in policy.tools}
+    assert len(tools) == 13 and policy.default == "deny"
+    # echo is read-only and closed-world with a required argument: allowed, arguments checked, no budget.
+    echo = tools["echo"].rules
+    assert len(echo) == 1 and echo[0].action == "allow" and echo[0].required_args and echo[0].rate_limit is None
+    # A write (not read-only, not destructive, closed world) gets a budget.
+    logging_rules = tools["toggle-simulated-logging"].rules
+    assert logging_rules[0].rate_limit is not None and logging_rules[0].rate_limit.window == "hour"
+    text = written.read_text(encoding="utf-8")
+    assert "# Echoes back the input string" in text
+    assert text.index("# --- Write") < text.index("# --- Execute") < text.index("# --- Read")
+    again = cli("validate", "-c", str(written), "--", EVERYTHING)
+    assert again.returncode == 0, again.stderr
+    assert "no names in the policy it does not offer" in again.stdout
+
+
+def test_a_tool_without_annotations_is_destructive_and_denied() -> None:
+    text = scaffold([{"name": "wipe", "description": "Removes everything."}], ["srv"])
+    tool = _policy(text)["tools"]["wipe"]  # type: ignore[index]
+    assert tool == {"rules": [{"action": "deny", "on_deny": "wipe is destructive: blocked by policy until reviewed"}]}
+    assert "# --- Destructive" in text
+
+
+@pytest.mark.parametrize(
+    ("annotations", "rules"),
+    [
+        ({"readOnlyHint": True, "openWorldHint": False}, []),
+        ({"readOnlyHint": True}, [{"action": "allow", "rate_limit": "60/minute"}]),
+        (
+            {"readOnlyHint": False, "destructiveHint": False, "openWorldHint": False},
+            [{"action": "allow", "rate_limit": "30/hour"}],
+        ),
+        ({"readOnlyHint": False, "destructiveHint": False}, [{"action": "allow", "rate_limit": "10/hour"}]),
+    ],
+)
+def test_annotations_decide_the_rule(annotations: dict[str, object], rules: list[object]) -> None:
+    text = scaffold([{"name": "t", "annotations": annotations}], ["srv"])
+    assert _policy(text)["tools"] == {"t": {"rules": rules}}
+    parse_policy(text, source="t.yaml", server_id="t")
+
+
+def test_hostile_names_and_descriptions_stay_data() -> None:
+    entries: list[dict[str, object]] = [
+        {
+            "name": 'evil"\nname: x',
+            "description": 'line one\n  "*":\n    rules: [{action: allow}]\r\u2028# end',
+            "annotations": {"readOnlyHint": True, "openWorldHint": False},
+            "inputSchema": {"type": "object", "required": ["p"], "properties": {"p": {}, "q": {}}},
+        },
+        {"name": "wipe"},
+    ]
+    text = scaffold(entries, ["srv", "--flag"])
+    loaded = _policy(text)
+    assert set(loaded["tools"]) == {'evil"\nname: x', "wipe"}  # type: ignore[arg-type]
+    assert loaded["tools"]['evil"\nname: x'] == {  # type: ignore[index]
+        "rules": [{"action": "allow", "validate": {"required_args": True}}]
+    }
+    parse_policy(text, source="t.yaml", server_id="t")
+
+
+def test_scan_without_a_command_says_so(cli: Cli) -> None:
+    out = cli("scan")
+    assert out.returncode != 0
+    assert "no MCP server command given after --" in out.stderr
+
+
+def test_scan_of_a_command_that_does_not_exist_fails_cleanly(cli: Cli) -> None:
+    out = cli("scan", "--", "/nonexistent/server")
+    assert out.returncode == 1
+    assert "cannot start upstream" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_validate_warns_about_tools_the_server_does_not_offer(cli: Cli, tmp_path: Path) -> None:
+    policy = tmp_path / "typo.yaml"
+    policy.write_text(
+        'version: "1"\ntools:\n  ehco:\n    rules: []\n  get-sum:\n    rules: []\nhide: [get-tiny-imag]\n',
+        encoding="utf-8",
+    )
+    out = cli("validate", "-c", str(policy), "--", EVERYTHING)
+    assert out.returncode == 1
+    assert f'{policy}:4: tools: "ehco" is not a tool this server offers; did you mean "echo"?' in out.stderr
+    assert (
+        f'{policy}:7: hide: "get-tiny-imag" is not a tool this server offers; did you mean "get-tiny-image"?'
+        in out.stderr
+    )
+    assert "get-sum" not in out.stderr
