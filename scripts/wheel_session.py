@@ -62,12 +62,12 @@ async def session(regogate: str, server: str, workdir: Path) -> list[str]:
             if listed != ["convert_time", "get_current_time"]:
                 problems.append(f"tools/list through the gate: {listed}")
             allowed = await client.call_tool("get_current_time", {"timezone": "UTC"})
-            if allowed.isError or '"timezone"' not in _text(allowed):
+            if allowed.is_error or '"timezone"' not in _text(allowed):
                 problems.append(f"allowed call did not reach the server: {_text(allowed)!r}")
             denied = await client.call_tool(
                 "convert_time", {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}
             )
-            if not denied.isError or "Conversions are blocked" not in _text(denied):
+            if not denied.is_error or "Conversions are blocked" not in _text(denied):
                 problems.append(f"denied call was not denied by the policy: {_text(denied)!r}")
     return problems
 
@@ -80,7 +80,7 @@ def main() -> int:
         sys.stderr.write(f"wheel session: {problem}\n")
     if problems:
         return 1
-    sys.stdout.write("wheel session: allowed call reached mcp-server-time, denied call was refused, both audited\n")
+    sys.stdout.write("wheel session: allowed call reached mcp-server-time, denied call was refused\n")
     return 0
 
 
