@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -12,7 +13,7 @@ from regogate.proxy.cli._scan import scaffold
 from tests.proxy.cli.conftest import EVERYTHING, Cli
 
 
-def _policy(text: str) -> dict[str, object]:
+def _policy(text: str) -> dict[str, Any]:
     loaded = yaml.safe_load(text)
     assert isinstance(loaded, dict)
     return loaded
@@ -22,7 +23,7 @@ def test_scan_of_a_real_server_writes_a_policy_that_validates(cli: Cli, tmp_path
     out = cli("scan", "-o", "scanned/everything.yaml", "--", EVERYTHING)
     assert out.returncode == 0, out.stderr
     written = tmp_path / "scanned" / "everything.yaml"
-    assert f"wrote scanned/everything.yaml (13 tools)" in out.stderr
+    assert "wrote scanned/everything.yaml (13 tools)" in out.stderr
     policy = load_policy(written)
     tools = {tool.name: tool for tool in policy.tools}
     assert len(tools) == 13 and policy.default == "deny"
@@ -42,7 +43,7 @@ def test_scan_of_a_real_server_writes_a_policy_that_validates(cli: Cli, tmp_path
 
 def test_a_tool_without_annotations_is_destructive_and_denied() -> None:
     text = scaffold([{"name": "wipe", "description": "Removes everything."}], ["srv"])
-    tool = _policy(text)["tools"]["wipe"]  # type: ignore[index]
+    tool = _policy(text)["tools"]["wipe"]
     assert tool == {"rules": [{"action": "deny", "on_deny": "wipe is destructive: blocked by policy until reviewed"}]}
     assert "# --- Destructive" in text
 
@@ -77,10 +78,8 @@ def test_hostile_names_and_descriptions_stay_data() -> None:
     ]
     text = scaffold(entries, ["srv", "--flag"])
     loaded = _policy(text)
-    assert set(loaded["tools"]) == {'evil"\nname: x', "wipe"}  # type: ignore[arg-type]
-    assert loaded["tools"]['evil"\nname: x'] == {  # type: ignore[index]
-        "rules": [{"action": "allow", "validate": {"required_args": True}}]
-    }
+    assert set(loaded["tools"]) == {'evil"\nname: x', "wipe"}
+    assert loaded["tools"]['evil"\nname: x'] == {"rules": [{"action": "allow", "validate": {"required_args": True}}]}
     parse_policy(text, source="t.yaml", server_id="t")
 
 
