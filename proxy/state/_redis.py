@@ -2,7 +2,7 @@
 
 A reservation is one Lua script: it checks every declaration's limit, and only if all pass adds
 every cost, so concurrent proxies never admit more than a limit together. A rollback is a second
-script. Each counter lives under ``<prefix>regogate:<key>:<window>:<window_start>`` and expires
+script. Each counter lives under ``<prefix>:regogate:<key>:<window>:<window_start>`` and expires
 ``EXPIRY_MARGIN`` seconds after its window ends; the expiry is relative to the caller's clock, so
 it does not depend on Redis's clock agreeing with the proxy's.
 
@@ -107,8 +107,12 @@ return 0
 
 
 def bucket_key(prefix: str, key: str, window: Window, start: int) -> str:
-    """The Redis key of one counter: ``<prefix>regogate:<key>:<window>:<window_start>``."""
-    return f"{prefix}regogate:{key}:{window}:{start}"
+    """The Redis key of one counter: ``<prefix>:regogate:<key>:<window>:<window_start>``.
+
+    A prefix that already ends in ``:`` is not given a second one; no prefix, no separator.
+    """
+    separator = ":" if prefix and not prefix.endswith(":") else ""
+    return f"{prefix}{separator}regogate:{key}:{window}:{start}"
 
 
 def _number(value: float) -> str:

@@ -78,6 +78,14 @@ async def test_counters_live_under_the_documented_keys(store: RedisStore, raw: R
     assert await raw.get(f"{prefix}regogate:t/_rate_minute:minute:{start}") == "2.5"
 
 
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [("me", "me:regogate:"), ("team-a:", "team-a:regogate:"), ("", "regogate:")],
+)
+def test_a_prefix_is_separated_by_one_colon(prefix: str, expected: str) -> None:
+    assert bucket_key(prefix, "t/_rate_minute", "minute", 60) == f"{expected}t/_rate_minute:minute:60"
+
+
 async def test_every_bucket_expires_after_its_window_and_a_margin(store: RedisStore, raw: Redis, prefix: str) -> None:
     items = [_item(), Reservation("t/_rate_hour", 5, "hour", 1), Reservation("spend", None, "day", 1)]
     assert isinstance(await store.reserve(items, NOW), Ticket)

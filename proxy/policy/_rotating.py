@@ -1,0 +1,84 @@
+"""An append-only JSON-lines file that rotates by size: ``audit.jsonl`` -> ``audit.jsonl.1`` -> ... -> dropped.
+
+Rotation happens between whole lines, so no event is ever split across files. Several regogate
+processes for the same server id may share the file: each appends whole lines (``O_APPEND``), and a
+process notices that another rotated it (the inode changed) and reopens.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import suppress
+from pathlib import Path
+from typing import IO, Final
+
+__all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_BYTES", "RotatingFile"]
+
+#: An audit event is a few hundred bytes: 10 MiB holds tens of thousands of decisions.
+DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024
+#: Rotated files kept beside the current one.
+DEFAULT_KEEP: Final = 5
+
+
+class RotatingFile:
+    """Appends lines to ``path``; past ``max_bytes`` the file moves to ``path.1`` and a new one starts."""
+
+    def __init__(self, path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP) -> None:
+        """Open (create, mode 0600) ``path`` for appending; its directory is created private (0700).
+
+        Raises:
+            OSError: the directory or file cannot be created or opened.
+        """
+        self.path = Path(path)
+        self._max_bytes = max_bytes
+        self._keep = keep
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        self._file = self._open()
+
+    def _open(self) -> IO[str]:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+    def _rotated_away(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino != os.fstat(self._file.fileno()).st_ino
+        except FileNotFoundError:
+            return True
+
+    def _size(self) -> int:
+        return os.fstat(self._file.fileno()).st_size
+
+    def write_line(self, line: str) -> None:
+        """Append ``line`` and a newline, rotating first when the file is full.
+
+        Raises:
+            OSError: the disk refused the write.
+        """
+        if self._rotated_away():
+            self._file.close()
+            self._file = self._open()
+        else:
+            size = self._size()
+            if size > 0 and size + len(line) + 1 > self._max_bytes:
+                self._rotate()
+        self._file.write(line + "\n")
+
+    def _rotate(self) -> None:
+        self._file.close()
+        with suppress(FileNotFoundError):
+            os.unlink(f"{self.path}.{self._keep}")
+        for index in range(self._keep - 1, 0, -1):
+            with suppress(FileNotFoundError):
+                os.replace(f"{self.path}.{index}", f"{self.path}.{index + 1}")
+        if self._keep > 0:
+            with suppress(FileNotFoundError):
+                os.replace(self.path, f"{self.path}.1")
+        else:
+            with suppress(FileNotFoundError):
+                os.unlink(self.path)
+        self._file = self._open()
+
+    def close(self) -> None:
+        """Flush and close."""
+        self._file.close()
