@@ -24,10 +24,16 @@ from regogate.proxy.cli._opa_eval import opa_eval, opa_version
 from regogate.proxy.cli._policy_bundles import policy_bundles
 from regogate.proxy.cli._state_flags import add_state_flags, open_state
 from regogate.proxy.cli._usage import Commands
-from regogate.proxy.policy._embedded_opa import find_opa
-from regogate.proxy.policy._opa_install import MIN_OPA_VERSION, OPA_VERSION, how_to_get_opa, parse_opa_version
-from regogate.proxy.policy._policy_gateway import DEFAULT_DECISION_PATH
-from regogate.proxy.policy._probe import check_probe_result, probe_input
+from regogate.proxy.policy import (
+    DEFAULT_DECISION_PATH,
+    MIN_OPA_VERSION,
+    OPA_VERSION,
+    check_probe_result,
+    find_opa,
+    how_to_get_opa,
+    parse_opa_version,
+    probe_input,
+)
 from regogate.proxy.state import Reservation, Ticket
 
 Level = Literal["ok", "warn", "FAIL"]

@@ -21,9 +21,15 @@ from regogate.proxy.cli._server_tools import list_server_tools
 from regogate.proxy.cli._state_flags import add_state_flags, open_state
 from regogate.proxy.cli._usage import Commands
 from regogate.proxy.cli._validate import upstream_command
-from regogate.proxy.policy._decision import CallInput, Decision, parse_decision
-from regogate.proxy.policy._embedded_opa import find_opa
-from regogate.proxy.policy._policy_gateway import DEFAULT_DECISION_PATH, CounterRead
+from regogate.proxy.policy import (
+    DEFAULT_DECISION_PATH,
+    CallInput,
+    CounterRead,
+    Decision,
+    counter_reads,
+    find_opa,
+    parse_decision,
+)
 from regogate.proxy.state import WINDOW_SECONDS, RateLimitStore, window_start
 
 
@@ -85,8 +91,6 @@ class _Limit:
 def _counter_reads(policy: Policy | None, tool: str) -> tuple[CounterRead, ...]:
     if policy is None:
         return ()
-    from regogate.proxy.cli._run import counter_reads
-
     reads = counter_reads(policy)
     return (*reads.get(tool, ()), *reads.get("*", ()))
 

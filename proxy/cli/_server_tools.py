@@ -15,9 +15,7 @@ from typing import Final
 import anyio
 
 from regogate.core import ConfigError, __version__
-from regogate.proxy.relay._framing import Oversize, PeerClosed
-from regogate.proxy.relay._upstream import Upstream
-from regogate.proxy.relay._wire import dumps, error_line
+from regogate.proxy.relay import Oversize, PeerClosed, Upstream, dumps, error_line
 
 log = logging.getLogger(__name__)
 

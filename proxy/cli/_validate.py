@@ -11,7 +11,7 @@ import anyio
 from regogate.converters import load_policy
 from regogate.proxy.cli._server_tools import LIST_TIMEOUT, list_server_tools
 from regogate.proxy.cli._usage import Commands
-from regogate.proxy.policy._offered_tools import unknown_tools
+from regogate.proxy.policy import unknown_tools
 
 EXIT_INVALID = 1
 

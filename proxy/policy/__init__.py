@@ -5,19 +5,26 @@ from regogate.proxy.policy._audit import AuditLog, argument_hash
 from regogate.proxy.policy._decision import CallInput, Decision, ListInput, RateLimitDeclaration, parse_decision
 from regogate.proxy.policy._embedded_opa import EmbeddedOpa, find_opa
 from regogate.proxy.policy._http import HttpTransport, OpaTransport
+from regogate.proxy.policy._offered_tools import OfferedToolsCheck, unknown_tools
 from regogate.proxy.policy._opa_client import DEFAULT_TIMEOUT, OpaClient
+from regogate.proxy.policy._opa_install import MIN_OPA_VERSION, OPA_VERSION, how_to_get_opa, parse_opa_version
 from regogate.proxy.policy._policy_gateway import (
     DEFAULT_DECISION_PATH,
     CounterRead,
     FailMode,
     GateSettings,
     PolicyGateway,
+    counter_reads,
 )
+from regogate.proxy.policy._probe import check_probe_result, probe_decision, probe_input
 from regogate.proxy.policy._revisions import RevisionAudit, RevisionTracker, wait_for_bundles
+from regogate.proxy.policy._rotating import RotatingFile
 
 __all__ = [
     "DEFAULT_DECISION_PATH",
     "DEFAULT_TIMEOUT",
+    "MIN_OPA_VERSION",
+    "OPA_VERSION",
     "AuditLog",
     "CallInput",
     "CounterRead",
@@ -27,14 +34,23 @@ __all__ = [
     "GateSettings",
     "HttpTransport",
     "ListInput",
+    "OfferedToolsCheck",
     "OpaClient",
     "OpaTransport",
     "PolicyGateway",
     "RateLimitDeclaration",
     "RevisionAudit",
     "RevisionTracker",
+    "RotatingFile",
     "argument_hash",
+    "check_probe_result",
+    "counter_reads",
     "find_opa",
+    "how_to_get_opa",
     "parse_decision",
+    "parse_opa_version",
+    "probe_decision",
+    "probe_input",
+    "unknown_tools",
     "wait_for_bundles",
 ]

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from regogate.converters import Policy
 from regogate.core import WILDCARD
 from regogate.proxy.policy._audit import AuditLog
-from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
+from regogate.proxy.relay import CallContext, Gateway, Verdict
 
 __all__ = ["OfferedToolsCheck", "unknown_tools"]
 

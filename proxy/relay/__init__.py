@@ -1,9 +1,10 @@
 """The relay: JSON-RPC framing and wire rules, the upstream process, the tool catalogue, the Gateway seam."""
 
-from regogate.proxy.relay._framing import LineReader, LineWriter
+from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, PeerClosed
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._relay import DECISION_TIMEOUT, DEFAULT_DENY_PREFIX, Relay
 from regogate.proxy.relay._upstream import Upstream, exit_status
+from regogate.proxy.relay._wire import dumps, error_line
 
 __all__ = [
     "DECISION_TIMEOUT",
@@ -12,8 +13,12 @@ __all__ = [
     "Gateway",
     "LineReader",
     "LineWriter",
+    "Oversize",
+    "PeerClosed",
     "Relay",
     "Upstream",
     "Verdict",
+    "dumps",
+    "error_line",
     "exit_status",
 ]
