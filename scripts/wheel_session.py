@@ -2,14 +2,15 @@
 
 The official SDK client (from the dev virtualenv) spawns ``REGOGATE -c policy.yaml -- mcp-server-time``
 where REGOGATE is the console script of the wheel installed into a fresh virtualenv. One call is
-allowed and reaches the server, one is denied by the policy. Everything the installed regogate
-could write goes under a private ``XDG_STATE_HOME``. Exits 1 with the reason on any mismatch.
+allowed and reaches the server, one is denied by the policy; the audit log, on by default under a
+private ``XDG_STATE_HOME``, records both. Exits 1 with the reason on any mismatch.
 
 Usage: python scripts/wheel_session.py REGOGATE TIME_SERVER
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -69,6 +70,11 @@ async def session(regogate: str, server: str, workdir: Path) -> list[str]:
             )
             if not denied.is_error or "Conversions are blocked" not in _text(denied):
                 problems.append(f"denied call was not denied by the policy: {_text(denied)!r}")
+    audits = list(state.rglob("*.jsonl"))
+    events = [json.loads(line) for path in audits for line in path.read_text(encoding="utf-8").splitlines()]
+    verdicts = sorted((e["tool"], e["allow"]) for e in events if e.get("event") == "decision")
+    if verdicts != [("convert_time", False), ("get_current_time", True)]:
+        problems.append(f"audit log under $XDG_STATE_HOME ({[str(p) for p in audits]}) records {verdicts}")
     return problems
 
 
@@ -80,7 +86,7 @@ def main() -> int:
         sys.stderr.write(f"wheel session: {problem}\n")
     if problems:
         return 1
-    sys.stdout.write("wheel session: allowed call reached mcp-server-time, denied call was refused\n")
+    sys.stdout.write("wheel session: allowed call reached mcp-server-time, denied call was refused, both audited\n")
     return 0
 
 

@@ -40,6 +40,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and every regogate it starts) keeps its state in a temp dir, never in the real home."""
+    state = tmp_path_factory.mktemp("xdg-state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
+
+
 def stop_process(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 5.0) -> None:
     """Ask a server the tests started to stop with ``signum``; kill it if it has not exited in ``timeout``."""
     with suppress(ProcessLookupError):

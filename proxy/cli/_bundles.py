@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from regogate.converters import (
@@ -107,7 +108,9 @@ def _write(bundle: Bundle, args: argparse.Namespace) -> str:
 def _convert(args: argparse.Namespace) -> int:
     path = Path(args.config)
     policy = load_policy(path, server_id=args.server_id)
-    written = _write(policy_bundle(policy, path.read_text(encoding="utf-8")), args)
+    # The bundle names the file, not the path it was reached by (same revision however it is spelled).
+    named = replace(policy, source=path.name)
+    written = _write(policy_bundle(named, path.read_text(encoding="utf-8")), args)
     sys.stdout.write(f"{args.config}: wrote {args.output} (package regogate.policies.{policy.server_id}, {written})\n")
     return 0
 

@@ -1,12 +1,16 @@
 """A policy given with ``-c`` as the bundle directories OPA loads: a converted YAML file, or Rego.
 
 A YAML policy becomes its converted bundle plus regogate's gate. A directory of hand-written Rego
-is loaded as it is, plus the gate unless one of its files declares ``package regogate.gate``.
+is loaded as it is when one of its files declares ``package regogate.gate``; otherwise the gate goes
+with it: as a bundle of its own beside a directory whose ``.manifest`` names its roots, or copied
+into a private copy of a directory without one (such a bundle owns all of ``data``, so no other
+bundle may load beside it).
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -41,6 +45,24 @@ def provides_gate(directory: Path) -> bool:
     return False
 
 
+def rego_dir_bundles(directory: Path, target: Path) -> list[Path]:
+    """The bundle directories for hand-written Rego, the gate included; written under ``target``."""
+    if provides_gate(directory):
+        return [directory]
+    gate = gate_bundle()
+    if (directory / ".manifest").is_file():
+        write_bundle(gate, target / "gate")
+        return [directory, target / "gate"]
+    # The copy keeps the directory's name: it is the bundle's name in data.system.bundles.
+    merged = target / directory.name
+    shutil.copytree(directory, merged, symlinks=False)
+    for name, content in gate.files.items():
+        if name != ".manifest":
+            (merged / name).parent.mkdir(parents=True, exist_ok=True)
+            (merged / name).write_bytes(content)
+    return [merged]
+
+
 def policy_bundles(path: Path, server_id: str | None, workdir: Path) -> PolicyBundles:
     """Write the bundles for ``path`` under ``workdir`` (a private directory the caller removes).
 
@@ -52,10 +74,7 @@ def policy_bundles(path: Path, server_id: str | None, workdir: Path) -> PolicyBu
     if path.is_dir():
         if not server_id:
             raise ConfigError(f"{path}: a Rego directory needs --server-id (the id its policies use)")
-        extra = () if provides_gate(path) else (gate,)
-        if extra:
-            write_bundle(gate_bundle(), gate)
-        return PolicyBundles((path, *extra), server_id, None, "hand-written")
+        return PolicyBundles(tuple(rego_dir_bundles(path, workdir)), server_id, None, "hand-written")
     if not path.is_file():
         raise ConfigError(f"{path}: no such policy file or Rego directory")
     policy = load_policy(path, server_id=server_id)

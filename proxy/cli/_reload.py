@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
 
 from regogate.converters import Policy, gate_bundle, load_policy, policy_bundle, write_bundle
 from regogate.core import ConfigError, PolicySourceError, RegogateError
+from regogate.proxy.cli._policy_bundles import rego_dir_bundles
 from regogate.proxy.cli._run_config import RunConfig
 from regogate.proxy.policy import AuditLog, EmbeddedOpa, PolicyGateway, RevisionTracker
 
@@ -43,9 +45,12 @@ class PolicySource:
         if self.config.policy.is_dir():
             if not self.config.server_id:
                 raise ConfigError("a Rego directory needs --server-id (the id its policies use)")
-            return [self.config.policy, *self.extra]
+            return [*rego_dir_bundles(self.config.policy, target), *self.extra]
         policy = load_policy(self.config.policy, server_id=self.config.server_id)
-        bundle = policy_bundle(policy, self.config.policy.read_text(encoding="utf-8"))
+        # The bundle names the file, not the path it was reached by: the same policy gets the same
+        # revision however -c spelled it, and no local directory leaks into the bundle.
+        named = replace(policy, source=self.config.policy.name)
+        bundle = policy_bundle(named, self.config.policy.read_text(encoding="utf-8"))
         # The directory's name is the bundle's name in data.system.bundles: the server id.
         policy_dir = target / "policies" / policy.server_id
         write_bundle(bundle, policy_dir)

@@ -21,17 +21,27 @@ from urllib.parse import urlsplit
 import anyio
 
 from regogate.converters import mask_bundle, write_bundle
-from regogate.core import ConfigError, PolicySourceError, RegogateError, StateError, SystemClock
+from regogate.core import (
+    Clock,
+    ConfigError,
+    PolicySourceError,
+    RegogateError,
+    StateError,
+    SystemClock,
+    audit_log_path,
+)
 from regogate.proxy.approval import open_approval_store
 from regogate.proxy.cli._reload import PolicySource, watch_policy
 from regogate.proxy.cli._run_config import RunConfig, parse_args
 from regogate.proxy.policy import (
     EmbeddedOpa,
     GateSettings,
+    OfferedToolsCheck,
     OpaClient,
     PolicyGateway,
     RevisionAudit,
     RevisionTracker,
+    probe_decision,
     wait_for_bundles,
 )
 from regogate.proxy.policy._approvals import ApprovalDesk
@@ -93,21 +103,45 @@ def approvals_flag(config: RunConfig) -> str:
     return f"--state {shlex.quote(shown)}{prefix}"
 
 
+def _audit_path(config: RunConfig, server_id: str) -> Path | None:
+    if config.audit_log == "none":
+        return None
+    return Path(config.audit_log) if config.audit_log else audit_log_path(server_id, config.state_dir)
+
+
+def _shown_store(spec: str) -> str:
+    """The store spec without credentials (``redis://user:pass@host`` -> ``redis://host``)."""
+    scheme, sep, rest = spec.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else spec
+
+
+def _open_audit(config: RunConfig, server_id: str, clock: Clock) -> RevisionAudit:
+    path = _audit_path(config, server_id)
+    try:
+        audit = RevisionAudit(path, clock, log_args=config.log_args)
+    except OSError as exc:
+        raise ConfigError(f"audit log {path}: {exc} (--audit-log FILE puts it elsewhere, none turns it off)") from exc
+    if path is not None:
+        sys.stderr.write(f"regogate: audit log {path}\n")
+    return audit
+
+
 async def serve(config: RunConfig) -> int:
     """Run the proxy until the client or the upstream ends; returns the exit status."""
     clock = SystemClock()
     workdir = Path(tempfile.mkdtemp(prefix="regogate-"))
     os.chmod(workdir, 0o700)
-    audit = RevisionAudit(config.audit_log, clock, log_args=config.log_args)
+    audit: RevisionAudit | None = None
     decision_log: IO[str] | None = None
     try:
-        extra: list[Path] = []
+        extra: list[Path] = list(config.bundles)
         if config.decision_log is not None:
             # OPA logs each decision's input verbatim: mask the arguments as the audit log does.
             write_bundle(mask_bundle(config.log_args), workdir / "mask")
             extra.append(workdir / "mask")
         source = PolicySource(config, workdir, extra=extra)
         bundles = source.build()
+        audit = _open_audit(config, source.server_id, clock)
         decision_log = _open_decision_log(config.decision_log)
         async with AsyncExitStack() as stack:
             store = open_store(config.state, config.state_prefix)
@@ -118,6 +152,8 @@ async def serve(config: RunConfig) -> int:
                 # Serving anyway: calls that need no counter go on, and a store coming back is picked up.
                 log.error("%s; calls that need a counter are denied until it answers", exc)
             client, sidecar = await stack.enter_async_context(_opa(config, bundles, decision_log))
+            # A wrong path or a missing policy would deny every call and hide every tool: refuse instead.
+            await probe_decision(client, config.opa_path, source.server_id)
             tracker = RevisionTracker(client, audit)
             revisions = await tracker.refresh()
             if config.fail_mode == "open":
@@ -147,7 +183,9 @@ async def serve(config: RunConfig) -> int:
                 revisions=revisions,
                 opa=config.opa_url or "embedded",
                 opa_version=opa_version,
-                state=config.state,
+                state=_shown_store(config.state),
+                state_prefix=config.state_prefix,
+                audit_log=audit.path,
                 fail_mode=config.fail_mode,
                 state_fail_mode=config.state_fail_mode,
                 dry_run=config.dry_run,
@@ -157,12 +195,14 @@ async def serve(config: RunConfig) -> int:
                 tg.start_soon(tracker.run)
                 if sidecar is not None:
                     tg.start_soon(watch_policy, source, sidecar, gateway, audit, tracker)
-                status = await run_relay(config.upstream, gateway, deny_prefix=config.deny_prefix)
+                checked = OfferedToolsCheck(gateway, source.policy, audit)
+                status = await run_relay(config.upstream, checked, deny_prefix=config.deny_prefix)
                 tg.cancel_scope.cancel()
             audit.write("shutdown", status=status)
             return status
     finally:
-        audit.close()
+        if audit is not None:
+            audit.close()
         if decision_log is not None and decision_log is not sys.stderr:
             decision_log.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -108,12 +108,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="decide and log every call, but never block one")
     p.add_argument(
         "--state",
+        "--state-dsn",
+        dest="state",
         default="memory",
         metavar="STORE",
-        help="rate-limit counters: memory (default), sqlite:///path/state.db, or redis://[user:pass@]host:port/db",
+        help="rate-limit counters: memory (default), sqlite:///path/state.db, or redis://[user:pass@]host:port/db "
+        "(--state-dsn is Intercept's spelling)",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="regogate's state directory: one directory per server id holds its audit log "
+        "(default: $XDG_STATE_HOME/regogate, i.e. ~/.local/state/regogate)",
     )
     p.add_argument("--state-prefix", default="", metavar="PREFIX", help="namespace for counters in a shared store")
-    p.add_argument("--audit-log", metavar="FILE", help="append JSON-lines audit events to FILE")
+    p.add_argument(
+        "--audit-log",
+        metavar="FILE",
+        help="JSON-lines audit events, rotated by size (default: STATE_DIR/<server id>/audit.jsonl; none: off)",
+    )
+    p.add_argument(
+        "--bundle",
+        dest="bundles",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="embedded OPA: also load this bundle (a directory or .tar.gz), e.g. regogate.extensions.* deny "
+        "rules next to a converted policy; repeatable",
+    )
     p.add_argument(
         "--log-args",
         choices=("hash", "none", "full"),
@@ -122,9 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--log-level",
-        choices=("debug", "info", "warning", "error"),
+        type=str.lower,
+        choices=("debug", "info", "warn", "warning", "error"),
         default="warning",
-        help="stderr log level (default: warning)",
+        help="stderr log level (default: warning; warn is Intercept's spelling)",
     )
     p.add_argument(
         "--deny-prefix",
@@ -154,6 +177,9 @@ class RunConfig:
     state: str
     state_prefix: str
     audit_log: str | None
+    """``None`` for the default path in the state directory, ``"none"`` for no audit log."""
+    state_dir: str | None
+    bundles: tuple[Path, ...]
     log_args: LogArgs
     deny_prefix: str
     upstream: tuple[str, ...]
@@ -172,10 +198,20 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
         parser.error("--opa-timeout must be positive")
     if args.opa_ready_timeout <= 0:
         parser.error("--opa-ready-timeout must be positive")
+    if args.bundles and args.opa_url:
+        parser.error("--bundle is for the embedded OPA; an external OPA loads the bundles its config names")
+    for bundle in args.bundles:
+        if Path(bundle).is_dir() and not (Path(bundle) / ".manifest").is_file():
+            parser.error(
+                f"--bundle {bundle} has no .manifest: bundles loaded side by side must name their roots, "
+                'e.g. {"roots": ["regogate/extensions/NAME"]}'
+            )
     if args.decision_log and args.opa_url:
         parser.error("--decision-log is for the embedded OPA; an external OPA logs decisions as its config says")
     logging.basicConfig(
-        stream=sys.stderr, level=args.log_level.upper(), format="regogate %(levelname)s %(name)s: %(message)s"
+        stream=sys.stderr,
+        level="WARNING" if args.log_level == "warn" else args.log_level.upper(),
+        format="regogate %(levelname)s %(name)s: %(message)s",
     )
     return RunConfig(
         policy=Path(args.config),
@@ -192,6 +228,8 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
         state=args.state,
         state_prefix=args.state_prefix,
         audit_log=args.audit_log,
+        state_dir=args.state_dir,
+        bundles=tuple(Path(b) for b in args.bundles),
         log_args=cast(LogArgs, args.log_args),
         deny_prefix=args.deny_prefix,
         upstream=tuple(upstream),

@@ -7,9 +7,9 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from regogate.core import Clock, LogArgs
+from regogate.proxy.policy._rotating import RotatingFile
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +21,18 @@ def argument_hash(arguments: object) -> str:
 
 
 class AuditLog:
-    """Appends events to a JSON-lines file (or nowhere); arguments only as a hash unless ``full``."""
+    """Appends events to a JSON-lines file rotated by size (or nowhere); arguments only as a hash unless ``full``."""
 
-    def __init__(self, path: str | None, clock: Clock, *, log_args: LogArgs = "hash") -> None:
+    def __init__(self, path: str | Path | None, clock: Clock, *, log_args: LogArgs = "hash") -> None:
+        """Open ``path`` (created 0600 in a 0700 directory when new); ``None`` writes nothing.
+
+        Raises:
+            OSError: the file cannot be created or opened.
+        """
         self._clock = clock
         self.log_args: LogArgs = log_args
-        self.path = path
-        self._file: IO[str] | None = None
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the proxy
+        self.path = str(path) if path is not None else None
+        self._file: RotatingFile | None = RotatingFile(path) if path is not None else None
 
     def arguments(self, arguments: object) -> dict[str, object]:
         """The argument fields of a decision event, as ``--log-args`` asks."""
@@ -47,7 +49,7 @@ class AuditLog:
         stamp = datetime.fromtimestamp(self._clock.now(), UTC).isoformat(timespec="microseconds")
         record = {"time": stamp.replace("+00:00", "Z"), "event": event, **fields}
         try:
-            self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            self._file.write_line(json.dumps(record, ensure_ascii=False, default=str))
         except OSError as exc:
             log.error("cannot write the audit log %s: %s", self.path, exc)
 

@@ -204,8 +204,10 @@ class PolicyGateway:
             log.warning("policy check failed (%s: %s); allowing the call because %s open", code, detail, flag)
             limit = "uncounted" if state else "none"
             return self._verdict(True, "", f"regogate.{code}", decision_id, None, started, fields, limit=limit)
-        message = f"policy check failed ({code}): {detail}"
-        log.error("%s; the call is denied", message)
+        # The model reads a neutral reason: details can name hosts, paths or exception text.
+        log.error("policy check failed (%s: %s); the call is denied", code, detail)
+        fields = {**fields, "detail": detail}
+        message = f"policy check unavailable ({code})"
         return self._verdict(False, message, f"regogate.{code}", decision_id, None, started, fields, limit="none")
 
     def _verdict(

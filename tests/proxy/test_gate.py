@@ -98,10 +98,12 @@ async def test_store_outage_denies_calls_that_need_counters_and_spares_the_rest(
         write = await gateway.check_call(call("write_file", {"path": "/x.txt", "content": "x"}))
     assert read.allowed
     assert not write.allowed
-    assert write.message == "policy check failed (state_error): redis://10.0.0.1:6379 is unreachable"
+    # The model reads a neutral reason; the details (which may name hosts) go to the audit log only.
+    assert write.message == "policy check unavailable (state_error)"
     assert write.rule == "regogate.state_error"
     events = [json.loads(line) for line in audit.read_text(encoding="utf-8").splitlines()]
     assert [e["allow"] for e in events] == [True, False]
+    assert events[1]["detail"] == "redis://10.0.0.1:6379 is unreachable"
 
 
 async def test_opa_unreachable_denies_unless_fail_open(tmp_path: Path) -> None:
@@ -112,7 +114,7 @@ async def test_opa_unreachable_denies_unless_fail_open(tmp_path: Path) -> None:
     async with OpaClient(f"unix://{tmp_path}/nobody.sock", timeout=1) as client:
         closed = await PolicyGateway(client, MemoryStore(), clock, audit, settings_closed).check_call(call("black"))
         opened = await PolicyGateway(client, MemoryStore(), clock, audit, settings_open).check_call(call("black"))
-    assert not closed.allowed and closed.message.startswith("policy check failed (opa_unreachable)")
+    assert not closed.allowed and closed.message == "policy check unavailable (opa_unreachable)"
     assert opened.allowed
 
 

@@ -1,0 +1,177 @@
+"""``regogate run`` out of the box: audit on by default, start-up probe, the gate for Rego dirs, --bundle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.conftest import POLICIES
+from tests.e2e.harness import EVERYTHING_SERVER, REGOGATE, STANDIN, gated_session, text
+
+pytestmark = pytest.mark.anyio
+
+SESSION_TIMEOUT = 30
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+async def test_the_audit_log_is_on_by_default_in_the_state_directory(private_state_home: Path) -> None:
+    with anyio.fail_after(SESSION_TIMEOUT):
+        async with gated_session(POLICIES / "python.yaml", STANDIN) as session:
+            await session.call_tool("conda", {"command": "list"})
+    audit = private_state_home / "regogate" / "python" / "audit.jsonl"
+    events = _events(audit)
+    assert events[0]["event"] == "start" and events[-1]["event"] == "shutdown"
+    assert [(e["tool"], e["allow"]) for e in events if e["event"] == "decision"] == [("conda", False)]
+    assert events[0]["audit_log"] == str(audit)
+
+
+async def test_audit_log_none_turns_it_off(private_state_home: Path) -> None:
+    with anyio.fail_after(SESSION_TIMEOUT):
+        async with gated_session(POLICIES / "python.yaml", STANDIN, "--audit-log", "none") as session:
+            await session.call_tool("black", {"path": "."})
+    assert not list(private_state_home.rglob("*.jsonl"))
+
+
+def test_the_audit_path_is_printed_at_start_and_credentials_stay_out_of_it(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            REGOGATE,
+            "-c",
+            str(POLICIES / "python.yaml"),
+            "--state-dir",
+            str(tmp_path / "st"),
+            "--state",
+            "redis://user:hunter2@127.0.0.1:1/0",
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    audit = tmp_path / "st" / "python" / "audit.jsonl"
+    assert f"regogate: audit log {audit}" in out.stderr
+    start = _events(audit)[0]
+    assert start["state"] == "redis://127.0.0.1:1/0"
+    assert "hunter2" not in audit.read_text(encoding="utf-8")
+
+
+def test_a_decision_path_that_answers_nothing_refuses_to_start(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    out = subprocess.run(
+        [
+            REGOGATE,
+            "-c",
+            str(POLICIES / "python.yaml"),
+            "--opa-path",
+            "regogate/gate/decisoin",
+            "--",
+            "touch",
+            str(marker),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 1
+    assert "data.regogate.gate.decisoin is undefined for a probe tools/call" in out.stderr
+    assert not marker.exists()  # the server was never started
+
+
+def test_a_rego_directory_for_another_server_id_refuses_to_start(tmp_path: Path) -> None:
+    rego = tmp_path / "acme"
+    (rego / "regogate" / "policies" / "acme").mkdir(parents=True)
+    (rego / "regogate" / "policies" / "acme" / "policy.rego").write_text(
+        "package regogate.policies.acme\n\nhides_all := false\n", encoding="utf-8"
+    )
+    out = subprocess.run(
+        [REGOGATE, "-c", str(rego), "--server-id", "acme-typo", "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 1
+    assert 'regogate.no_policy: no policy is loaded for server id "acme-typo"' in out.stderr
+
+
+async def test_a_rego_directory_gets_the_gate_and_extension_bundles_add_reasons(tmp_path: Path) -> None:
+    rego = tmp_path / "acme"
+    (rego / "regogate" / "policies" / "acme").mkdir(parents=True)
+    (rego / "regogate" / "policies" / "acme" / "policy.rego").write_text(
+        "package regogate.policies.acme\n\nhides_all := false\n\n"
+        'deny contains {"rule": "no-env", "message": "no env"} if input.tool.name == "get-env"\n',
+        encoding="utf-8",
+    )
+    (rego / ".manifest").write_text('{"roots": ["regogate/policies/acme"]}', encoding="utf-8")
+    extension = tmp_path / "ext"
+    (extension / "regogate" / "extensions" / "budget").mkdir(parents=True)
+    (extension / ".manifest").write_text('{"roots": ["regogate/extensions/budget"]}', encoding="utf-8")
+    (extension / "regogate" / "extensions" / "budget" / "budget.rego").write_text(
+        "package regogate.extensions.budget\n\n"
+        'deny contains {"rule": "no-big-sums", "message": "sums stay small"} if input.tool.arguments.a > 100\n',
+        encoding="utf-8",
+    )
+    flags = ("--server-id", "acme", "--bundle", str(extension))
+    with anyio.fail_after(SESSION_TIMEOUT):
+        async with gated_session(rego, [EVERYTHING_SERVER], *flags) as session:
+            env = await session.call_tool("get-env", {})
+            small = await session.call_tool("get-sum", {"a": 1, "b": 2})
+            big = await session.call_tool("get-sum", {"a": 1000, "b": 2})
+    assert text(env) == "[POLICY DENIED] no env"
+    assert not small.is_error
+    assert text(big) == "[POLICY DENIED] sums stay small"
+
+
+async def test_tools_the_server_does_not_offer_are_reported_after_the_first_list(
+    tmp_path: Path, private_state_home: Path
+) -> None:
+    policy = tmp_path / "everything.yaml"
+    policy.write_text('version: "1"\ntools:\n  ehco:\n    rules: []\n', encoding="utf-8")
+    with anyio.fail_after(SESSION_TIMEOUT):
+        async with gated_session(policy, [EVERYTHING_SERVER]) as session:
+            await session.list_tools()
+    events = _events(private_state_home / "regogate" / "everything" / "audit.jsonl")
+    (warning,) = [e for e in events if e["event"] == "unknown_tools"]
+    assert warning["warnings"] == [f'{policy}:4: tools: "ehco" is not a tool this server offers; did you mean "echo"?']
+
+
+def test_an_extension_bundle_without_roots_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    (tmp_path / "ext").mkdir()
+    out = subprocess.run(
+        [REGOGATE, "-c", str(POLICIES / "python.yaml"), "--bundle", str(tmp_path / "ext"), "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 2
+    assert f"--bundle {tmp_path / 'ext'} has no .manifest" in out.stderr
+
+
+def test_the_bundle_revision_does_not_depend_on_how_the_path_is_spelled(tmp_path: Path) -> None:
+    revisions = set()
+    for spelling, cwd in (("policies/python.yaml", POLICIES.parent), (str(POLICIES / "python.yaml"), tmp_path)):
+        out = subprocess.run(
+            [REGOGATE, "convert", "-c", spelling, "-o", str(tmp_path / "b")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=cwd,
+        )
+        assert out.returncode == 0, out.stderr
+        manifest = json.loads((tmp_path / "b" / ".manifest").read_text(encoding="utf-8"))
+        revisions.add(manifest["revision"])
+        bundle_text = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "b").rglob("*") if p.is_file())
+        assert str(POLICIES) not in bundle_text and manifest["metadata"]["source"] == "python.yaml"
+    assert len(revisions) == 1
