@@ -175,3 +175,29 @@ def test_the_bundle_revision_does_not_depend_on_how_the_path_is_spelled(tmp_path
         bundle_text = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "b").rglob("*") if p.is_file())
         assert str(POLICIES) not in bundle_text and manifest["metadata"]["source"] == "python.yaml"
     assert len(revisions) == 1
+
+
+def test_intercepts_flags_are_understood(tmp_path: Path) -> None:
+    db = tmp_path / "counters.db"
+    out = subprocess.run(
+        [
+            REGOGATE,
+            "-c",
+            str(POLICIES / "python.yaml"),
+            "--state-dsn",
+            f"sqlite://{db}",
+            "--log-level",
+            "WARN",
+            "--state-dir",
+            str(tmp_path / "st"),
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stderr
+    assert db.exists()  # --state-dsn is --state
+    assert (tmp_path / "st" / "python" / "audit.jsonl").exists()
