@@ -26,7 +26,6 @@ from typing import Final, Literal
 import anyio
 
 from regogate.converters import parse_policy
-from regogate.core import ConfigError
 from regogate.proxy.cli._server_tools import LIST_TIMEOUT, list_server_tools
 from regogate.proxy.cli._usage import Commands
 from regogate.proxy.cli._validate import upstream_command
@@ -165,14 +164,14 @@ def add_parsers(commands: Commands) -> None:
         "--timeout", type=float, default=LIST_TIMEOUT, metavar="SECONDS", help="how long the server may take to list"
     )
     scan.add_argument("upstream", nargs=argparse.REMAINDER, help="-- the MCP server command")
-    scan.set_defaults(handler=run)
+    scan.set_defaults(handler=run, parser=scan)
 
 
 def run(args: argparse.Namespace) -> int:
     """List the tools, write the scaffold, check that it validates."""
     command = upstream_command(args)
     if not command:
-        raise ConfigError("scan: no MCP server command given after --")
+        args.parser.error("no MCP server command given after --")
     tools = anyio.run(lambda: list_server_tools(command, timeout=args.timeout))
     text = scaffold(tools, command)
     # The scaffold must be a policy regogate accepts; this raises (a bug) if it is not.

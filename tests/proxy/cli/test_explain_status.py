@@ -11,6 +11,7 @@ import pytest
 
 from regogate.proxy.state import Reservation, SqliteStore
 from tests.conftest import POLICIES
+from tests.e2e.harness import STANDIN, gated_session
 from tests.proxy.cli.conftest import Cli
 
 GITHUB = str(POLICIES / "github.yaml")
@@ -106,3 +107,18 @@ def test_status_without_a_policy_and_no_audit_logs_says_what_to_pass(cli: Cli) -
     out = cli("status")
     assert out.returncode == 1
     assert "no audit log with a start event under" in out.stderr and "pass -c POLICY" in out.stderr
+
+
+@pytest.mark.anyio
+async def test_status_finds_every_server_from_its_audit_log(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    env = {**cli.env, "XDG_STATE_HOME": str(cli.state)}
+    with anyio.fail_after(60):
+        async with gated_session(POLICIES / "python.yaml", STANDIN, "--state", f"sqlite://{db}", env=env) as session:
+            for _ in range(2):
+                assert not (await session.call_tool("black", {"path": "."})).is_error
+    out = cli("status", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {row["key"]: row for row in map(json.loads, out.stdout.splitlines())}
+    assert rows["black/_rate_minute"]["server_id"] == "python"
+    assert rows["black/_rate_minute"]["used"] == 2 and rows["black/_rate_minute"]["limit"] == 60
