@@ -15,8 +15,10 @@ from regogate.proxy.cli._usage import UsageParser
 from regogate.proxy.policy import DEFAULT_DECISION_PATH, DEFAULT_TIMEOUT, FailMode
 from regogate.proxy.relay import DEFAULT_DENY_PREFIX
 
-__all__ = ["OPA_READY_TIMEOUT", "RunConfig", "build_parser", "parse_args"]
+__all__ = ["DEFAULT_STATE", "OPA_READY_TIMEOUT", "RunConfig", "build_parser", "parse_args"]
 
+#: Where ``regogate run`` counts when given no ``--state``; ``status``, ``explain`` and ``doctor`` read the same.
+DEFAULT_STATE: Final = "memory"
 #: How long an external OPA may take to activate its bundles (a first download from a bundle server).
 OPA_READY_TIMEOUT: Final = 30.0
 
@@ -110,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state",
         "--state-dsn",
         dest="state",
-        default="memory",
+        default=DEFAULT_STATE,
         metavar="STORE",
         help="rate-limit counters: memory (default), sqlite:///path/state.db, or redis://[user:pass@]host:port/db "
         "(--state-dsn is Intercept's spelling)",

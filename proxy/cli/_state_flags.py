@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Final
 
+from regogate.proxy.cli._run_config import DEFAULT_STATE
 from regogate.proxy.state import RateLimitStore, open_store
 
-#: The store ``regogate run`` counts in when given no ``--state``.
-DEFAULT_STATE: Final = "memory"
+__all__ = ["DEFAULT_STATE", "add_state_flags", "open_state"]
 
 
 def add_state_flags(parser: argparse.ArgumentParser) -> None:
