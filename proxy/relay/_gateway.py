@@ -54,9 +54,12 @@ class Gateway(Protocol):
     async def settle(self, verdict: Verdict, *, succeeded: bool) -> None:
         """Report how an allowed call ended.
 
-        ``succeeded`` is false on a JSON-RPC error, on ``result.isError`` true, on a
-        result that is not final (``resultType`` other than ``complete``), and when the
-        call never got an answer (upstream died, or the client cancelled it).
+        ``succeeded`` is false only on evidence that the call did not take effect: a
+        JSON-RPC error, ``result.isError`` true, a result that is not final
+        (``resultType`` other than ``complete``), a call withdrawn by the client before
+        it was forwarded, or a write upstream that failed. A forwarded call that was
+        cancelled, never answered (the server died, the session ended) or answered with
+        something malformed counts as succeeded: the server may have run it.
         """
         ...
 

@@ -1,20 +1,22 @@
-"""Relay JSON-RPC lines between client and upstream; only ``tools/call`` and ``tools/list`` are touched.
+"""Relay JSON-RPC messages between client and upstream; only ``tools/call`` and ``tools/list`` are judged.
 
-Every other message keeps its original bytes and its order. Each ``tools/call`` is
-decided in its own task, so a slow decision never holds up pings or cancellations.
-A call goes upstream only with an allow verdict in hand.
+Every line is parsed once (``decode``) and what goes out is the relay's own canonical
+encoding of the parsed message (``encode``), in both directions, so the server
+reads exactly the message that was decided whatever its line reader. Each
+``tools/call`` is decided in its own task, so a slow decision never holds up pings or
+cancellations, and goes upstream only with an allow verdict in hand. Every open
+request lives in the ``Ledger``; an answer from the server that matches no forwarded
+request (regogate's own after their timeout included) is dropped.
 
-Client lines that are not a single JSON object are answered here and never forwarded:
-invalid JSON gets ``-32700``; a batch (a JSON array; batching was removed in MCP
-2025-06-18) or any other non-object gets one ``-32600`` error with ``id: null``; an
-object with duplicate keys gets ``-32600`` (or a denial if it is a ``tools/call``),
-because parsers disagree on which duplicate wins and the upstream must not see a
-different call than the gateway judged.
+What the client gets instead of a forward: a refused line (see ``_codec``) gets
+``-32700`` or ``-32600`` with its id where it can be read; a batch (removed in MCP
+2025-06-18) or any other non-object gets one ``-32600`` with ``id: null``; a request
+whose id is not a string or integer, or is already in flight, gets ``-32600``; a
+``tools/call`` that cannot be judged gets a denial.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,25 +25,22 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, PeerClosed, sniff_id
+from regogate.proxy.relay._codec import BadLine, decode, encode
+from regogate.proxy.relay._framing import MAX_LINE_BYTES, LineReader, LineWriter, Oversize, PeerClosed, sniff_id
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
+from regogate.proxy.relay._ledger import Cancel, Ledger, Phase, Refusal, Request
 from regogate.proxy.relay._tools import ToolCatalog
 from regogate.proxy.relay._wire import (
     CLIENT_INFO_META_KEY,
     INVALID_REQUEST,
-    PARSE_ERROR,
     PROTOCOL_VERSION_META_KEY,
     UPSTREAM_GONE,
     UPSTREAM_MALFORMED,
-    AmbiguousJSON,
-    Key,
-    call_succeeded,
+    call_refused,
     denial_line,
-    dumps,
     error_line,
     id_key,
     is_modern,
-    loads_strict,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ EOF_DRAIN_TIMEOUT = 0.5
 """After client EOF, pending decisions get this long before upstream stdin closes; under a host's 2 s."""
 
 SHUTDOWN_SETTLE_TIMEOUT = 1.0
-"""Bound on rolling back calls still in flight when the session ends."""
+"""Bound on settling calls still in flight when the session ends."""
 
 DEFAULT_DENY_PREFIX = "[POLICY DENIED]"
 
@@ -99,11 +98,8 @@ class Relay:
         self._deny_prefix = deny_prefix
         self._decision_timeout = decision_timeout
         self._session = _Session()
-        self._requests: dict[Key, str] = {}  # client request id -> method, until answered
-        self._deciding: set[Key] = set()
-        self._cancelled: set[Key] = set()  # cancelled by the client while being decided
-        self._inflight: dict[Key, Verdict] = {}
-        self._tools = ToolCatalog(self._to_upstream)
+        self._ledger = Ledger()
+        self._tools = ToolCatalog(self._to_upstream, self._ledger)
         self._decision_slots = anyio.Semaphore(MAX_PENDING_DECISIONS, fast_acquire=True)
         self._idle = anyio.Event()
         self._idle.set()
@@ -119,10 +115,11 @@ class Relay:
                 await self._upstream_pump()
                 tg.cancel_scope.cancel()
         finally:
+            # Forwarded but unanswered: the server may have run them, so their reservations stand.
             with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_SETTLE_TIMEOUT):
-                for verdict in self._inflight.values():
-                    await self._settle(verdict, succeeded=False)
-                self._inflight.clear()
+                for request in self._ledger.close():
+                    if request.verdict is not None:
+                        await self._settle(request.verdict, True)
 
     # --- client -> upstream -------------------------------------------------------
 
@@ -145,91 +142,97 @@ class Relay:
 
     async def _from_client(self, line: bytes | Oversize) -> None:
         if isinstance(line, Oversize):
-            await self._to_client(error_line(sniff_id(line.head), INVALID_REQUEST, "message too large"))
+            reason = f"message larger than {MAX_LINE_BYTES} bytes"
+            await self._to_client(error_line(sniff_id(line.head), INVALID_REQUEST, reason))
             return
         if not line.strip():
             return
-        try:
-            message = loads_strict(line)
-        except AmbiguousJSON:
-            await self._ambiguous(line)
-            return
-        except ValueError:
-            await self._to_client(error_line(None, PARSE_ERROR, "parse error: not a JSON object"))
+        message = decode(line)
+        if isinstance(message, BadLine):
+            await self._refuse(message)
             return
         if not isinstance(message, dict):
             reason = "batches are not supported" if isinstance(message, list) else "not a JSON-RPC object"
             await self._to_client(error_line(None, INVALID_REQUEST, f"invalid request: {reason}"))
             return
-        method = message.get("method")
-        if method == "tools/call":
-            await self._start_call(message, line)
+        if "method" not in message:
+            await self._client_response(message)
             return
-        if isinstance(method, str) and "id" in message:
-            self._note_request(message, method)
-        elif method == "notifications/cancelled" and self._cancel(message):
+        method = message["method"]
+        if not isinstance(method, str):
+            reason = "invalid request: method must be a string"
+            await self._refuse(BadLine(INVALID_REQUEST, reason, message.get("id"), has_id="id" in message))
             return
-        await self._to_upstream(line)
-        if method == "notifications/initialized":
-            self._session.initialized_sent = True
-            self._check_handshake()
+        if "id" in message:
+            await self._client_request(message, method)
+        elif method == "tools/call":
+            logger.warning("dropped a tools/call notification (no id)")
+        elif method != "notifications/cancelled" or self._cancel(message):
+            await self._to_upstream(encode(message))
+            if method == "notifications/initialized":
+                self._session.initialized_sent = True
+                self._check_handshake()
 
-    async def _ambiguous(self, line: bytes) -> None:
-        message = json.loads(line)
-        if not isinstance(message, dict) or "id" not in message or "method" not in message:
-            logger.warning("dropped a client message with duplicate keys")
-            return
-        if message.get("method") == "tools/call":
-            modern = is_modern(self._version(message))
-            await self._deny_locally(message["id"], "ambiguous JSON: duplicate object keys", modern=modern)
+    async def _refuse(self, bad: BadLine) -> None:
+        """Answer a refused line: to the client for its requests, to the server for the client's answers."""
+        logger.warning("refused a client line: %s", bad.reason)
+        request_id = bad.request_id if bad.has_id else None
+        if bad.is_answer:  # a client's answer to a server request: the server must not wait forever either
+            if id_key(request_id) is not None:
+                await self._to_upstream(error_line(request_id, bad.code, f"regogate refused the answer: {bad.reason}"))
+        elif bad.method == "tools/call" and bad.has_id:
+            modern = is_modern(self._session.negotiated_version)
+            await self._deny_locally(request_id, f"unreadable tools/call: {bad.reason}", modern=modern)
         else:
-            await self._to_client(error_line(message["id"], INVALID_REQUEST, "duplicate object keys"))
+            await self._to_client(error_line(request_id, bad.code, bad.reason))
 
-    def _note_request(self, message: dict[str, object], method: str) -> None:
-        key = id_key(message["id"])
-        if key is not None:
-            self._requests[key] = method
+    async def _client_response(self, message: dict[str, object]) -> None:
+        """The client's answer to a server request: passed on if it is one, else dropped."""
+        if "id" not in message or ("result" in message) == ("error" in message):
+            logger.warning("dropped a client message that is neither a request nor a response")
+            return
+        await self._to_upstream(encode(message))
+
+    async def _client_request(self, message: dict[str, object], method: str) -> None:
+        request_id = message["id"]
+        try:
+            request = self._ledger.receive(request_id, method)
+        except Refusal as exc:
+            await self._to_client(error_line(request_id, INVALID_REQUEST, str(exc)))
+            return
+        if method == "tools/call":
+            await self._start_call(request, message)
+            return
         params = message.get("params")
         if method == "initialize" and isinstance(params, dict):
             info = params.get("clientInfo")
             self._session.client_info = info if isinstance(info, dict) else {}
+        if not await self._to_upstream(encode(message)):
+            self._ledger.unsent(request)
+            await self._to_client(error_line(request_id, UPSTREAM_GONE, "upstream server is gone"))
 
     def _cancel(self, message: dict[str, object]) -> bool:
-        """Track a client cancellation; True if it must not be forwarded."""
+        """Track a client cancellation; True if it must be forwarded."""
         params = message.get("params")
-        key = id_key(params.get("requestId")) if isinstance(params, dict) else None
-        if key is None:
-            return False
-        if key in self._deciding:
-            self._cancelled.add(key)
+        if not isinstance(params, dict) or "requestId" not in params:
             return True
-        if self._requests.get(key) != "tools/list":  # a late tools/list reply must still be filtered
-            self._requests.pop(key, None)
-        verdict = self._inflight.pop(key, None)
-        if verdict is not None:
-            self._task_group.start_soon(self._settle, verdict, False)
-        return False
+        outcome = self._ledger.cancel(params["requestId"])
+        return outcome is not Cancel.WITHDRAWN
 
-    async def _start_call(self, message: dict[str, object], line: bytes) -> None:
-        if "id" not in message:
-            logger.warning("dropped a tools/call notification (no id)")
-            return
-        request_id = message["id"]
+    async def _start_call(self, request: Request, message: dict[str, object]) -> None:
         params = message.get("params")
         params = params if isinstance(params, dict) else {}
         meta = params.get("_meta")
         meta = meta if isinstance(meta, dict) else {}
         version = self._version(message)
-        problem = self._call_problem(message, request_id)
+        problem = self._call_problem(message)
         if problem is not None:
-            await self._deny_locally(request_id, problem, modern=is_modern(version))
+            self._ledger.deny(request)
+            await self._deny_locally(request.request_id, problem, modern=is_modern(version))
             return
-        key = id_key(request_id)
-        assert key is not None and isinstance(request_id, str | int)
-        self._deciding.add(key)
         self._idle = anyio.Event()
         await self._decision_slots.acquire()
-        self._task_group.start_soon(self._decide, key, request_id, params, meta, version, line)
+        self._task_group.start_soon(self._decide, request, params, meta, version, message)
 
     def _version(self, message: dict[str, object]) -> object:
         """The request's own protocol version (2026-07-28 era), else the negotiated one."""
@@ -239,7 +242,8 @@ class Relay:
             return meta[PROTOCOL_VERSION_META_KEY]
         return self._session.negotiated_version
 
-    def _call_problem(self, message: dict[str, object], request_id: object) -> str | None:
+    @staticmethod
+    def _call_problem(message: dict[str, object]) -> str | None:
         params = message.get("params")
         if not isinstance(params, dict):
             return "invalid tools/call: params must be an object"
@@ -250,11 +254,6 @@ class Relay:
             return "invalid tools/call: arguments must be an object"
         if "_meta" in params and not isinstance(params["_meta"], dict):
             return "invalid tools/call: _meta must be an object"
-        key = id_key(request_id)
-        if key is None:
-            return "invalid tools/call: id must be a string or an integer"
-        if key in self._deciding or key in self._inflight:
-            return "invalid tools/call: id is already in use"
         return None
 
     async def _deny_locally(self, request_id: object, reason: str, *, modern: bool) -> None:
@@ -266,60 +265,63 @@ class Relay:
 
     async def _decide(
         self,
-        key: Key,
-        request_id: str | int,
+        request: Request,
         params: dict[str, object],
         meta: dict[str, object],
         version: object,
-        line: bytes,
+        message: dict[str, object],
     ) -> None:
+        verdict: Verdict | None = None
         try:
             name = str(params["name"])
             tool = await self._tools.entry(name, meta, modern=is_modern(version), tg=self._task_group)
-            if key in self._cancelled:
-                self._decided(key)
-                return
-            info = meta.get(CLIENT_INFO_META_KEY, self._session.client_info)
-            arguments = params.get("arguments")
-            call = CallContext(
-                request_id=request_id,
-                tool_name=name,
-                arguments=arguments if isinstance(arguments, dict) else {},
-                protocol_version=version if isinstance(version, str) else None,
-                client_info=info if isinstance(info, dict) else {},
-                tool=tool,
-                meta=meta,
-            )
-            verdict = await self._check(call)
+            if request.phase is not Phase.WITHDRAWN:
+                info = meta.get(CLIENT_INFO_META_KEY, self._session.client_info)
+                arguments = params.get("arguments")
+                call = CallContext(
+                    request_id=request.request_id,
+                    tool_name=name,
+                    arguments=arguments if isinstance(arguments, dict) else {},
+                    protocol_version=version if isinstance(version, str) else None,
+                    client_info=info if isinstance(info, dict) else {},
+                    tool=tool,
+                    meta=meta,
+                )
+                verdict = await self._check(call)
         finally:
             self._decision_slots.release()
-        cancelled = key in self._cancelled
-        self._decided(key)
-        if cancelled:
-            logger.info("call %r cancelled while being decided; not forwarded", request_id)
-            if verdict.allowed:
-                await self._settle(verdict, succeeded=False)
-            return
-        if not verdict.allowed:
-            text = f"{self._deny_prefix} {verdict.message}"
-            modern = is_modern(version)
-            await self._to_client(
-                denial_line(request_id, text, rule=verdict.rule, decision_id=verdict.decision_id, modern=modern)
-            )
-            return
-        self._inflight[key] = verdict
-        self._requests[key] = "tools/call"
-        if not await self._to_upstream(line):
-            self._requests.pop(key, None)
-            if self._inflight.pop(key, None) is not None:
-                await self._settle(verdict, succeeded=False)
-                await self._to_client(error_line(request_id, UPSTREAM_GONE, "upstream server is gone"))
+        await self._deliver(request, verdict, version, message)
 
-    def _decided(self, key: Key) -> None:
-        self._deciding.discard(key)
-        self._cancelled.discard(key)
-        if not self._deciding:
-            self._idle.set()
+    async def _deliver(
+        self, request: Request, verdict: Verdict | None, version: object, message: dict[str, object]
+    ) -> None:
+        """Act on a verdict: answer a denial, or forward the decided message itself."""
+        try:
+            if verdict is None or not verdict.allowed:
+                if self._ledger.deny(request) and verdict is not None:
+                    text = f"{self._deny_prefix} {verdict.message}"
+                    line = denial_line(
+                        request.request_id,
+                        text,
+                        rule=verdict.rule,
+                        decision_id=verdict.decision_id,
+                        modern=is_modern(version),
+                    )
+                    await self._to_client(line)
+                else:
+                    logger.info("call %r cancelled while being decided; not forwarded", request.request_id)
+                return
+            if not self._ledger.allow(request, verdict):
+                logger.info("call %r cancelled while being decided; not forwarded", request.request_id)
+                await self._settle(verdict, False)
+                return
+        finally:
+            if not self._ledger.deciding:
+                self._idle.set()
+        if not await self._to_upstream(encode(message)):
+            self._ledger.unsent(request)
+            await self._settle(verdict, False)
+            await self._to_client(error_line(request.request_id, UPSTREAM_GONE, "upstream server is gone"))
 
     async def _check(self, call: CallContext) -> Verdict:
         try:
@@ -345,14 +347,14 @@ class Relay:
 
     async def _from_upstream(self, line: bytes | Oversize) -> None:
         if isinstance(line, Oversize):
-            await self._unusable_reply(sniff_id(line.head), "upstream reply too large")
+            await self._unusable_reply(sniff_id(line.head), f"upstream message larger than {MAX_LINE_BYTES} bytes")
             return
         if not line.strip():
             return
-        try:
-            message = json.loads(line)
-        except ValueError:
-            await self._unusable_reply(sniff_id(line), "upstream reply is not JSON")
+        message = decode(line)
+        if isinstance(message, BadLine):
+            request_id = message.request_id if message.has_id else sniff_id(line)
+            await self._unusable_reply(request_id, f"upstream {message.reason}")
             return
         if not isinstance(message, dict):
             logger.warning("dropped a non-object message from upstream (batches are not relayed)")
@@ -360,23 +362,29 @@ class Relay:
         if "method" in message:
             if message["method"] == "notifications/tools/list_changed":
                 self._tools.invalidate()
-            await self._to_client(line)
+            await self._to_client(encode(message))
             return
-        if self._tools.deliver(message):
+        request = self._ledger.answer(message.get("id"))
+        if request is None:
+            logger.warning("dropped an upstream answer that matches no forwarded request")
             return
-        request_id = message.get("id")
-        key = id_key(request_id)
-        method = self._requests.pop(key, None) if key is not None else None
-        if method == "tools/list":
-            line = await self._filter_tools(message, line)
-        elif method == "tools/call" and not isinstance(message.get("result", message.get("error")), dict):
+        if request.answerer is not None:
+            request.answerer(message)
+            return
+        await self._to_client(await self._answer_line(request, message))
+        if request.verdict is not None:
+            self._task_group.start_soon(self._settle, request.verdict, not call_refused(message))
+
+    async def _answer_line(self, request: Request, message: dict[str, object]) -> bytes:
+        """What the client gets for the server's answer to one of its requests."""
+        if request.method == "tools/list":
+            return await self._filter_tools(message)
+        if request.method == "tools/call" and not isinstance(message.get("result", message.get("error")), dict):
             # An SDK client drops such a reply and waits forever; give it an answer.
-            line = error_line(request_id, UPSTREAM_MALFORMED, "upstream tools/call reply is malformed")
-        elif method == "initialize":
+            return error_line(request.request_id, UPSTREAM_MALFORMED, "upstream tools/call reply is malformed")
+        if request.method == "initialize":
             self._note_initialized(message)
-        await self._to_client(line)
-        if method == "tools/call" and key is not None and (verdict := self._inflight.pop(key, None)):
-            self._task_group.start_soon(self._settle, verdict, call_succeeded(message))
+        return encode(message)
 
     def _note_initialized(self, message: dict[str, object]) -> None:
         result = message.get("result")
@@ -389,19 +397,23 @@ class Relay:
         if self._session.initialize_answered and self._session.initialized_sent:
             self._tools.handshake_done.set()
 
-    async def _unusable_reply(self, request_id: str | int | None, reason: str) -> None:
-        key = id_key(request_id)
-        if key is None or self._requests.pop(key, None) is None:
+    async def _unusable_reply(self, request_id: object, reason: str) -> None:
+        """Drop a server line that cannot be relayed; answer the request it was for, if any, with an error."""
+        request = self._ledger.answer(request_id)
+        if request is None:
             logger.warning("dropped an unusable upstream message: %s", reason)
             return
-        logger.warning("answering request %r with an error: %s", request_id, reason)
-        await self._to_client(error_line(request_id, UPSTREAM_MALFORMED, reason))
-        if (verdict := self._inflight.pop(key, None)) is not None:
-            self._task_group.start_soon(self._settle, verdict, False)
+        logger.warning("answering request %r with an error: %s", request.request_id, reason)
+        if request.answerer is not None:
+            request.answerer(None)
+            return
+        await self._to_client(error_line(request.request_id, UPSTREAM_MALFORMED, reason))
+        if request.verdict is not None:  # no evidence the call failed: the reservation stands
+            self._task_group.start_soon(self._settle, request.verdict, True)
 
-    async def _filter_tools(self, message: dict[str, object], line: bytes) -> bytes:
+    async def _filter_tools(self, message: dict[str, object]) -> bytes:
         if "error" in message:
-            return line
+            return encode(message)
         result = message.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             # Unfilterable means unsafe to show: answer with an error instead.
@@ -413,10 +425,9 @@ class Relay:
         except Exception as exc:  # boundary: cannot filter, so hide the whole page
             logger.error("gateway hidden_tools failed: %r; hiding every tool on this page", exc)
             hidden = {str(e["name"]) for e in entries}
-        if not hidden:
-            return line
-        result["tools"] = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in hidden)]
-        return dumps(message)
+        if hidden:
+            result["tools"] = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in hidden)]
+        return encode(message)
 
     # --- writing ------------------------------------------------------------------
 

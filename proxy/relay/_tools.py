@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-from regogate.proxy.relay._wire import LOG_LEVEL_META_KEY, dumps
+from regogate.proxy.relay._codec import encode
+from regogate.proxy.relay._ledger import Ledger, Refusal
+from regogate.proxy.relay._wire import LOG_LEVEL_META_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -26,18 +28,22 @@ class _Reply:
     done: anyio.Event = field(default_factory=anyio.Event)
     message: dict[str, object] | None = None
 
+    def __call__(self, message: dict[str, object] | None) -> None:
+        self.message = message
+        self.done.set()
+
 
 class ToolCatalog:
     """Tool name -> tools/list entry, with at most one private fetch in flight."""
 
-    def __init__(self, send_upstream: Callable[[bytes], Awaitable[bool]]) -> None:
+    def __init__(self, send_upstream: Callable[[bytes], Awaitable[bool]], ledger: Ledger) -> None:
         self._send_upstream = send_upstream
+        self._ledger = ledger
         self._tools: dict[str, dict[str, object]] = {}
         self._complete = False  # a full private listing finished since the last list_changed
         self._stale = False
         self._generation = 0
         self._fetch: anyio.Event | None = None
-        self._replies: dict[str, _Reply] = {}
         # Unguessable, so a client id can never collide with ours.
         self._prefix = f"regogate:tools:{secrets.token_hex(6)}:"
         self._count = 0
@@ -55,16 +61,6 @@ class ToolCatalog:
         """The upstream said its tools changed."""
         self._stale, self._complete = True, False
         self._generation += 1
-
-    def deliver(self, message: dict[str, object]) -> bool:
-        """Take a reply meant for a private request; False if it belongs to the client."""
-        request_id = message.get("id")
-        reply = self._replies.get(request_id) if isinstance(request_id, str) else None
-        if reply is None:
-            return False
-        reply.message = message
-        reply.done.set()
-        return True
 
     async def entry(
         self, name: str, meta: dict[str, object], *, modern: bool, tg: anyio.abc.TaskGroup
@@ -107,14 +103,19 @@ class ToolCatalog:
     async def _fetch_page(self, params: dict[str, object]) -> dict[str, object] | None:
         self._count += 1
         private_id = f"{self._prefix}{self._count}"
-        reply = self._replies[private_id] = _Reply()
+        reply = _Reply()
+        try:
+            pending = self._ledger.private(private_id, "tools/list", reply)
+        except Refusal as exc:
+            logger.warning("cannot list the upstream's tools now: %s", exc)
+            return None
         try:
             request = {"jsonrpc": "2.0", "id": private_id, "method": "tools/list", "params": params}
-            if not await self._send_upstream(dumps(request)):
+            if not await self._send_upstream(encode(request)):
                 return None
             await reply.done.wait()
         finally:
-            self._replies.pop(private_id, None)
+            self._ledger.forget(pending)
         result = reply.message.get("result") if reply.message else None
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             logger.warning("upstream gave no usable tools/list; deciding without tool schemas")

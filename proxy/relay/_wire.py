@@ -1,8 +1,25 @@
-"""JSON-RPC lines as the relay sees them: ids, strict parsing, and the messages it writes itself."""
+"""JSON-RPC rules as the relay applies them: ids, protocol eras, and the messages it writes itself."""
 
 from __future__ import annotations
 
-import json
+from regogate.proxy.relay._codec import INVALID_REQUEST, PARSE_ERROR, encode
+
+__all__ = [
+    "CLIENT_INFO_META_KEY",
+    "INVALID_REQUEST",
+    "LOG_LEVEL_META_KEY",
+    "MODERN_ERA",
+    "PARSE_ERROR",
+    "PROTOCOL_VERSION_META_KEY",
+    "UPSTREAM_GONE",
+    "UPSTREAM_MALFORMED",
+    "Key",
+    "call_refused",
+    "denial_line",
+    "error_line",
+    "id_key",
+    "is_modern",
+]
 
 PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
 CLIENT_INFO_META_KEY = "io.modelcontextprotocol/clientInfo"
@@ -10,20 +27,28 @@ LOG_LEVEL_META_KEY = "io.modelcontextprotocol/logLevel"
 MODERN_ERA = "2026-07-28"
 """First protocol version whose results must carry ``resultType``; later dates inherit it."""
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
 UPSTREAM_MALFORMED = -31001
 """Proxy fault codes sit outside the JSON-RPC/MCP reserved range: the upstream's reply was unusable."""
 UPSTREAM_GONE = -31002
+
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Largest integer every JSON reader keeps exact; a JavaScript server would answer a larger id as another."""
 
 Key = tuple[str, object]
 
 
 def id_key(request_id: object) -> Key | None:
-    """A dict key that keeps ``1`` and ``"1"`` apart; ``None`` for ids that are not str/int."""
-    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
-        return None
-    return (type(request_id).__name__, request_id)
+    """A dict key that keeps ``1`` and ``"1"`` apart; ``None`` for ids MCP does not allow.
+
+    MCP ids are strings or integers; floats, booleans, null, arrays, objects and
+    integers beyond what JavaScript keeps exact are refused, since servers echo them
+    back differently and an answer could then not be matched to its request.
+    """
+    if isinstance(request_id, str):
+        return ("str", request_id)
+    if isinstance(request_id, int) and not isinstance(request_id, bool) and abs(request_id) <= MAX_SAFE_INTEGER:
+        return ("int", request_id)
+    return None
 
 
 def is_modern(version: object) -> bool:
@@ -31,18 +56,9 @@ def is_modern(version: object) -> bool:
     return isinstance(version, str) and version >= MODERN_ERA
 
 
-#: Messages are trees parsed from JSON or built here, so the cycle check (a third of the cost) is skipped.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-
-
-def dumps(message: object) -> bytes:
-    """Compact UTF-8 JSON, for the few messages the relay writes or rewrites."""
-    return _ENCODER.encode(message).encode()
-
-
 def error_line(request_id: object, code: int, message: str) -> bytes:
     """A JSON-RPC error response."""
-    return dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}})
+    return encode({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}})
 
 
 def denial_line(request_id: object, text: str, *, rule: str | None, decision_id: str, modern: bool) -> bytes:
@@ -54,39 +70,19 @@ def denial_line(request_id: object, text: str, *, rule: str | None, decision_id:
     }
     if modern:
         result["resultType"] = "complete"
-    return dumps({"jsonrpc": "2.0", "id": request_id, "result": result})
+    return encode({"jsonrpc": "2.0", "id": request_id, "result": result})
 
 
-class AmbiguousJSON(ValueError):
-    """An object repeats a key; parsers disagree on which value wins."""
+def call_refused(message: dict[str, object]) -> bool:
+    """A tools/call answer that says the call did not take effect.
 
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise AmbiguousJSON("duplicate object key")
-    return obj
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
-def loads_strict(line: bytes) -> object:
-    """Parse a client line strictly: no duplicate keys, no NaN/Infinity.
-
-    Raises:
-        ValueError: not strict JSON (``AmbiguousJSON`` for duplicate keys).
+    That is a JSON-RPC error, a result with ``isError`` true, or a result that is not
+    final (``resultType`` other than ``complete``: the client must retry under a new id).
+    Anything else, a malformed answer included, may mean the tool ran.
     """
-    return json.loads(line, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
-
-
-def call_succeeded(message: dict[str, object]) -> bool:
-    """A tools/call response that is a final, non-error result."""
+    if "error" in message:
+        return True
     result = message.get("result")
-    return (
-        "error" not in message
-        and isinstance(result, dict)
-        and result.get("isError") is not True
-        and result.get("resultType", "complete") == "complete"
+    return isinstance(result, dict) and (
+        result.get("isError") is True or result.get("resultType", "complete") != "complete"
     )

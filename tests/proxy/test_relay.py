@@ -14,6 +14,7 @@ from mcp.client.session import ClientRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning
 from pydantic import FileUrl
 
+from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._upstream import Upstream
 from tests.proxy.conftest import EVERYTHING, TIME_SERVER, Gate, Pipes, receive_json, relay_params
 
@@ -34,15 +35,18 @@ def ping(request_id: object) -> dict[str, object]:
     return {"jsonrpc": "2.0", "id": request_id, "method": "ping"}
 
 
-async def test_an_allowed_call_goes_upstream_byte_for_byte_and_is_settled(relay_on_pipes: RelayOnPipes) -> None:
+async def test_an_allowed_call_goes_upstream_as_the_decided_message_in_canonical_form(
+    relay_on_pipes: RelayOnPipes,
+) -> None:
     gate = Gate()
     async with relay_on_pipes(gate) as pipes:
         await pipes.handshake()
         await pipes.list_tools("echo")
-        raw = b'{"jsonrpc":"2.0", "id":1,"method":"tools/call","params":{"name":"echo","arguments":{"n":1.50}}}'
+        raw = b'{"jsonrpc":"2.0", "id":1,"method":"tools/call","params":{"name":"echo","arguments":{"n":1.50}}}\r'
         await pipes.from_client(raw)
         with anyio.fail_after(5):
-            assert await pipes.upstream_receive.receive() == raw
+            canonical = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"n":1.5}}}'
+            assert await pipes.upstream_receive.receive() == canonical
         await pipes.from_upstream({"jsonrpc": "2.0", "id": 1, "result": {"content": []}})
         assert (await pipes.to_client())["id"] == 1
         assert await gate.wait_settled(1) == [("d1", True)]
@@ -186,8 +190,13 @@ async def test_a_call_cancelled_while_being_decided_is_never_forwarded(relay_on_
         assert (await pipes.to_client())["id"] == 13  # and the client got no answer for it
 
 
-async def test_cancelling_a_forwarded_call_forwards_the_cancellation_and_settles_it(
-    relay_on_pipes: RelayOnPipes,
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [({"result": {"content": []}}, True), ({"error": {"code": -32800, "message": "cancelled"}}, False), (None, True)],
+    ids=["ran", "server-said-no", "never-answered"],
+)
+async def test_a_cancel_after_forwarding_is_passed_on_and_only_the_servers_error_releases_the_reservation(
+    relay_on_pipes: RelayOnPipes, reply: dict[str, object] | None, kept: bool
 ) -> None:
     gate = Gate()
     async with relay_on_pipes(gate) as pipes:
@@ -198,7 +207,15 @@ async def test_cancelling_a_forwarded_call_forwards_the_cancellation_and_settles
         cancel: dict[str, object] = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 13}}
         await pipes.from_client(cancel)
         assert await pipes.to_upstream() == cancel
-        assert await gate.wait_settled(1) == [("d1", False)]
+        await pipes.from_client(ping(14))
+        assert (await pipes.to_upstream())["id"] == 14
+        assert gate.settled == []  # the cancel alone changed nothing: the server may be running the call
+        if reply is not None:
+            await pipes.from_upstream({"jsonrpc": "2.0", "id": 13, **reply})
+            assert (await pipes.to_client())["id"] == 13
+            assert await gate.wait_settled(1) == [("d1", kept)]
+    if reply is None:  # the session ended without an answer
+        assert gate.settled == [("d1", True)]
 
 
 async def test_tools_list_hides_tools_and_keeps_cursor_meta_and_unknown_fields(relay_on_pipes: RelayOnPipes) -> None:
@@ -213,35 +230,40 @@ async def test_tools_list_hides_tools_and_keeps_cursor_meta_and_unknown_fields(r
         }
         await pipes.from_upstream({"jsonrpc": "2.0", "id": "l1", "result": result})
         listed = await pipes.to_client()
-        unchanged = b'{"jsonrpc":"2.0","id":"l2", "result":{"tools":[{"name":"echo"}]}}'
-        await pipes.from_client({"jsonrpc": "2.0", "id": "l2", "method": "tools/list"})
-        await pipes.to_upstream()
-        await pipes.from_upstream(unchanged)
-        assert await pipes.raw_to_client() == unchanged  # nothing hidden: original bytes
     assert listed["result"] == {**result, "tools": [{"name": "echo", "x-vendor": 1}]}
 
 
-async def test_everything_else_passes_byte_for_byte_in_both_directions(relay_on_pipes: RelayOnPipes) -> None:
+async def test_everything_else_passes_with_its_meaning_unchanged_in_canonical_form(
+    relay_on_pipes: RelayOnPipes,
+) -> None:
     upward = [
         b'{"jsonrpc":"2.0","id":"d","method":"server/discover","params":{"_meta":{"x/y":[1,  2]}}}',
-        b'{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1}}',
-        b'{"jsonrpc":"2.0","id":"s1","result":{"role":"assistant","content":{"type":"text","text":"\\u00e9"}}}',
-        b'{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}',
+        b'{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1}}\r',
+        b'{"jsonrpc":"2.0","id":"s1","result":{"role":"assistant","content":{"type":"text","text":"\\u00e9\\u2028"}}}',
+        b'{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x","n":1E2}}',
     ]
     downward = [
         b'{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{"messages":[]}}',
         b'{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}',
         b'{"jsonrpc":"2.0","id":"d","error":{"code":-32601,"message":"Method not found"}}',
-        b'{"method":"notifications/message","params":{"level":"info","data":"\xc3\xa9"},"jsonrpc":"2.0"}',
+        b'{"method":"notifications/message","params":{"level":"info","data":"\xc3\xa9 \xe2\x80\xa9"},"jsonrpc":"2.0"}',
     ]
     async with relay_on_pipes(Gate()) as pipes:
         for line in upward:
             await pipes.from_client(line)
-        for line in downward:
+        with anyio.fail_after(5):
+            went_up = [await pipes.upstream_receive.receive() for _ in upward]
+        for line in downward:  # "d" is answered only once it went up
             await pipes.from_upstream(line)
         with anyio.fail_after(5):
-            assert [await pipes.upstream_receive.receive() for _ in upward] == upward
-            assert [await pipes.client_receive.receive() for _ in downward] == downward
+            came_down = [await pipes.client_receive.receive() for _ in downward]
+    for sent, received in [*zip(upward, went_up, strict=True), *zip(downward, came_down, strict=True)]:
+        assert isinstance(received, bytes)
+        assert json.loads(received) == json.loads(sent)
+        assert received == json.dumps(json.loads(sent), separators=(",", ":"), ensure_ascii=False).encode().replace(
+            b"\xe2\x80\xa8", b"\\u2028"
+        ).replace(b"\xe2\x80\xa9", b"\\u2029")
+        assert b"\r" not in received and b"\xe2\x80" not in received  # no CR, no raw U+2028/U+2029
 
 
 @pytest.mark.parametrize(
@@ -251,7 +273,6 @@ async def test_everything_else_passes_byte_for_byte_in_both_directions(relay_on_
         (b'{"jsonrpc":"2.0","id":20,"method":"tools/call","params":["echo"]}', "params must be an object"),
         (json.dumps(call(20, arguments=[1])).encode(), "arguments must be an object"),
         (b'{"jsonrpc":"2.0","id":20,"method":"tools/call","params":{"name":"a","name":"echo"}}', "duplicate"),
-        (b'{"jsonrpc":"2.0","id":20,"method":"ping","method":"tools/call","params":{"name":"x"}}', "duplicate"),
     ],
 )
 async def test_a_tools_call_that_cannot_be_parsed_is_denied_and_not_forwarded(
@@ -270,18 +291,61 @@ async def test_a_tools_call_that_cannot_be_parsed_is_denied_and_not_forwarded(
 
 @pytest.mark.parametrize(
     ("line", "code"),
-    [(b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', -32600), (b"{not json", -32700), (b"42", -32600)],
-    ids=["batch", "garbage", "scalar"],
+    [
+        (b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', -32600),
+        (b"{not json", -32700),
+        (b"42", -32600),
+        (b'\xef\xbb\xbf{"jsonrpc":"2.0","id":1,"method":"ping"}', -32700),
+        ('{"jsonrpc":"2.0","id":1,"method":"ping"}'.encode("utf-16"), -32700),
+        (b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":"\xff"}}', -32700),
+        (b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":NaN}}', -32700),
+        (b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":1e400}}', -32700),
+    ],
+    ids=["batch", "garbage", "scalar", "utf8-bom", "utf16", "not-utf8", "nan", "overflow"],
 )
-async def test_lines_that_are_not_one_json_object_are_answered_with_an_error(
+async def test_lines_that_are_not_one_strict_json_object_are_answered_with_an_error(
     relay_on_pipes: RelayOnPipes, line: bytes, code: int
 ) -> None:
     async with relay_on_pipes(Gate()) as pipes:
         await pipes.from_client(line)
         error = await pipes.to_client()
-        await pipes.from_client(ping(1))
-        assert (await pipes.to_upstream())["id"] == 1
+        await pipes.from_client(ping(2))
+        assert (await pipes.to_upstream())["id"] == 2  # nothing of the bad line went up first
     assert error["id"] is None and error["error"]["code"] == code  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"jsonrpc":"2.0","id":7,"method":"ping","params":{"p":\r{"jsonrpc":"2.0","id":8,"method":"tools/call"}\r}}',
+        b'{"jsonrpc":"2.0","id":7,"method":"ping","method":"tools/call","params":{"name":"x"}}',
+        b'{"jsonrpc":"2.0","id":7,"method":"ping","params":{"a":1,"a":2}}',
+        b'{"jsonrpc":"2.0","id":7,"method":"ping","params":' + b"[" * 101 + b"]" * 101 + b"}",
+        b'{"jsonrpc":"2.0","id":7,"method":"ping","params":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"jsonrpc":"2.0","id":7,"method":"ping","params":' + b'{"a":' * 3000 + b"1" + b"}" * 3000 + b"}",
+        b'{"jsonrpc":"2.0","id":7,"method":true}',
+    ],
+    ids=["bare-cr", "duplicate-method", "duplicate-key", "depth-101", "depth-5000", "objects-3000", "method-type"],
+)
+async def test_ambiguous_or_too_deep_requests_get_an_error_with_their_id_and_the_session_goes_on(
+    relay_on_pipes: RelayOnPipes, line: bytes
+) -> None:
+    gate = Gate()
+    async with relay_on_pipes(gate) as pipes:
+        await pipes.from_client(line)
+        error = await pipes.to_client()
+        await pipes.from_client(ping(2))
+        assert (await pipes.to_upstream())["id"] == 2
+    assert error["id"] == 7 and error["error"]["code"] == -32600  # type: ignore[index]
+    assert gate.calls == []
+
+
+async def test_nesting_up_to_the_limit_passes(relay_on_pipes: RelayOnPipes) -> None:
+    deep = "[" * 98 + '"[[[["' + "]" * 98  # brackets in strings do not count
+    line = b'{"jsonrpc":"2.0","id":7,"method":"ping","params":{"a":' + deep.encode() + b"}}"
+    async with relay_on_pipes(Gate()) as pipes:
+        await pipes.from_client(line)
+        assert (await pipes.to_upstream())["params"] == json.loads(line)["params"]
 
 
 @pytest.mark.parametrize(
@@ -301,13 +365,13 @@ async def test_an_unusable_reply_to_a_forwarded_call_becomes_an_error(
         error = await pipes.to_client()
         await pipes.from_upstream({"jsonrpc": "2.0", "method": "notifications/message", "params": {}})
         assert "id" not in await pipes.to_client()
-        assert await gate.wait_settled(1) == [("d1", False)]
+        assert await gate.wait_settled(1) == [("d1", True)]  # no evidence it did not run: the reservation stands
     assert error["id"] == 30 and error["error"]["code"] == -31001  # type: ignore[index]
 
 
-async def test_12_mib_lines_pass_unchanged_in_both_directions(relay_on_pipes: RelayOnPipes) -> None:
-    up = json.dumps({"jsonrpc": "2.0", "id": "r1", "method": "resources/read", "params": {"u": "é" * 6_000_000}})
-    down = json.dumps({"jsonrpc": "2.0", "id": "r1", "result": {"contents": [{"text": "y" * 12_000_000}]}})
+async def test_12_mib_lines_pass_in_both_directions(relay_on_pipes: RelayOnPipes) -> None:
+    up = encode({"jsonrpc": "2.0", "id": "r1", "method": "resources/read", "params": {"u": "é" * 6_000_000}}).decode()
+    down = encode({"jsonrpc": "2.0", "id": "r1", "result": {"contents": [{"text": "y" * 12_000_000}]}}).decode()
     async with relay_on_pipes(Gate()) as pipes, anyio.create_task_group() as tg:
         tg.start_soon(pipes.from_client, up.encode())  # the relay pushes back while the test reads
         with anyio.fail_after(10):
@@ -484,3 +548,98 @@ async def initialize(relay: Upstream) -> None:
     await relay.stdin.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}).encode())
     await receive_json(relay.stdout, 1)
     await relay.stdin.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+
+
+# --- issue 8: ids, late answers, smuggling ------------------------------------------------
+
+
+@pytest.mark.parametrize("odd_id", [1.5, True, [1], {}, None, 2**53], ids=repr)
+async def test_a_request_with_an_id_mcp_does_not_allow_is_refused_here(
+    relay_on_pipes: RelayOnPipes, odd_id: object
+) -> None:
+    async with relay_on_pipes(Gate(hide={"secret"})) as pipes:
+        await pipes.from_client({"jsonrpc": "2.0", "id": odd_id, "method": "tools/list"})
+        error = await pipes.to_client()
+        await pipes.from_client(ping(1))
+        assert (await pipes.to_upstream())["id"] == 1  # the tools/list never went up
+    assert error["id"] == odd_id and error["error"]["code"] == -32600  # type: ignore[index]
+
+
+async def test_a_request_reusing_an_id_in_flight_is_refused_and_the_first_keeps_its_route(
+    relay_on_pipes: RelayOnPipes,
+) -> None:
+    gate = Gate(hide={"secret"})
+    async with relay_on_pipes(gate) as pipes:
+        await pipes.handshake()
+        await pipes.from_client({"jsonrpc": "2.0", "id": 5, "method": "tools/list"})
+        assert (await pipes.to_upstream())["method"] == "tools/list"
+        await pipes.from_client(call(5, "echo"))
+        refused = await pipes.to_client()
+        assert refused["error"]["code"] == -32600 and "in use" in refused["error"]["message"]  # type: ignore[index]
+        tools = [{"name": "echo"}, {"name": "secret"}]
+        await pipes.from_upstream({"jsonrpc": "2.0", "id": 5, "result": {"tools": tools}})
+        listed = await pipes.to_client()
+    assert listed["result"] == {"tools": [{"name": "echo"}]}  # still filtered as the tools/list it answers
+    assert gate.calls == []
+
+
+async def test_answers_to_unknown_ids_and_late_answers_to_private_requests_are_never_relayed(
+    relay_on_pipes: RelayOnPipes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("regogate.proxy.relay._tools.TOOL_DISCOVERY_TIMEOUT", 0.2)
+    gate = Gate(hide={"secret"})
+    async with relay_on_pipes(gate) as pipes:
+        await pipes.handshake()
+        await pipes.from_client(call(6, "echo"))
+        private = await pipes.to_upstream()
+        assert private["method"] == "tools/list"
+        assert (await pipes.to_upstream())["id"] == 6  # decided without the listing after the timeout
+        late = {"tools": [{"name": "secret"}]}
+        await pipes.from_upstream({"jsonrpc": "2.0", "id": private["id"], "result": late})
+        await pipes.from_upstream({"jsonrpc": "2.0", "id": 999, "result": late})
+        await pipes.from_upstream({"jsonrpc": "2.0", "id": 6, "result": {"content": []}})
+        answer = await pipes.to_client()
+    assert answer["id"] == 6  # nothing came before it
+
+
+async def test_the_issue_8_ping_smuggling_a_call_never_reaches_the_upstream(relay_on_pipes: RelayOnPipes) -> None:
+    inner = b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{}}}'
+    smuggler = b'{"jsonrpc":"2.0","id":3,"method":"ping","params":{"p":\r' + inner + b"\r}}"
+    gate = Gate(deny={"echo"})
+    async with relay_on_pipes(gate) as pipes:
+        await pipes.from_client(smuggler)
+        refused = await pipes.to_client()
+        await pipes.from_client(ping(5))
+        with anyio.fail_after(5):
+            assert await pipes.upstream_receive.receive() == b'{"jsonrpc":"2.0","id":5,"method":"ping"}'
+    assert refused["id"] == 3 and "CR" in refused["error"]["message"]  # type: ignore[index]
+
+
+async def test_a_server_answer_too_deep_or_ambiguous_becomes_an_error_for_its_request(
+    relay_on_pipes: RelayOnPipes,
+) -> None:
+    async with relay_on_pipes(Gate()) as pipes:
+        for n, bad in enumerate([b"[" * 2000 + b"]" * 2000, b'{"tools":[],"tools":[{"name":"x"}]}'], start=1):
+            await pipes.from_client({"jsonrpc": "2.0", "id": n, "method": "tools/list"})
+            await pipes.to_upstream()
+            await pipes.from_upstream(b'{"jsonrpc":"2.0","id":%d,"result":' % n + bad + b"}")
+            error = await pipes.to_client()
+            assert error["id"] == n and error["error"]["code"] == -31001  # type: ignore[index]
+        await pipes.from_upstream(
+            b'{"jsonrpc":"2.0","method":"notifications/message","params":' + b"[" * 2000 + b"]" * 2000 + b"}"
+        )
+        await pipes.from_client(ping(9))
+        assert (await pipes.to_upstream())["id"] == 9
+        await pipes.from_upstream({"jsonrpc": "2.0", "id": 9, "result": {}})
+        assert (await pipes.to_client())["id"] == 9  # the deep notification was dropped, the session goes on
+
+
+async def test_a_refused_client_answer_to_a_server_request_gets_the_server_an_error(
+    relay_on_pipes: RelayOnPipes,
+) -> None:
+    async with relay_on_pipes(Gate()) as pipes:
+        await pipes.from_upstream({"jsonrpc": "2.0", "id": "s1", "method": "roots/list"})
+        await pipes.to_client()
+        await pipes.from_client(b'{"jsonrpc":"2.0","id":"s1","result":{"roots":[],"roots":[{"uri":"file:///"}]}}')
+        error = await pipes.to_upstream()
+    assert error["id"] == "s1" and error["error"]["code"] == -32600  # type: ignore[index]

@@ -1,0 +1,150 @@
+"""Bytes to messages and back: every line is parsed once, strictly; every line written is our own encoding.
+
+JSON lets a raw CR stand as whitespace, and readers disagree on where a line ends
+(``\\n``; ``\\r\\n``; bare ``\\r``; universal newlines; ``str.splitlines``) and on
+encodings (UTF-16/32 detection, a BOM). So the relay never passes a client's or a
+server's bytes on: it parses each line once and writes its own encoding of the
+parsed message, which is compact UTF-8 JSON holding no raw control character and no
+Unicode line separator, so every such reader sees exactly one message, the one that
+was decided. Lines whose meaning depends on the reader are refused instead of
+guessed at: bytes that are not UTF-8, a byte order mark, a CR anywhere but at the
+very end (CRLF framing is accepted), duplicate object keys, ``NaN``/``Infinity`` or
+numbers that overflow to them, and nesting deeper than ``MAX_DEPTH``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from array import array
+from dataclasses import dataclass
+
+from regogate.proxy.relay._framing import sniff_id
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+
+MAX_DEPTH = 100
+"""Deepest nesting of arrays and objects accepted, envelope included; real MCP messages stay under 30."""
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKETS_ONLY = bytes(b for b in range(256) if b not in b"[]{}")
+# An opener counts +1 and a closer -1 as signed bytes, so a running sum is the depth.
+_DEPTH_STEPS = bytes.maketrans(b"[{]}", bytes([1, 1, 255, 255]))
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+"""Non-ASCII characters that ``str.splitlines`` and some JavaScript readers treat as line ends."""
+
+#: Parsed messages are trees, so the cycle check (a third of the cost) is skipped.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False, allow_nan=False)
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False, allow_nan=False)
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line that was refused, with what could be read of its envelope for the answer."""
+
+    code: int
+    reason: str
+    request_id: object = None
+    """The envelope ``id`` if it could be read unambiguously, else ``None``."""
+    method: object = None
+    """The envelope ``method`` if it could be read unambiguously, else ``None``."""
+    has_id: bool = False
+    is_answer: bool = False
+    """The line is a response (``result`` or ``error``, no ``method``)."""
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey
+    return obj
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def too_deep(line: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether arrays and objects nest deeper than ``limit`` (brackets inside strings do not count)."""
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    skeleton = _STRING.sub(b"", line).translate(None, _BRACKETS_ONLY)
+    if len(skeleton) <= limit:
+        return False
+    return max(itertools.accumulate(array("b", skeleton.translate(_DEPTH_STEPS)))) > limit
+
+
+def _envelope(text: str, code: int, reason: str) -> BadLine:
+    """Read ``id`` and ``method`` of a line refused for its form, where each occurs once at the top."""
+    try:
+        pairs = json.loads(text, object_pairs_hook=list, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return BadLine(code, reason)
+    if not isinstance(pairs, list) or not all(isinstance(p, tuple) for p in pairs):
+        return BadLine(code, reason)
+    found: dict[str, list[object]] = {}
+    for key, value in pairs:
+        found.setdefault(key, []).append(value)
+    ids, methods = found.get("id", []), found.get("method", [])
+    request_id = ids[0] if len(ids) == 1 and not isinstance(ids[0], list) else None
+    method = methods[0] if len(methods) == 1 else None
+    is_answer = "method" not in found and ("result" in found or "error" in found)
+    return BadLine(code, reason, request_id, method, has_id=request_id is not None, is_answer=is_answer)
+
+
+def decode(line: bytes) -> object | BadLine:
+    """The one message a line holds, or why it was refused.
+
+    A trailing CR (CRLF framing) is dropped first. Never raises.
+    """
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if too_deep(line):
+        request_id = sniff_id(line)
+        reason = f"nested deeper than {MAX_DEPTH} levels"
+        return BadLine(INVALID_REQUEST, reason, request_id, has_id=request_id is not None)
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return BadLine(PARSE_ERROR, "parse error: not UTF-8")
+    if text.startswith("\ufeff"):
+        return BadLine(PARSE_ERROR, "parse error: byte order mark")
+    try:
+        message: object = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant, parse_float=_finite
+        )
+    except _DuplicateKey:
+        return _envelope(text, INVALID_REQUEST, "duplicate object key")
+    except RecursionError:  # unreachable below MAX_DEPTH; kept so no input can end the session
+        return BadLine(INVALID_REQUEST, f"nested deeper than {MAX_DEPTH} levels")
+    except ValueError:
+        return BadLine(PARSE_ERROR, "parse error: not JSON")
+    if "\r" in text:
+        return _envelope(text, INVALID_REQUEST, "bare CR in line (readers would split it)")
+    return message
+
+
+def encode(message: object) -> bytes:
+    """Compact UTF-8 JSON on one line: no raw control characters, no Unicode line separators."""
+    text = _ENCODER.encode(message)
+    for char in _LINE_BREAKS:
+        if char in text:  # only ever inside a string, where its escape means the same
+            text = text.replace(char, f"\\u{ord(char):04x}")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape: keep it escaped
+        return _ASCII_ENCODER.encode(message).encode("ascii")
