@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 TOOLS = [
     {"name": "safe", "inputSchema": {"type": "object"}},
@@ -36,9 +36,9 @@ SLOW_SECONDS = 0.2
 """How long the ``slow`` tool takes, so a cancellation can overtake its answer."""
 
 
-def _pump(source: BinaryIO, sink: BinaryIO, log: Path) -> None:
+def _pump(source: IO[bytes], sink: IO[bytes], log: Path) -> None:
     with log.open("ab") as record:
-        while chunk := source.read1(65536):
+        while chunk := os.read(source.fileno(), 65536):
             record.write(chunk)
             record.flush()
             sink.write(chunk)
