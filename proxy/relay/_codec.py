@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
 from array import array
 from dataclasses import dataclass
 
@@ -29,7 +28,6 @@ INVALID_REQUEST = -32600
 MAX_DEPTH = 100
 """Deepest nesting of arrays and objects accepted, envelope included; real MCP messages stay under 30."""
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKETS_ONLY = bytes(b for b in range(256) if b not in b"[]{}")
 # An opener counts +1 and a closer -1 as signed bytes, so a running sum is the depth.
 _DEPTH_STEPS = bytes.maketrans(b"[{]}", bytes([1, 1, 255, 255]))
@@ -82,7 +80,9 @@ def too_deep(line: bytes, limit: int = MAX_DEPTH) -> bool:
     """Whether arrays and objects nest deeper than ``limit`` (brackets inside strings do not count)."""
     if line.count(b"[") + line.count(b"{") <= limit:
         return False
-    skeleton = _STRING.sub(b"", line).translate(None, _BRACKETS_ONLY)
+    # Drop escaped backslashes, then escaped quotes: every quote left opens or closes a string.
+    unescaped = line.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = b"".join(unescaped.split(b'"')[::2]).translate(None, _BRACKETS_ONLY)
     if len(skeleton) <= limit:
         return False
     return max(itertools.accumulate(array("b", skeleton.translate(_DEPTH_STEPS)))) > limit

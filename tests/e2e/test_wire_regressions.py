@@ -193,5 +193,5 @@ async def test_cancelling_forwarded_calls_does_not_lift_a_rate_limit(tmp_path: P
             await session.send_json({"jsonrpc": "2.0", "id": "end", "method": "ping"})
             await session.answer("end")
             assert await session.close() == 0
-    ran = log.with_suffix(".calls").read_text(encoding="utf-8").split()
-    assert len(ran) <= 3, f"{len(ran)} calls ran under a 3/day limit"
+    executed = log.with_suffix(".calls").read_text(encoding="utf-8").split()
+    assert len(executed) <= 3, f"{len(executed)} calls ran under a 3/day limit"
