@@ -19,7 +19,7 @@ from tests.e2e.wire import raw_regogate, recorder
 
 pytestmark = pytest.mark.anyio
 
-SESSION_TIMEOUT = 60
+SESSION_TIMEOUT = 120
 
 TIME_POLICY = """\
 version: "1"
@@ -98,7 +98,8 @@ async def test_a_denied_call_hidden_behind_crs_in_any_carrier_never_runs(tmp_pat
             assert (await session.answer(6))["result"]["isError"] is True  # type: ignore[index]
             await session.send(allowed + b"\n")  # the same call, clean, goes through
             await session.until(lambda _: len(session.answers(6)) == 2)
-            assert "isError" not in json.dumps(session.answers(6)[1])
+            clean = session.answers(6)[1]["result"]
+            assert isinstance(clean, dict) and clean.get("isError") is not True
             await session.close()  # the tee'd server's own exit status is not the point
     server_read = log.with_suffix(".in").read_bytes()
     server_wrote = [json.loads(line) for line in log.with_suffix(".out").read_bytes().splitlines() if line.strip()]

@@ -17,7 +17,7 @@ from tests.conftest import ROOT, find_opa_binary
 from tests.e2e.harness import REGOGATE
 
 RECORDER = ROOT / "tests" / "servers" / "wire_recorder.py"
-STEP = 15.0
+STEP = 30.0
 """Bound on one wait for an answer; real servers under a loaded CI machine take seconds to start."""
 
 POLL = 0.02

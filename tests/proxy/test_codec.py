@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 
@@ -15,8 +16,8 @@ def readers(data: bytes) -> dict[str, list[str]]:
     text = data.decode("utf-8", errors="strict")
     found = {
         "split at \\n": text.split("\n"),
-        "split at \\r\\n": text.split("\r\n"),
-        "split at \\r": text.split("\r"),
+        "split at \\r\\n": [line.removesuffix("\r") for line in text.split("\n")],
+        "split at \\r": re.split("\r|\n", text),
         "universal newlines": list(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=None)),
         "str.splitlines": text.splitlines(),
     }
