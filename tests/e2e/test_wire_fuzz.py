@@ -30,7 +30,7 @@ import pytest
 from tests.conftest import POLICIES
 from tests.e2e.harness import STANDIN, TIME_SERVER
 from tests.e2e.test_wire_regressions import RECORDER_POLICY, TIME_POLICY
-from tests.e2e.wire import STEP, RawSession, raw_regogate, recorder
+from tests.e2e.wire import RawSession, raw_regogate, recorder
 
 pytestmark = pytest.mark.anyio
 
