@@ -54,17 +54,6 @@ class BadLine:
     """The line is a response (``result`` or ``error``, no ``method``)."""
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _DuplicateKey
-    return obj
-
-
 def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
@@ -76,16 +65,29 @@ def _finite(text: str) -> float:
     return value
 
 
-def too_deep(line: bytes, limit: int = MAX_DEPTH) -> bool:
-    """Whether arrays and objects nest deeper than ``limit`` (brackets inside strings do not count)."""
-    if line.count(b"[") + line.count(b"{") <= limit:
-        return False
+def _outside_strings(data: bytes) -> bytes:
+    """The bytes of a JSON text that are not inside a string (exact for valid JSON)."""
     # Drop escaped backslashes, then escaped quotes: every quote left opens or closes a string.
-    unescaped = line.replace(b"\\\\", b"").replace(b'\\"', b"")
-    skeleton = b"".join(unescaped.split(b'"')[::2]).translate(None, _BRACKETS_ONLY)
+    unescaped = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(unescaped.split(b'"')[::2])
+
+
+def _deeper_than(outside: bytes, limit: int) -> bool:
+    skeleton = outside.translate(None, _BRACKETS_ONLY)
     if len(skeleton) <= limit:
         return False
+    # Fast path: a round peels at most two levels, so emptied within limit/2 rounds means shallow enough.
+    peeled = skeleton
+    for _ in range(limit // 2):
+        peeled = peeled.replace(b"[]", b"").replace(b"{}", b"")
+        if not peeled:
+            return False
     return max(itertools.accumulate(array("b", skeleton.translate(_DEPTH_STEPS)))) > limit
+
+
+def too_deep(line: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether arrays and objects nest deeper than ``limit`` (brackets inside strings do not count)."""
+    return _deeper_than(_outside_strings(line), limit)
 
 
 def _envelope(text: str, code: int, reason: str) -> BadLine:
@@ -106,14 +108,23 @@ def _envelope(text: str, code: int, reason: str) -> BadLine:
     return BadLine(code, reason, request_id, method, has_id=request_id is not None, is_answer=is_answer)
 
 
-def decode(line: bytes) -> object | BadLine:
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A message and its canonical encoding: the bytes to forward while the message is unchanged."""
+
+    message: object
+    wire: bytes
+
+
+def decode(line: bytes) -> Decoded | BadLine:
     """The one message a line holds, or why it was refused.
 
     A trailing CR (CRLF framing) is dropped first. Never raises.
     """
     if line.endswith(b"\r"):
         line = line[:-1]
-    if too_deep(line):
+    outside = _outside_strings(line)
+    if _deeper_than(outside, MAX_DEPTH):
         request_id = sniff_id(line)
         reason = f"nested deeper than {MAX_DEPTH} levels"
         return BadLine(INVALID_REQUEST, reason, request_id, has_id=request_id is not None)
@@ -124,18 +135,18 @@ def decode(line: bytes) -> object | BadLine:
     if text.startswith("\ufeff"):
         return BadLine(PARSE_ERROR, "parse error: byte order mark")
     try:
-        message: object = json.loads(
-            text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant, parse_float=_finite
-        )
-    except _DuplicateKey:
-        return _envelope(text, INVALID_REQUEST, "duplicate object key")
+        message: object = json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
     except RecursionError:  # unreachable below MAX_DEPTH; kept so no input can end the session
         return BadLine(INVALID_REQUEST, f"nested deeper than {MAX_DEPTH} levels")
     except ValueError:
         return BadLine(PARSE_ERROR, "parse error: not JSON")
-    if "\r" in text:
+    wire = encode(message)
+    # Each object member has one colon outside strings; a repeated key collapses into one member.
+    if outside.count(b":") != _outside_strings(wire).count(b":"):
+        return _envelope(text, INVALID_REQUEST, "duplicate object key")
+    if b"\r" in line:
         return _envelope(text, INVALID_REQUEST, "bare CR in line (readers would split it)")
-    return message
+    return Decoded(message, wire)
 
 
 def encode(message: object) -> bytes:

@@ -147,16 +147,17 @@ class Relay:
             return
         if not line.strip():
             return
-        message = decode(line)
-        if isinstance(message, BadLine):
-            await self._refuse(message)
+        decoded = decode(line)
+        if isinstance(decoded, BadLine):
+            await self._refuse(decoded)
             return
+        message, wire = decoded.message, decoded.wire
         if not isinstance(message, dict):
             reason = "batches are not supported" if isinstance(message, list) else "not a JSON-RPC object"
             await self._to_client(error_line(None, INVALID_REQUEST, f"invalid request: {reason}"))
             return
         if "method" not in message:
-            await self._client_response(message)
+            await self._client_response(message, wire)
             return
         method = message["method"]
         if not isinstance(method, str):
@@ -164,11 +165,11 @@ class Relay:
             await self._refuse(BadLine(INVALID_REQUEST, reason, message.get("id"), has_id="id" in message))
             return
         if "id" in message:
-            await self._client_request(message, method)
+            await self._client_request(message, method, wire)
         elif method == "tools/call":
             logger.warning("dropped a tools/call notification (no id)")
         elif method != "notifications/cancelled" or self._cancel(message):
-            await self._to_upstream(encode(message))
+            await self._to_upstream(wire)
             if method == "notifications/initialized":
                 self._session.initialized_sent = True
                 self._check_handshake()
@@ -186,14 +187,14 @@ class Relay:
         else:
             await self._to_client(error_line(request_id, bad.code, bad.reason))
 
-    async def _client_response(self, message: dict[str, object]) -> None:
+    async def _client_response(self, message: dict[str, object], wire: bytes) -> None:
         """The client's answer to a server request: passed on if it is one, else dropped."""
         if "id" not in message or ("result" in message) == ("error" in message):
             logger.warning("dropped a client message that is neither a request nor a response")
             return
-        await self._to_upstream(encode(message))
+        await self._to_upstream(wire)
 
-    async def _client_request(self, message: dict[str, object], method: str) -> None:
+    async def _client_request(self, message: dict[str, object], method: str, wire: bytes) -> None:
         request_id = message["id"]
         try:
             request = self._ledger.receive(request_id, method)
@@ -201,13 +202,13 @@ class Relay:
             await self._to_client(error_line(request_id, INVALID_REQUEST, str(exc)))
             return
         if method == "tools/call":
-            await self._start_call(request, message)
+            await self._start_call(request, message, wire)
             return
         params = message.get("params")
         if method == "initialize" and isinstance(params, dict):
             info = params.get("clientInfo")
             self._session.client_info = info if isinstance(info, dict) else {}
-        if not await self._to_upstream(encode(message)):
+        if not await self._to_upstream(wire):
             self._ledger.unsent(request)
             await self._to_client(error_line(request_id, UPSTREAM_GONE, "upstream server is gone"))
 
@@ -219,7 +220,7 @@ class Relay:
         outcome = self._ledger.cancel(params["requestId"])
         return outcome is not Cancel.WITHDRAWN
 
-    async def _start_call(self, request: Request, message: dict[str, object]) -> None:
+    async def _start_call(self, request: Request, message: dict[str, object], wire: bytes) -> None:
         params = message.get("params")
         params = params if isinstance(params, dict) else {}
         meta = params.get("_meta")
@@ -232,7 +233,7 @@ class Relay:
             return
         self._idle = anyio.Event()
         await self._decision_slots.acquire()
-        self._task_group.start_soon(self._decide, request, params, meta, version, message)
+        self._task_group.start_soon(self._decide, request, params, meta, version, wire)
 
     def _version(self, message: dict[str, object]) -> object:
         """The request's own protocol version (2026-07-28 era), else the negotiated one."""
@@ -269,7 +270,7 @@ class Relay:
         params: dict[str, object],
         meta: dict[str, object],
         version: object,
-        message: dict[str, object],
+        wire: bytes,
     ) -> None:
         verdict: Verdict | None = None
         try:
@@ -290,12 +291,10 @@ class Relay:
                 verdict = await self._check(call)
         finally:
             self._decision_slots.release()
-        await self._deliver(request, verdict, version, message)
+        await self._deliver(request, verdict, version, wire)
 
-    async def _deliver(
-        self, request: Request, verdict: Verdict | None, version: object, message: dict[str, object]
-    ) -> None:
-        """Act on a verdict: answer a denial, or forward the decided message itself."""
+    async def _deliver(self, request: Request, verdict: Verdict | None, version: object, wire: bytes) -> None:
+        """Act on a verdict: answer a denial, or forward the encoding of the very message decided on."""
         try:
             if verdict is None or not verdict.allowed:
                 if self._ledger.deny(request) and verdict is not None:
@@ -318,7 +317,7 @@ class Relay:
         finally:
             if not self._ledger.deciding:
                 self._idle.set()
-        if not await self._to_upstream(encode(message)):
+        if not await self._to_upstream(wire):
             self._ledger.unsent(request)
             await self._settle(verdict, False)
             await self._to_client(error_line(request.request_id, UPSTREAM_GONE, "upstream server is gone"))
@@ -351,18 +350,19 @@ class Relay:
             return
         if not line.strip():
             return
-        message = decode(line)
-        if isinstance(message, BadLine):
-            request_id = message.request_id if message.has_id else sniff_id(line)
-            await self._unusable_reply(request_id, f"upstream {message.reason}")
+        decoded = decode(line)
+        if isinstance(decoded, BadLine):
+            request_id = decoded.request_id if decoded.has_id else sniff_id(line)
+            await self._unusable_reply(request_id, f"upstream {decoded.reason}")
             return
+        message, wire = decoded.message, decoded.wire
         if not isinstance(message, dict):
             logger.warning("dropped a non-object message from upstream (batches are not relayed)")
             return
         if "method" in message:
             if message["method"] == "notifications/tools/list_changed":
                 self._tools.invalidate()
-            await self._to_client(encode(message))
+            await self._to_client(wire)
             return
         request = self._ledger.answer(message.get("id"))
         if request is None:
@@ -371,20 +371,20 @@ class Relay:
         if request.answerer is not None:
             request.answerer(message)
             return
-        await self._to_client(await self._answer_line(request, message))
+        await self._to_client(await self._answer_line(request, message, wire))
         if request.verdict is not None:
             self._task_group.start_soon(self._settle, request.verdict, not call_refused(message))
 
-    async def _answer_line(self, request: Request, message: dict[str, object]) -> bytes:
+    async def _answer_line(self, request: Request, message: dict[str, object], wire: bytes) -> bytes:
         """What the client gets for the server's answer to one of its requests."""
         if request.method == "tools/list":
-            return await self._filter_tools(message)
+            return await self._filter_tools(message, wire)
         if request.method == "tools/call" and not isinstance(message.get("result", message.get("error")), dict):
             # An SDK client drops such a reply and waits forever; give it an answer.
             return error_line(request.request_id, UPSTREAM_MALFORMED, "upstream tools/call reply is malformed")
         if request.method == "initialize":
             self._note_initialized(message)
-        return encode(message)
+        return wire
 
     def _note_initialized(self, message: dict[str, object]) -> None:
         result = message.get("result")
@@ -411,9 +411,9 @@ class Relay:
         if request.verdict is not None:  # no evidence the call failed: the reservation stands
             self._task_group.start_soon(self._settle, request.verdict, True)
 
-    async def _filter_tools(self, message: dict[str, object]) -> bytes:
+    async def _filter_tools(self, message: dict[str, object], wire: bytes) -> bytes:
         if "error" in message:
-            return encode(message)
+            return wire
         result = message.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             # Unfilterable means unsafe to show: answer with an error instead.
@@ -425,8 +425,9 @@ class Relay:
         except Exception as exc:  # boundary: cannot filter, so hide the whole page
             logger.error("gateway hidden_tools failed: %r; hiding every tool on this page", exc)
             hidden = {str(e["name"]) for e in entries}
-        if hidden:
-            result["tools"] = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in hidden)]
+        if not hidden:
+            return wire
+        result["tools"] = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in hidden)]
         return encode(message)
 
     # --- writing ------------------------------------------------------------------

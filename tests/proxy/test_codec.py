@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from regogate.proxy.relay._codec import MAX_DEPTH, BadLine, decode, encode, too_deep
+from regogate.proxy.relay._codec import MAX_DEPTH, BadLine, Decoded, decode, encode, too_deep
 
 
 def readers(data: bytes) -> dict[str, list[str]]:
@@ -36,7 +36,9 @@ def test_an_encoded_message_is_one_line_for_every_reader(message: dict[str, obje
     for name, lines in readers(line).items():
         assert len(lines) == 1, name
         assert json.loads(lines[0]) == json.loads(line), name
-    assert decode(line[:-1]) == message or "\ud800" in str(message)
+    decoded = decode(line[:-1])
+    assert isinstance(decoded, Decoded) and decoded.wire == line[:-1]
+    assert decoded.message == message or "\ud800" in str(message)
 
 
 def test_the_issue_8_smuggling_line_is_refused() -> None:
@@ -48,7 +50,7 @@ def test_the_issue_8_smuggling_line_is_refused() -> None:
 
 
 def test_crlf_framing_is_accepted() -> None:
-    assert decode(b'{"a":1}\r') == {"a": 1}
+    assert decode(b'{"a":1}\r') == Decoded({"a": 1}, b'{"a":1}')
 
 
 @pytest.mark.parametrize(
@@ -77,7 +79,7 @@ def test_duplicate_keys_anywhere_are_refused_and_a_duplicated_id_is_not_guessed(
 
 def test_depth_is_counted_exactly_and_brackets_in_strings_do_not_count() -> None:
     at_limit = b"[" * MAX_DEPTH + b"]" * MAX_DEPTH
-    assert not too_deep(at_limit) and decode(at_limit) is not None
+    assert not too_deep(at_limit) and isinstance(decode(at_limit), Decoded)
     assert too_deep(b"[" + at_limit + b"]")
     assert not too_deep(b'["' + b"[" * 500 + b'"]')
     mixed = b'{"a":' * 60 + b"[" * 41 + b"]" * 41 + b"}" * 60
@@ -89,3 +91,27 @@ def test_depth_is_counted_exactly_and_brackets_in_strings_do_not_count() -> None
 def test_a_line_nested_100000_deep_is_refused_without_recursion() -> None:
     bad = decode(b'{"jsonrpc":"2.0","id":"deep","method":"ping","params":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
     assert isinstance(bad, BadLine) and bad.request_id == "deep" and "nested deeper" in bad.reason
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"a":{"b":1,"c":{"d":[{"e":1,"e":2}]}}}',
+        b'{"k\\\\":1,"k\\\\":2}',
+        b'{"q\\"":1,"q\\"":2}',
+        b'{"a":"x:y","a":"\\\\\\":"}',
+        b'{"\\u0061":1,"a":2}',
+    ],
+)
+def test_duplicate_keys_are_found_however_the_keys_are_written(line: bytes) -> None:
+    bad = decode(line)
+    assert isinstance(bad, BadLine) and "duplicate" in bad.reason
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'{"a":"k:v","b":"\\\\","c":"\\":\\"","d":[":",{"e":":"}]}', b'{"a\\"b":1,"a\\\\":2,"\\u0061b":3}'],
+)
+def test_colons_and_escapes_inside_strings_are_not_mistaken_for_duplicates(line: bytes) -> None:
+    decoded = decode(line)
+    assert isinstance(decoded, Decoded) and decoded.message == json.loads(line)
