@@ -15,7 +15,7 @@ from typing import Final
 import anyio
 
 from regogate.core import ConfigError, __version__
-from regogate.proxy.relay import Oversize, PeerClosed, Upstream, dumps, error_line
+from regogate.proxy.relay import Oversize, PeerClosed, Upstream, encode, error_line
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class _Session:
     async def request(self, method: str, params: dict[str, object]) -> dict[str, object]:
         self._next_id += 1
         request_id = self._next_id
-        await self._upstream.stdin.send(dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}))
+        await self._upstream.stdin.send(encode({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}))
         while True:
             line = await self._upstream.stdout.receive()
             if line is None:
@@ -66,7 +66,7 @@ class _Session:
             return result
 
     async def notify(self, method: str) -> None:
-        await self._upstream.stdin.send(dumps({"jsonrpc": "2.0", "method": method}))
+        await self._upstream.stdin.send(encode({"jsonrpc": "2.0", "method": method}))
 
 
 async def list_server_tools(argv: Sequence[str], *, timeout: float = LIST_TIMEOUT) -> list[dict[str, object]]:
