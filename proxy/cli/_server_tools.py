@@ -37,7 +37,9 @@ class _Session:
     async def request(self, method: str, params: dict[str, object]) -> dict[str, object]:
         self._next_id += 1
         request_id = self._next_id
-        await self._upstream.stdin.send(encode({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}))
+        await self._upstream.stdin.send(
+            encode({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        )
         while True:
             line = await self._upstream.stdout.receive()
             if line is None:
