@@ -8,11 +8,7 @@ cancellations, and goes upstream only with an allow verdict in hand. Every open
 request lives in the ``Ledger``; an answer from the server that matches no forwarded
 request (regogate's own after their timeout included) is dropped.
 
-What the client gets instead of a forward: a refused line (see ``_codec``) gets
-``-32700`` or ``-32600`` with its id where it can be read; a batch (removed in MCP
-2025-06-18) or any other non-object gets one ``-32600`` with ``id: null``; a request
-whose id is not a string or integer, or is already in flight, gets ``-32600``; a
-``tools/call`` that cannot be judged gets a denial.
+Refused lines and what the client gets instead of a forward: docs/wire.md.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
@@ -29,11 +24,11 @@ from regogate.proxy.relay._codec import BadLine, decode, encode
 from regogate.proxy.relay._framing import MAX_LINE_BYTES, LineReader, LineWriter, Oversize, PeerClosed, sniff_id
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._ledger import Cancel, Ledger, Phase, Refusal, Request
+from regogate.proxy.relay._session import Session, call_problem
 from regogate.proxy.relay._tools import ToolCatalog
 from regogate.proxy.relay._wire import (
     CLIENT_INFO_META_KEY,
     INVALID_REQUEST,
-    PROTOCOL_VERSION_META_KEY,
     UPSTREAM_GONE,
     UPSTREAM_MALFORMED,
     call_refused,
@@ -66,16 +61,6 @@ SHUTDOWN_SETTLE_TIMEOUT = 1.0
 DEFAULT_DENY_PREFIX = "[POLICY DENIED]"
 
 
-@dataclass
-class _Session:
-    """What the relay learnt about the session from the messages it passed along."""
-
-    negotiated_version: str | None = None
-    client_info: dict[str, object] = field(default_factory=dict)
-    initialize_answered: bool = False
-    initialized_sent: bool = False
-
-
 class Relay:
     """One client session relayed to one upstream."""
 
@@ -97,7 +82,7 @@ class Relay:
         self._on_client_closed = on_client_closed
         self._deny_prefix = deny_prefix
         self._decision_timeout = decision_timeout
-        self._session = _Session()
+        self._session = Session()
         self._ledger = Ledger()
         self._tools = ToolCatalog(self._to_upstream, self._ledger)
         self._decision_slots = anyio.Semaphore(MAX_PENDING_DECISIONS, fast_acquire=True)
@@ -172,7 +157,7 @@ class Relay:
             await self._to_upstream(wire)
             if method == "notifications/initialized":
                 self._session.initialized_sent = True
-                self._check_handshake()
+                self._note_handshake()
 
     async def _refuse(self, bad: BadLine) -> None:
         """Answer a refused line: to the client for its requests, to the server for the client's answers."""
@@ -204,10 +189,8 @@ class Relay:
         if method == "tools/call":
             await self._start_call(request, message, wire)
             return
-        params = message.get("params")
-        if method == "initialize" and isinstance(params, dict):
-            info = params.get("clientInfo")
-            self._session.client_info = info if isinstance(info, dict) else {}
+        if method == "initialize":
+            self._session.initialize_sent(message)
         if not await self._to_upstream(wire):
             self._ledger.unsent(request)
             await self._to_client(error_line(request_id, UPSTREAM_GONE, "upstream server is gone"))
@@ -225,8 +208,8 @@ class Relay:
         params = params if isinstance(params, dict) else {}
         meta = params.get("_meta")
         meta = meta if isinstance(meta, dict) else {}
-        version = self._version(message)
-        problem = self._call_problem(message)
+        version = self._session.version(message)
+        problem = call_problem(message)
         if problem is not None:
             self._ledger.deny(request)
             await self._deny_locally(request.request_id, problem, modern=is_modern(version))
@@ -234,28 +217,6 @@ class Relay:
         self._idle = anyio.Event()
         await self._decision_slots.acquire()
         self._task_group.start_soon(self._decide, request, params, meta, version, wire)
-
-    def _version(self, message: dict[str, object]) -> object:
-        """The request's own protocol version (2026-07-28 era), else the negotiated one."""
-        params = message.get("params")
-        meta = params.get("_meta") if isinstance(params, dict) else None
-        if isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta:
-            return meta[PROTOCOL_VERSION_META_KEY]
-        return self._session.negotiated_version
-
-    @staticmethod
-    def _call_problem(message: dict[str, object]) -> str | None:
-        params = message.get("params")
-        if not isinstance(params, dict):
-            return "invalid tools/call: params must be an object"
-        name = params.get("name")
-        if not isinstance(name, str) or not name:
-            return "invalid tools/call: no tool name"
-        if not isinstance(params.get("arguments", {}), dict | None):
-            return "invalid tools/call: arguments must be an object"
-        if "_meta" in params and not isinstance(params["_meta"], dict):
-            return "invalid tools/call: _meta must be an object"
-        return None
 
     async def _deny_locally(self, request_id: object, reason: str, *, modern: bool) -> None:
         decision_id = uuid.uuid4().hex
@@ -383,18 +344,12 @@ class Relay:
             # An SDK client drops such a reply and waits forever; give it an answer.
             return error_line(request.request_id, UPSTREAM_MALFORMED, "upstream tools/call reply is malformed")
         if request.method == "initialize":
-            self._note_initialized(message)
+            self._session.initialize_answer(message)
+            self._note_handshake()
         return wire
 
-    def _note_initialized(self, message: dict[str, object]) -> None:
-        result = message.get("result")
-        if isinstance(result, dict) and isinstance(result.get("protocolVersion"), str):
-            self._session.negotiated_version = result["protocolVersion"]
-            self._session.initialize_answered = True
-            self._check_handshake()
-
-    def _check_handshake(self) -> None:
-        if self._session.initialize_answered and self._session.initialized_sent:
+    def _note_handshake(self) -> None:
+        if self._session.handshake_done:
             self._tools.handshake_done.set()
 
     async def _unusable_reply(self, request_id: object, reason: str) -> None:
