@@ -28,6 +28,8 @@ TIME_SERVER = str(ROOT / ".venv-servers/bin/mcp-server-time")
 EOF_IGNORER = str(ROOT / "tests/servers/eof_ignorer.py")
 STEP = 5.0
 """Bound on any single wait in these tests."""
+START_TIMEOUT = 30.0
+"""Bound on a wait that includes a real server's start-up, which takes seconds on a loaded CI machine."""
 
 Message = dict[str, object]
 
@@ -41,8 +43,8 @@ def _encode(message: Message | bytes) -> bytes:
     return message if isinstance(message, bytes) else json.dumps(message).encode()
 
 
-async def _receive(reader: LineReader) -> Message:
-    with anyio.fail_after(STEP):
+async def _receive(reader: LineReader, timeout: float = STEP) -> Message:
+    with anyio.fail_after(timeout):
         line = await reader.receive()
     assert line is not None, "end of file"
     assert not isinstance(line, Oversize)
@@ -236,10 +238,10 @@ async def raw_relay(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Callable[.
         relay.close()
 
 
-async def receive_json(reader: LineReader, request_id: object) -> Message:
-    """The response to ``request_id`` from a subprocess, skipping notifications, within ``STEP`` seconds."""
-    with anyio.fail_after(STEP):
-        while "id" not in (message := await _receive(reader)) or "method" in message:
+async def receive_json(reader: LineReader, request_id: object, timeout: float = STEP) -> Message:
+    """The response to ``request_id`` from a subprocess, skipping notifications, within ``timeout`` seconds."""
+    with anyio.fail_after(timeout):
+        while "id" not in (message := await _receive(reader, timeout)) or "method" in message:
             pass
     assert message["id"] == request_id, message
     return message

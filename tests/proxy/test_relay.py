@@ -16,7 +16,7 @@ from pydantic import FileUrl
 
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._upstream import Upstream
-from tests.proxy.conftest import EVERYTHING, TIME_SERVER, Gate, Pipes, receive_json, relay_params
+from tests.proxy.conftest import EVERYTHING, START_TIMEOUT, TIME_SERVER, Gate, Pipes, receive_json, relay_params
 
 pytestmark = pytest.mark.anyio
 
@@ -510,10 +510,10 @@ async def test_an_8_mib_echo_makes_the_round_trip_through_server_everything(
 ) -> None:
     relay = raw_relay(EVERYTHING)
     message = "x" * (8 * 1024 * 1024)  # server-everything itself never answers a 10 MiB echo
-    with anyio.fail_after(30):
+    with anyio.fail_after(60):
         await initialize(relay)
         await relay.stdin.send(json.dumps(call(2, arguments={"message": message})).encode())
-        reply = await receive_json(relay.stdout, 2)
+        reply = await receive_json(relay.stdout, 2, START_TIMEOUT)
         assert reply["result"]["content"][0]["text"] == f"Echo: {message}"  # type: ignore[index]
         await relay.stdin.aclose()
         assert await relay.wait(5)
@@ -524,7 +524,7 @@ async def test_raw_lines_unknown_methods_pass_and_bad_lines_are_answered_here(
     raw_relay: Callable[..., Upstream],
 ) -> None:
     relay = raw_relay(EVERYTHING, gateway="noisy")
-    with anyio.fail_after(30):
+    with anyio.fail_after(60):
         await initialize(relay)
         await relay.stdin.send(json.dumps(call("e1")).encode())
         echo = await receive_json(relay.stdout, "e1")  # stray stdout writes went to stderr
@@ -546,7 +546,7 @@ async def initialize(relay: Upstream) -> None:
     """The 2025-11-25 handshake over raw lines."""
     params = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
     await relay.stdin.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}).encode())
-    await receive_json(relay.stdout, 1)
+    await receive_json(relay.stdout, 1, START_TIMEOUT)
     await relay.stdin.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
 
 
