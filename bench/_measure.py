@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from bench._session import BenchError, Session, check_reply, child_pids, command_line, rss_bytes
+from bench._session import (
+    BenchError,
+    Session,
+    check_reply,
+    child_pids,
+    command_line,
+    cpu_seconds,
+    descendants,
+    peak_rss_bytes,
+    rss_bytes,
+)
 from bench.echo_server import tool_entry
 from regogate.proxy.policy import CallInput, OpaClient
 
@@ -22,6 +32,8 @@ DECISION_PATH = "regogate/gate/decision"
 SERVER_ID = "bench"
 #: The throughput mix: mostly allowed calls, some rate-limited and some denied ones (all decided).
 CALL_MIX = (("echo", 0.8), ("limited", 0.1), ("denied", 0.1))
+#: What names the upstream among a session's processes (the rest of the tree is the proxy).
+UPSTREAM_MARK = "bench.echo_server"
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
 
 
@@ -142,14 +154,46 @@ def start(spec: PathSpec, session: Session) -> None:
     spec.figures["ready_call_ms"] = (time.perf_counter_ns() - session.started_ns) / 1e6
 
 
+def tree(spec: PathSpec, session: Session) -> dict[str, list[int]]:
+    """The session's processes by role: ``proxy`` (regogate or a peer, with helpers), ``opa``, ``upstream``.
+
+    Direct has only the upstream. An external OPA is not in the session's tree but is counted as its OPA.
+    """
+    if not spec.gated:
+        return {"proxy": [], "opa": [], "upstream": [session.pid]}
+    opa = [spec.opa_pid(session)] if spec.opa_pid is not None else []
+    proxy, upstream = [session.pid], list[int]()
+    for pid in descendants(session.pid):
+        if pid in opa:
+            continue
+        (upstream if any(UPSTREAM_MARK in part for part in command_line(pid)) else proxy).append(pid)
+    if not upstream:
+        raise BenchError(f"no upstream ({UPSTREAM_MARK}) under pid {session.pid}")
+    return {"proxy": proxy, "opa": opa, "upstream": upstream}
+
+
+def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {role: sum(cpu_seconds(pid) for pid in members) for role, members in pids.items()}
+
+
 def allowed_stream(spec: PathSpec, session: Session, driver: Driver, plan: Plan) -> None:
-    """Sequential allowed calls: latency after warm-up, and RSS and latency at the checkpoint and the end."""
+    """Sequential allowed calls: latency after warm-up; RSS and latency at the checkpoint and the end;
+    CPU per call of each process of the tree over the whole stream; the proxy + OPA memory at the end."""
     checkpoint, total, window = plan.growth_checkpoint, plan.growth_calls, plan.growth_window
     lines = [driver.call("echo") for _ in range(total)]
+    pids = tree(spec, session)
+    cpu_before = _cpu(pids)
     first, replies_a = session.timed(lines[:checkpoint])
     rss_checkpoint = rss_bytes(session.pid)
     rest, replies_b = session.timed(lines[checkpoint:])
     rss_end = rss_bytes(session.pid)
+    cpu_after = _cpu(pids)
+    for role in pids:
+        spec.figures[f"cpu_{role}_us"] = (cpu_after[role] - cpu_before[role]) / total * 1e6
+    if spec.gated:
+        gate = pids["proxy"] + pids["opa"]
+        spec.figures["tree_rss_mb"] = sum(rss_bytes(pid) for pid in gate) / 2**20
+        spec.figures["tree_peak_rss_mb"] = sum(peak_rss_bytes(pid) for pid in gate) / 2**20
     samples = first + rest
     _check_calls(lines, replies_a + replies_b, refused=False)
     measured = samples[plan.warmup : plan.warmup + plan.calls]

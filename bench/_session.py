@@ -154,6 +154,43 @@ def rss_bytes(pid: int) -> int:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
+def peak_rss_bytes(pid: int) -> int:
+    """Peak resident set size of a live process so far (``VmHWM``)."""
+    with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+        for entry in status:
+            if entry.startswith("VmHWM:"):
+                return int(entry.split()[1]) * 1024
+    raise BenchError(f"no VmHWM for pid {pid}")
+
+
+#: Kernel clock ticks per second, the unit of ``utime`` and ``stime`` in ``/proc/<pid>/stat``.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process (all its threads) has used so far."""
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3 of proc(5)); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of a process, children first."""
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        children: list[int] = []
+        for parent in frontier:
+            try:
+                children += child_pids(parent)
+            except OSError:
+                continue  # exited meanwhile
+        found += children
+        frontier = children
+    return found
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of a process."""
     found: list[int] = []

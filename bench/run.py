@@ -78,7 +78,20 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def _paths(opa_url: str, opa_pid: int, workdir: Path, rep: int) -> list[PathSpec]:
+def peer_path(option: str) -> PathSpec:
+    """A ``--peer NAME=COMMAND`` path: ``COMMAND -c bench/bench.yaml -- <echo server>``.
+
+    Raises:
+        BenchError: not ``NAME=COMMAND``.
+    """
+    name, _, command = option.partition("=")
+    argv = shlex.split(command)
+    if not name.strip() or not argv:
+        raise BenchError(f"--peer {option!r}: expected NAME=COMMAND")
+    return PathSpec(f"peer:{name.strip()}", [*argv, "-c", str(POLICY), "--", *ECHO], gated=True)
+
+
+def _paths(opa_url: str, opa_pid: int, workdir: Path, rep: int, peers: Sequence[str] = ()) -> list[PathSpec]:
     gated = [REGOGATE, "-c", str(POLICY), "--log-level", "error"]
     sqlite = f"sqlite:///{workdir}/state-{rep}.db"
     return [
@@ -98,11 +111,12 @@ def _paths(opa_url: str, opa_pid: int, workdir: Path, rep: int) -> list[PathSpec
             opa_pid=lambda _session: opa_pid,
         ),
         PathSpec("embedded-sqlite", [*gated, "--state", sqlite, "--", *ECHO], gated=True, full=False),
+        *(peer_path(option) for option in peers),
     ]
 
 
-def run(plan: Plan, *, workdir: Path, progress: bool = True) -> Results:
-    """Every repetition of every path; returns the figures, rep by rep.
+def run(plan: Plan, *, workdir: Path, progress: bool = True, peers: Sequence[str] = ()) -> Results:
+    """Every repetition of every path (and of each ``--peer NAME=COMMAND``); the figures, rep by rep.
 
     Raises:
         BenchError: a path misbehaved.
@@ -114,7 +128,7 @@ def run(plan: Plan, *, workdir: Path, progress: bool = True) -> Results:
     with external_opa(opa_bin, workdir / "opa", log) as (opa_url, opa_pid), open(log, "ab") as stderr:
         for rep in range(plan.repeat):
             figures: dict[str, dict[str, float]] = {}
-            for spec in _paths(opa_url, opa_pid, workdir, rep):
+            for spec in _paths(opa_url, opa_pid, workdir, rep, peers):
                 if progress:
                     sys.stderr.write(f"bench: repetition {rep + 1}/{plan.repeat}, {spec.name}\n")
                 session = Session(spec.argv, env=env, stderr=stderr)
@@ -136,6 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, help="repetitions (default 3; 1 with --smoke)")
     parser.add_argument("--calls", type=int, help="measured sequential allowed calls per repetition (default 2000)")
     parser.add_argument("--seed", type=int, help="seed of the call mix")
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="also measure another proxy run as `COMMAND -c POLICY -- SERVER` (repeatable)",
+    )
     args = parser.parse_args(argv)
     plan = Plan.smoke() if args.smoke else Plan()
     if args.repeat:
@@ -145,10 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed is not None:
         plan = replace(plan, seed=args.seed)
     command = shlex.join(["python", "-m", "bench.run", *(sys.argv[1:] if argv is None else argv)])
+    for option in args.peer:
+        try:
+            peer_path(option)  # refuse a malformed --peer before minutes of measuring
+        except BenchError as error:
+            parser.error(str(error))
     facts = machine_facts(find_opa(None), ROOT)
     with tempfile.TemporaryDirectory(prefix="regogate-bench-") as workdir:
         started = time.monotonic()
-        results = run(plan, workdir=Path(workdir))
+        results = run(plan, workdir=Path(workdir), peers=args.peer)
         elapsed = time.monotonic() - started
     report = render(results, plan, command=command, facts=facts, elapsed=elapsed)
     if args.output:
