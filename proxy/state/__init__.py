@@ -7,9 +7,10 @@ for TLS) for a budget shared by proxies on many hosts.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from regogate.core import ConfigError
 from regogate.proxy.state._memory import MemoryStore
-from regogate.proxy.state._redis import RedisStore
 from regogate.proxy.state._sqlite import SqliteStore
 from regogate.proxy.state._store import (
     WINDOW_SECONDS,
@@ -22,6 +23,9 @@ from regogate.proxy.state._store import (
     Window,
     window_start,
 )
+
+if TYPE_CHECKING:
+    from regogate.proxy.state._redis import RedisStore
 
 __all__ = [
     "WINDOW_SECONDS",
@@ -43,6 +47,15 @@ _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _REDIS_SCHEMES = ("redis://", "rediss://")
 
 
+def __getattr__(name: str) -> object:
+    # redis-py costs ~20 MB of memory and a noticeable share of start-up: only Redis users import it.
+    if name == "RedisStore":
+        from regogate.proxy.state._redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def open_store(spec: str, prefix: str = "") -> RateLimitStore:
     """Open the store ``spec`` names; ``prefix`` namespaces counters in a shared store.
 
@@ -53,6 +66,8 @@ def open_store(spec: str, prefix: str = "") -> RateLimitStore:
     if spec == "memory":
         return MemoryStore()
     if spec.startswith(_REDIS_SCHEMES):
+        from regogate.proxy.state._redis import RedisStore
+
         return RedisStore(spec, prefix)
     if spec.startswith("sqlite://"):
         path = spec.removeprefix("sqlite://")
