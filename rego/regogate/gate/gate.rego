@@ -73,23 +73,9 @@ _no_policy_reason := {
 # entrypoint: true
 default decision := {"allow": false, "reasons": [{"rule": "regogate.bad_input", "message": "input is not a version 1 tools/call or tools/list"}], "rate_limits": []}
 
-decision := {"allow": count(violations) == 0, "reasons": reasons, "rate_limits": _declared} if {
+decision := _call_decision if {
 	input.version == contract_version
 	input.kind == "tools/call"
-	policy_loaded
-	not approval_pending
-}
-
-decision := {
-	"allow": false,
-	"reasons": [{"rule": _approval_requests[0].rule, "message": _approval_requests[0].message}],
-	"rate_limits": [],
-	"approval": _approval_requests[0],
-} if {
-	input.version == contract_version
-	input.kind == "tools/call"
-	policy_loaded
-	approval_pending
 }
 
 decision := {"allow": true, "reasons": [], "hidden": sort(hidden)} if {
@@ -98,11 +84,51 @@ decision := {"allow": true, "reasons": [], "hidden": sort(hidden)} if {
 	policy_loaded
 }
 
-decision := {"allow": false, "reasons": [_no_policy_reason], "rate_limits": [], "hidden": []} if {
+decision := _no_policy if {
 	input.version == contract_version
+	input.kind == "tools/list"
 	not policy_loaded
 }
 
-_declared := rate_limits if count(violations) == 0
+# An allowed call evaluates only the deny rules, the approval requests and whether it declares
+# limits: reasons are built and sorted only for a denial, limits only when there are some.
+_call_decision := {"allow": true, "reasons": [], "rate_limits": []} if {
+	policy_loaded
+	not _denied
+	not _awaits_approval
+	not _limited
+} else := {"allow": true, "reasons": [], "rate_limits": rate_limits} if {
+	policy_loaded
+	not _denied
+	not _awaits_approval
+} else := {
+	"allow": false,
+	"reasons": [{"rule": _approval_requests[0].rule, "message": _approval_requests[0].message}],
+	"rate_limits": [],
+	"approval": _approval_requests[0],
+} if {
+	policy_loaded
+	approval_pending
+} else := {"allow": false, "reasons": reasons, "rate_limits": []} if {
+	policy_loaded
+} else := _no_policy
 
-_declared := [] if count(violations) > 0
+_denied if {
+	some _ in data.regogate.policies[input.server.id].deny
+}
+
+_denied if {
+	some extension in data.regogate.extensions
+	some _ in extension.deny
+}
+
+_awaits_approval if {
+	some _ in data.regogate.policies[input.server.id].approvals
+	not approved
+}
+
+_limited if {
+	some _ in data.regogate.policies[input.server.id].rate_limits
+}
+
+_no_policy := {"allow": false, "reasons": [_no_policy_reason], "rate_limits": [], "hidden": []}

@@ -113,3 +113,21 @@ test_a_denial_wins_over_an_approval_request if {
 	not d.approval
 	d.reasons == [{"rule": "no", "message": "never"}]
 }
+
+test_decision_allows_a_tool_without_limits_with_an_empty_list if {
+	no_limits := {"demo": object.union(_clean.demo, {"rate_limits": set()})}
+	d := gate.decision with input as _call with data.regogate.policies as no_limits
+	d == {"allow": true, "reasons": [], "rate_limits": []}
+}
+
+test_list_for_an_unknown_server_hides_nothing_and_says_why if {
+	d := gate.decision with input as object.union(_list, {"server": {"id": "nope"}}) with data.regogate.policies as _policies
+	d.allow == false
+	d.hidden == []
+	d.reasons[0].rule == "regogate.no_policy"
+}
+
+test_unknown_kind_is_bad_input if {
+	d := gate.decision with input as object.union(_call, {"kind": "resources/read"}) with data.regogate.policies as _policies
+	d.reasons[0].rule == "regogate.bad_input"
+}
