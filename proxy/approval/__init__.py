@@ -6,6 +6,8 @@ file for one machine, Redis for a team, memory when only in-band answers are pos
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from regogate.core import ConfigError
 from regogate.proxy.approval._record import (
     PREVIEW_BYTES,
@@ -15,9 +17,11 @@ from regogate.proxy.approval._record import (
     arguments_preview,
     new_approval_id,
 )
-from regogate.proxy.approval._redis import RedisApprovalStore
 from regogate.proxy.approval._sqlite import SqliteApprovalStore
 from regogate.proxy.approval._store import ApprovalError, ApprovalStore, MemoryApprovalStore
+
+if TYPE_CHECKING:
+    from regogate.proxy.approval._redis import RedisApprovalStore
 
 __all__ = [
     "PREVIEW_BYTES",
@@ -37,6 +41,15 @@ __all__ = [
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
+def __getattr__(name: str) -> object:
+    # redis-py costs ~20 MB of memory and a share of start-up: only Redis users import it.
+    if name == "RedisApprovalStore":
+        from regogate.proxy.approval._redis import RedisApprovalStore
+
+        return RedisApprovalStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def open_approval_store(spec: str, prefix: str = "") -> ApprovalStore:
     """Open the approval store that the state spec ``spec`` names (as ``--state`` takes it).
 
@@ -47,6 +60,8 @@ def open_approval_store(spec: str, prefix: str = "") -> ApprovalStore:
     if spec == "memory":
         return MemoryApprovalStore()
     if spec.startswith(("redis://", "rediss://")):
+        from regogate.proxy.approval._redis import RedisApprovalStore
+
         return RedisApprovalStore(spec, prefix)
     if spec.startswith("sqlite://"):
         return SqliteApprovalStore(spec.removeprefix("sqlite://"), prefix)
