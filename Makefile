@@ -17,7 +17,7 @@ PIP_CACHE := $(CACHE)/pip
 export PIP_CACHE_DIR := $(PIP_CACHE)
 export npm_config_cache := $(CACHE)/npm
 
-.PHONY: help setup redis-server bundle-server demo test lint typecheck rego-check pytest wheel-check bench clean
+.PHONY: help setup redis-server bundle-server docker-engine demo test lint typecheck rego-check pytest wheel-check bench clean
 
 help:
 	@echo "make demo   - convert policies/python.yaml and show what a real OPA decides"
@@ -59,7 +59,10 @@ redis-server:
 bundle-server:
 	@scripts/setup-bundle-server.sh
 
-setup: $(VENV)/.installed build/dev/regogate/core $(OPA) tests/servers/node_modules/.installed $(SERVERS_VENV)/.installed redis-server bundle-server
+docker-engine:
+	@scripts/setup-docker.sh
+
+setup: $(VENV)/.installed build/dev/regogate/core $(OPA) tests/servers/node_modules/.installed $(SERVERS_VENV)/.installed redis-server bundle-server docker-engine
 
 # --- the main job -----------------------------------------------------------
 demo: setup
@@ -82,8 +85,9 @@ rego-check: setup
 	@$(BIN)/python -c "import json; print('rego coverage: %.1f%%' % json.load(open('build/rego-coverage.json'))['coverage'])"
 	@if [ -x $(REGAL) ]; then $(REGAL) lint rego/; else echo "regal: not available from the Go module proxy (see $(CACHE)/regal.unavailable); skipped"; fi
 
+# A private Docker engine (or the one already here) for the container test paths, stopped afterwards.
 pytest: setup
-	$(BIN)/pytest -q
+	PY=$(BIN)/python scripts/with-docker.sh $(BIN)/pytest -q
 
 # Proves the distribution works outside the source tree.
 wheel-check: setup

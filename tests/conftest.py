@@ -14,8 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
 
-# The real redis-server (a container where a Docker engine answers, a local process otherwise).
-pytest_plugins = ["tests.redis_server"]
+# Real Redis and OPA servers, each test on the local and the container path (tests/engine.py).
+pytest_plugins = ["tests.redis_server", "tests.opa_server"]
 
 
 def find_opa_binary() -> str:

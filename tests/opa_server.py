@@ -1,11 +1,14 @@
-"""A real OPA server for tests: the official container when a Docker engine answers, else the local binary.
+"""A real OPA server for tests: the local binary, or the same binary in a container.
 
 Both paths run the same ``opa run --server`` arguments on a loopback port and yield the same
 ``OpaServer``, so the tests' assertions never know which one ran. The container uses the host's
 network, so it reaches a bundle server or collector the test started on 127.0.0.1, and every path a
-test passes (configs, keys, bundles) is mounted read-only at the same path inside it.
+test passes (configs, keys, bundles) is mounted read-only at the same path inside it; it runs as the
+host's user, so it reads what the test wrote.
 
-``REGOGATE_TEST_OPA=local`` forces the local binary; ``container`` insists on the container.
+Tests take the session fixture ``opa_mode`` (``local`` and ``container``, each test runs on both) and
+pass it on; ``REGOGATE_TEST_OPA=local`` or ``container`` keeps one of them. The container image is the
+locally built ``regogate-test/opa`` (tests/images.py), or ``$REGOGATE_TEST_OPA_IMAGE``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,12 +26,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import pytest
 
+from tests import images
 from tests.conftest import find_opa_binary, stop_process
+from tests.engine import MODES, require_container, require_mode
 from tests.proxy.opa_fixtures import free_tcp_port
 
 #: The official image at the version the project pins; ``-static`` has no shell, so readiness is an HTTP probe.
-OPA_IMAGE = "openpolicyagent/opa:1.22.2-static"
+OPA_IMAGE = f"openpolicyagent/opa:{images.OPA_VERSION}-static"
 #: OPA listens in well under a second; pulling a first bundle over loopback adds little. The rest is CI slack.
 START_TIMEOUT = 15.0
 #: Readiness probes are one local GET each.
@@ -39,40 +44,6 @@ STOP_TIMEOUT = 5.0
 DECISION_LOG_TYPE = "openpolicyagent.org/decision_logs"
 
 Mode = Literal["container", "local"]
-
-
-def _unix_socket_refuses(url: str) -> bool:
-    """Whether a ``unix://`` Docker host is plainly absent; docker-py would leak a socket finding out."""
-    path = url.removeprefix("unix://")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(path)
-        except OSError:
-            return True
-    return False
-
-
-def docker_engine_answers() -> bool:
-    """Whether a Docker engine answers a ping (``REGOGATE_TEST_OPA`` overrides)."""
-    forced = os.environ.get("REGOGATE_TEST_OPA", "")
-    if forced == "local":
-        return False
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if host.startswith("unix://") and _unix_socket_refuses(host) and forced != "container":
-        return False
-    try:
-        import docker
-
-        client = docker.from_env()
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:  # a refused connection or no docker package both mean: no engine
-        if forced == "container":
-            raise
-        return False
 
 
 @dataclass
@@ -132,8 +103,9 @@ def opa_server(
     env: Mapping[str, str] | None = None,
     port: int | None = None,
     wait_for_bundles: bool = True,
+    mode: Mode = "local",
 ) -> Iterator[OpaServer]:
-    """Run ``opa run --server --addr 127.0.0.1:PORT ARGS`` until the block ends.
+    """Run ``opa run --server --addr 127.0.0.1:PORT ARGS`` until the block ends, as ``mode`` says.
 
     ``mounts`` are the host paths ``args`` refer to (mounted into the container at the same path);
     ``env`` is OPA's environment (its config may substitute ``${VAR}``); ``wait_for_bundles`` waits for
@@ -142,12 +114,27 @@ def opa_server(
     port = port or free_tcp_port()
     url = f"http://127.0.0.1:{port}"
     argv = ["run", "--server", "--addr", f"127.0.0.1:{port}", "--skip-version-check", *args]
-    if docker_engine_answers():
+    if mode == "container":
         with _container(argv, mounts, env or {}, url, wait_for_bundles) as server:
             yield OpaServer(url=url, port=port, mode="container", _read_logs=server)
         return
     with _local(argv, env or {}, url, wait_for_bundles) as read_logs:
         yield OpaServer(url=url, port=port, mode="local", _read_logs=read_logs)
+
+
+def test_image() -> str:
+    """The image the container path runs: the locally built one unless ``$REGOGATE_TEST_OPA_IMAGE`` says."""
+    return os.environ.get("REGOGATE_TEST_OPA_IMAGE") or images.OPA_IMAGE
+
+
+@pytest.fixture(scope="session", params=MODES)
+def opa_mode(request: pytest.FixtureRequest) -> Mode:
+    """Each test that takes it runs once on the local binary and once in a container."""
+    mode: Mode = request.param
+    require_mode(mode, "REGOGATE_TEST_OPA")
+    if mode == "container":
+        require_container(test_image())
+    return mode
 
 
 @contextmanager
@@ -177,7 +164,11 @@ def _local(argv: list[str], env: Mapping[str, str], url: str, wait: bool) -> Ite
 def _container(argv: list[str], mounts: Sequence[Path], env: Mapping[str, str], url: str, wait: bool) -> Iterator[Any]:
     from testcontainers.core.container import DockerContainer
 
-    container = DockerContainer(OPA_IMAGE).with_command(argv).with_kwargs(network_mode="host")
+    container = (
+        DockerContainer(test_image())
+        .with_command(argv)
+        .with_kwargs(network_mode="host", user=f"{os.getuid()}:{os.getgid()}")
+    )
     for path in mounts:
         resolved = str(Path(path).resolve())
         container = container.with_volume_mapping(resolved, resolved, "ro")

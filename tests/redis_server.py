@@ -1,14 +1,15 @@
-"""A real Redis for the tests: ``redis:7`` in a container where a Docker engine answers, else local ``redis-server``.
+"""A real Redis for the tests: local ``redis-server``, or the same server in a container.
 
 Load it as a pytest plugin (``pytest_plugins = ["tests.redis_server"]``) for the session-scoped
-``redis_server`` and ``redis_url`` fixtures. Both paths give a URL on a fixed port, without
-persistence, and both can be taken down and brought back on that port (``RedisServer.outage``).
-Missing Redis is a failure, never a skip: run ``scripts/setup-redis.sh``.
+``redis_server`` and ``redis_url`` fixtures: each test that takes them runs on both paths
+(``REGOGATE_TEST_REDIS=local`` or ``container`` keeps one). Both give a URL on a fixed loopback
+port, without persistence, and both can be taken down and brought back on that port
+(``RedisServer.outage``). The container (``regogate-test/redis``, tests/images.py) uses the host's
+network. A missing local Redis is a failure, never a skip: run ``scripts/setup-redis.sh``.
 """
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import signal
@@ -16,31 +17,29 @@ import socket
 import subprocess
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-import docker
-import docker.errors
 import pytest
-from testcontainers.community.redis import RedisContainer
 
-__all__ = ["RedisServer", "find_redis_server", "redis_server", "redis_url"]
+from tests import images
+from tests.engine import MODES, require_container, require_mode
+
+__all__ = ["RedisServer", "find_redis_server", "redis_container", "redis_local", "redis_server", "redis_url"]
 
 #: A local redis-server listens within milliseconds; the rest is slack for a loaded CI machine.
 START_TIMEOUT: Final = 10.0
 #: Readiness probes are one loopback round trip; probing often keeps start-up short.
 POLL_INTERVAL: Final = 0.01
-#: Whether a Docker engine answers is known within a second, or it is not worth waiting for.
-DOCKER_PROBE_TIMEOUT: Final = 1
 #: A killed redis-server is gone at once; this bounds the wait for its exit status.
 STOP_TIMEOUT: Final = 5.0
-IMAGE: Final = "redis:7"
+IMAGE: Final = images.REDIS_IMAGE
 #: No RDB snapshots and no AOF: test counters need no durability, and no files are left behind.
 NO_PERSISTENCE: Final = ("--save", "", "--appendonly", "no")
-REDIS_PORT: Final = 6379
+
+Mode = Literal["local", "container"]
 
 
 def find_redis_server() -> str:
@@ -73,42 +72,20 @@ def _answers_ping(host: str, port: int) -> bool:
         return False
 
 
-def _docker_client() -> Any | None:
-    """A Docker client if an engine answers within ``DOCKER_PROBE_TIMEOUT``, else None."""
-    # docker-py leaves its socket open when the engine is missing; that is its leak, not a test's.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        client = None
-        try:
-            client = docker.from_env(timeout=DOCKER_PROBE_TIMEOUT)
-            client.ping()
-        except (docker.errors.DockerException, OSError):
-            if client is not None:
-                client.close()
-            client = None
-        finally:
-            gc.collect()
-    return client
-
-
 class RedisServer:
-    """One Redis on 127.0.0.1 (or the Docker host) at a fixed port, for the whole test session."""
+    """One Redis on 127.0.0.1 at a fixed port, for the whole test session."""
 
-    def __init__(self, workdir: Path, docker_client: Any | None) -> None:
+    def __init__(self, workdir: Path, mode: Mode) -> None:
         self.port = _free_port()
+        self.mode = mode
         self._workdir = workdir
-        self._docker = docker_client
         self._process: subprocess.Popen[bytes] | None = None
-        self._container: RedisContainer | None = None
+        self._container: Any | None = None
         self.host = "127.0.0.1"
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
-
-    @property
-    def in_container(self) -> bool:
-        return self._docker is not None
 
     def start(self) -> None:
         """Start the server for the first time and wait until it answers PING.
@@ -116,15 +93,17 @@ class RedisServer:
         Raises:
             FileNotFoundError: no redis-server and no Docker engine.
         """
-        if self._docker is not None:
+        if self.mode == "container":
+            from testcontainers.core.container import DockerContainer
+
+            listen = ("--port", str(self.port), "--bind", "127.0.0.1")
             container = (
-                RedisContainer(IMAGE)
-                .with_command(["redis-server", *NO_PERSISTENCE])
-                .with_bind_ports(REDIS_PORT, self.port)
+                DockerContainer(IMAGE)
+                .with_command(["redis-server", *listen, *NO_PERSISTENCE])
+                .with_kwargs(network_mode="host")
             )
-            container.start()  # its wait strategy pings until Redis answers
+            container.start()
             self._container = container
-            self.host = container.get_container_host_ip()
         else:
             self._spawn(find_redis_server())
         self._wait_ready()
@@ -186,15 +165,12 @@ class RedisServer:
             self._container.stop()
             self._container = None
         self.kill()
-        if self._docker is not None:
-            self._docker.close()
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A Redis for the session; fails (never skips) when there is neither Docker nor redis-server."""
+@contextmanager
+def _running(mode: Mode) -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="regogate-redis-") as workdir:
-        server = RedisServer(Path(workdir), _docker_client())
+        server = RedisServer(Path(workdir), mode)
         try:
             try:
                 server.start()
@@ -203,6 +179,30 @@ def redis_server() -> Iterator[RedisServer]:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_local() -> Iterator[RedisServer]:
+    """A local redis-server for the session; fails (never skips) when there is none."""
+    require_mode("local", "REGOGATE_TEST_REDIS")
+    with _running("local") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_container() -> Iterator[RedisServer]:
+    """The same Redis in a container; skips (fails under ``CI=true``) without an engine or image."""
+    require_mode("container", "REGOGATE_TEST_REDIS")
+    require_container(IMAGE)
+    with _running("container") as server:
+        yield server
+
+
+@pytest.fixture(scope="session", params=MODES)
+def redis_server(request: pytest.FixtureRequest) -> RedisServer:
+    """Each test that takes it runs on the local and on the container Redis."""
+    server: RedisServer = request.getfixturevalue(f"redis_{request.param}")
+    return server
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pytest
 from regogate.converters import gate_bundle, load_policy, policy_bundle, write_bundle
 from regogate.proxy.state import MemoryStore, Refused, Reservation, Ticket
 from tests.conftest import POLICIES
-from tests.opa_server import opa_server
+from tests.opa_server import Mode, opa_server
 
 EXTENSION = """\
 package regogate.extensions.acme
@@ -32,7 +32,7 @@ deny contains {"rule": "acme.no_friday_push", "message": "No pushes on Fridays"}
 
 
 @pytest.fixture(scope="module")
-def opa_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def opa_url(tmp_path_factory: pytest.TempPathFactory, opa_mode: Mode) -> Iterator[str]:
     base = tmp_path_factory.mktemp("opa")
     dirs = []
     for name in ("python", "github", "stripe", "filesystem"):
@@ -45,7 +45,7 @@ def opa_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (ext / "regogate" / "extensions" / "acme" / "acme.rego").write_text(EXTENSION, encoding="utf-8")
     (ext / ".manifest").write_text('{"roots": ["regogate/extensions/acme"]}', encoding="utf-8")
     bundles = [*dirs, base / "gate", ext]
-    with opa_server([a for d in bundles for a in ("-b", str(d))], mounts=bundles) as server:
+    with opa_server([a for d in bundles for a in ("-b", str(d))], mounts=bundles, mode=opa_mode) as server:
         yield server.url
 
 

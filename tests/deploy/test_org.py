@@ -31,7 +31,7 @@ from tests.deploy.conftest import (
     python_policy,
 )
 from tests.e2e.harness import REGOGATE, STANDIN, gated_session, text
-from tests.opa_server import opa_server
+from tests.opa_server import Mode, opa_server
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +63,12 @@ def tampered(bundle: Bundle) -> Bundle:
 
 
 async def test_signed_bundles_verify_a_tampered_one_is_refused_and_decisions_reach_the_collector(
-    tmp_path: Path, bundle_server: BundleServer, signing_keys: SigningKeys, collector: Collector, opa_bin: str
+    tmp_path: Path,
+    bundle_server: BundleServer,
+    signing_keys: SigningKeys,
+    collector: Collector,
+    opa_bin: str,
+    opa_mode: Mode,
 ) -> None:
     v1 = python_policy(tmp_path)
     first = publish_all(bundle_server, v1, keys=signing_keys, opa_bin=opa_bin)
@@ -73,7 +78,7 @@ async def test_signed_bundles_verify_a_tampered_one_is_refused_and_decisions_rea
     audit = tmp_path / "audit.jsonl"
     env = {"REGOGATE_BUNDLE_SERVER": bundle_server.url, "REGOGATE_LOG_COLLECTOR": collector.url}
     mounts = [DEPLOY / "opa", signing_keys.public.parent]
-    with opa_server(org_opa_args(signing_keys, collector), mounts=mounts, env=env) as opa:
+    with opa_server(org_opa_args(signing_keys, collector), mounts=mounts, env=env, mode=opa_mode) as opa:
         assert opa.revisions() == {name: first[name].revision for name in BUNDLE_NAMES}
         with anyio.fail_after(SESSION_TIMEOUT):
             async with gated_session(v1, STANDIN, "--opa-url", opa.url, "--audit-log", str(audit)) as session:
@@ -109,7 +114,7 @@ async def test_signed_bundles_verify_a_tampered_one_is_refused_and_decisions_rea
 
 
 def test_convert_signing_key_makes_a_bundle_opa_verifies_and_a_tampered_copy_is_refused(
-    tmp_path: Path, signing_keys: SigningKeys, opa_bin: str
+    tmp_path: Path, signing_keys: SigningKeys, opa_bin: str, opa_mode: Mode
 ) -> None:
     signed = tmp_path / "python.tar.gz"
     convert = [REGOGATE, "convert", "-c", str(POLICIES / "python.yaml"), "-o", str(signed), "--opa-bin", opa_bin]
@@ -124,7 +129,7 @@ def test_convert_signing_key_makes_a_bundle_opa_verifies_and_a_tampered_copy_is_
     with tarfile.open(signed) as tar:
         assert ".signatures.json" in tar.getnames()
     verify = ["--bundle", str(signed), "--verification-key", str(signing_keys.public)]
-    with opa_server(verify, mounts=[tmp_path, signing_keys.public.parent]) as opa:
+    with opa_server(verify, mounts=[tmp_path, signing_keys.public.parent], mode=opa_mode) as opa:
         assert opa.revisions()[str(signed)]
     forged = tmp_path / "forged.tar.gz"
     with tarfile.open(signed) as source, tarfile.open(forged, "w:gz") as target:

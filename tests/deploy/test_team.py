@@ -27,7 +27,7 @@ from tests.deploy.conftest import (
     python_policy,
 )
 from tests.e2e.harness import REGOGATE, STANDIN, gated_session, text
-from tests.opa_server import OpaServer, opa_server
+from tests.opa_server import Mode, OpaServer, opa_server
 from tests.proxy.opa_fixtures import free_tcp_port
 
 pytestmark = pytest.mark.anyio
@@ -41,7 +41,7 @@ POLL = 0.1
 
 
 def team_opa(
-    server: BundleServer, *, port: int | None = None, wait_for_bundles: bool = True
+    server: BundleServer, mode: Mode, *, port: int | None = None, wait_for_bundles: bool = True
 ) -> AbstractContextManager[OpaServer]:
     """OPA as docker-compose.yml runs it, polling ``server`` every second."""
     args = compose_opa(["docker-compose.yml"], {}, volumes={"/etc/regogate/opa": DEPLOY / "opa"})
@@ -51,6 +51,7 @@ def team_opa(
         env={"REGOGATE_BUNDLE_SERVER": server.url},
         port=port,
         wait_for_bundles=wait_for_bundles,
+        mode=mode,
     )
 
 
@@ -65,13 +66,13 @@ async def wait_for_event(audit: Path, predicate: Callable[[dict[str, Any]], bool
 
 
 async def test_a_published_revision_changes_decisions_without_a_restart_and_is_reported(
-    tmp_path: Path, bundle_server: BundleServer
+    tmp_path: Path, bundle_server: BundleServer, opa_mode: Mode
 ) -> None:
     v1, v2 = python_policy(tmp_path), python_policy(tmp_path, frozen_black=True)
     first = publish_all(bundle_server, v1)
     second = python_bundle(v2)
     audit = tmp_path / "audit.jsonl"
-    with team_opa(bundle_server) as opa, anyio.fail_after(SESSION_TIMEOUT):
+    with team_opa(bundle_server, opa_mode) as opa, anyio.fail_after(SESSION_TIMEOUT):
         async with gated_session(v1, STANDIN, "--opa-url", opa.url, "--audit-log", str(audit)) as session:
             before = await session.call_tool("black", {"path": "."})
             bundle_server.publish("python", second)
@@ -106,10 +107,12 @@ async def test_a_published_revision_changes_decisions_without_a_restart_and_is_r
     assert bundle_server.statuses("python").count(200) >= 2
 
 
-async def test_regogate_does_not_serve_until_opa_has_its_bundles(tmp_path: Path, bundle_server: BundleServer) -> None:
+async def test_regogate_does_not_serve_until_opa_has_its_bundles(
+    tmp_path: Path, bundle_server: BundleServer, opa_mode: Mode
+) -> None:
     policy = python_policy(tmp_path)
     audit = tmp_path / "audit.jsonl"
-    with team_opa(bundle_server, wait_for_bundles=False) as opa:
+    with team_opa(bundle_server, opa_mode, wait_for_bundles=False) as opa:
         gate = [REGOGATE, "-c", str(policy), "--opa-url", opa.url]
         out = subprocess.run(
             [*gate, "--opa-ready-timeout", "1", "--audit-log", str(audit), "--", *STANDIN],
@@ -142,20 +145,22 @@ def test_an_unreachable_opa_is_named_at_start_up(tmp_path: Path) -> None:
     assert f"OPA at {url} was not ready within 0.5 s: it cannot be reached" in out.stderr
 
 
-async def test_an_opa_that_lost_its_bundles_fails_closed(tmp_path: Path, bundle_server: BundleServer) -> None:
+async def test_an_opa_that_lost_its_bundles_fails_closed(
+    tmp_path: Path, bundle_server: BundleServer, opa_mode: Mode
+) -> None:
     policy = python_policy(tmp_path)
     publish_all(bundle_server, policy)
     audit = tmp_path / "audit.jsonl"
     port = free_tcp_port()
     with ExitStack() as first_opa, anyio.fail_after(SESSION_TIMEOUT):
-        opa = first_opa.enter_context(team_opa(bundle_server, port=port))
+        opa = first_opa.enter_context(team_opa(bundle_server, opa_mode, port=port))
         async with gated_session(policy, STANDIN, "--opa-url", opa.url, "--audit-log", str(audit)) as session:
             allowed = await session.call_tool("black", {"path": "."})
             # OPA restarts while the bundle server is empty: it answers, but has no policy.
             first_opa.close()
             for name in BUNDLE_NAMES:
                 bundle_server.withdraw(name)
-            with team_opa(bundle_server, port=port, wait_for_bundles=False):
+            with team_opa(bundle_server, opa_mode, port=port, wait_for_bundles=False):
                 denied = await session.call_tool("black", {"path": "."})
                 lost = await wait_for_event(audit, lambda e: e["event"] == "bundles" and e["ok"] is False)
     assert not allowed.is_error

@@ -46,11 +46,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-container"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RateLimitStore]:
-    if request.param == "redis":
+    if request.param.startswith("redis"):
         # One Redis serves the whole session, so each test counts under a prefix of its own.
-        opened = open_store(request.getfixturevalue("redis_url"), f"{uuid4().hex}:")
+        server = request.getfixturevalue("redis_container" if request.param == "redis-container" else "redis_local")
+        opened = open_store(server.url, f"{uuid4().hex}:")
     else:
         opened = open_store("memory" if request.param == "memory" else f"sqlite:///{tmp_path}/state.db", "srv")
     yield opened

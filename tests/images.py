@@ -1,0 +1,283 @@
+"""The test images, built on this machine from files already here: no registry is reachable in CI.
+
+``python -m tests.images`` (run by scripts/with-docker.sh) builds each image that is missing or stale;
+an image's ``org.regogate.inputs`` label is the hash of everything that went into it, so a warm cache
+costs one ``inspect`` per image. Every image is ``FROM scratch`` plus the host's own binaries and the
+shared libraries ``ldd`` lists for them:
+
+- ``regogate-test/opa``: the pinned static OPA at ``/opa``, user 1000, entrypoint ``/opa``, command
+  ``run``: the layout of the official ``-static`` image, so docker-compose.yml runs it unchanged;
+- ``regogate-test/redis``: Debian's redis-server and redis-cli, working directory ``/data``;
+- ``regogate-test/nginx``: Debian's nginx with the official image's ``conf.d`` include, for the
+  compose file's bundle server;
+- ``regogate-test/regogate``: Debian's python3.11 and regogate installed from a wheel built from
+  this checkout; entrypoint ``regogate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+
+OPA_VERSION: Final = "1.22.2"
+OPA_IMAGE: Final = f"regogate-test/opa:{OPA_VERSION}-static"
+REDIS_IMAGE: Final = "regogate-test/redis:debian"
+NGINX_IMAGE: Final = "regogate-test/nginx:debian"
+REGOGATE_IMAGE: Final = "regogate-test/regogate:checkout"
+LABEL: Final = "org.regogate.inputs"
+#: A cold build of the largest image (regogate: a wheel and its dependencies) takes well under this.
+BUILD_TIMEOUT: Final = 600
+
+PASSWD: Final = "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:1000:1000:nonroot:/home/nonroot:/sbin/nologin\n"
+GROUP: Final = "root:x:0:\nnonroot:x:1000:\n"
+NGINX_CONF: Final = """\
+user root root;
+worker_processes 1;
+pid /run/nginx.pid;
+error_log /dev/stderr warn;
+events { worker_connections 256; }
+http {
+  types { text/html html; application/json json; application/gzip gz; }
+  default_type application/octet-stream;
+  access_log /dev/stdout;
+  client_body_temp_path /tmp/client_body;
+  proxy_temp_path /tmp/proxy;
+  fastcgi_temp_path /tmp/fastcgi;
+  uwsgi_temp_path /tmp/uwsgi;
+  scgi_temp_path /tmp/scgi;
+  include /etc/nginx/conf.d/*.conf;
+}
+"""
+PYTHON_PATH: Final = "/usr/local/lib/regogate"
+REGOGATE_SCRIPT: Final = (
+    "#!/usr/bin/python3.11\nimport sys\n\nfrom regogate.proxy.cli._main import main\n\nsys.exit(main())\n"
+)
+
+
+@dataclass
+class Rootfs:
+    """What goes into an image: host files (at their own or another path), text files, empty dirs."""
+
+    files: dict[str, Path] = field(default_factory=dict)
+    texts: dict[str, tuple[str, int]] = field(default_factory=dict)
+    dirs: dict[str, int] = field(default_factory=dict)
+
+    def binary(self, path: str, at: str | None = None) -> None:
+        """A host executable and the shared libraries it loads."""
+        self.files[at or path] = Path(path).resolve()
+        for library in shared_libraries(path):
+            self.files.setdefault(library, Path(library).resolve())
+
+    def tree(self, host: Path, at: str) -> None:
+        """A host directory, symlinks followed, caches left out."""
+        for path in sorted(host.rglob("*")):
+            if "__pycache__" in path.parts or not path.is_file():
+                continue
+            self.files[f"{at}/{path.relative_to(host)}"] = path.resolve()
+            if path.suffix == ".so" or ".so." in path.name:
+                for library in shared_libraries(str(path)):
+                    self.files.setdefault(library, Path(library).resolve())
+
+    def digest(self, extra: str) -> str:
+        digest = hashlib.sha256(Path(__file__).read_bytes() + extra.encode())
+        for name in sorted(self.files):
+            digest.update(f"{name}\0{_file_hash(self.files[name])}\0".encode())
+        for name in sorted(self.texts):
+            digest.update(f"{name}\0{self.texts[name]}\0".encode())
+        digest.update(repr(sorted(self.dirs.items())).encode())
+        return digest.hexdigest()
+
+    def write(self, tar: tarfile.TarFile, prefix: str) -> None:
+        parents = {str(Path(name).parent) for name in [*self.files, *self.texts]}
+        for directory in sorted({p for name in parents for p in _ancestors(name)} | set(self.dirs)):
+            info = tarfile.TarInfo(f"{prefix}{directory}")
+            info.type, info.mode = tarfile.DIRTYPE, self.dirs.get(directory, 0o755)
+            tar.addfile(info)
+        for name, host in sorted(self.files.items()):
+            info = tar.gettarinfo(str(host), f"{prefix}{name}")
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            with host.open("rb") as data:
+                tar.addfile(info, data)
+        for name, (text, mode) in sorted(self.texts.items()):
+            body = text.encode()
+            info = tarfile.TarInfo(f"{prefix}{name}")
+            info.size, info.mode = len(body), mode
+            tar.addfile(info, io.BytesIO(body))
+
+
+def _ancestors(directory: str) -> Iterator[str]:
+    path = Path(directory)
+    while str(path) not in ("/", "."):
+        yield str(path)
+        path = path.parent
+
+
+def _file_hash(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_mode:o}"
+
+
+def shared_libraries(binary: str) -> list[str]:
+    """The absolute paths ``ldd`` lists for an ELF file (none for a static one)."""
+    done = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=30, check=False)
+    return re.findall(r"(/\S+) \(0x", done.stdout)
+
+
+def _base(rootfs: Rootfs) -> None:
+    rootfs.texts["/etc/passwd"] = (PASSWD, 0o644)
+    rootfs.texts["/etc/group"] = (GROUP, 0o644)
+    rootfs.dirs["/tmp"] = 0o1777
+    certs = Path("/etc/ssl/certs/ca-certificates.crt")
+    if certs.is_file():
+        rootfs.files[str(certs)] = certs.resolve()
+
+
+def opa_rootfs(opa_binary: str) -> tuple[Rootfs, str]:
+    rootfs = Rootfs()
+    _base(rootfs)
+    rootfs.files["/opa"] = Path(opa_binary).resolve()
+    config = 'USER 1000:1000\nENTRYPOINT ["/opa"]\nCMD ["run"]\n'
+    return rootfs, config
+
+
+def redis_rootfs() -> tuple[Rootfs, str]:
+    rootfs = Rootfs()
+    _base(rootfs)
+    rootfs.binary("/usr/bin/redis-server")
+    rootfs.binary("/usr/bin/redis-cli")
+    rootfs.dirs["/data"] = 0o777
+    config = 'ENV PATH=/usr/local/bin:/usr/bin:/bin\nWORKDIR /data\nCMD ["redis-server"]\n'
+    return rootfs, config
+
+
+def nginx_rootfs() -> tuple[Rootfs, str]:
+    rootfs = Rootfs()
+    _base(rootfs)
+    rootfs.binary("/usr/sbin/nginx")
+    rootfs.texts["/etc/nginx/nginx.conf"] = (NGINX_CONF, 0o644)
+    for directory in ("/etc/nginx/conf.d", "/run", "/var/log/nginx", "/var/lib/nginx", "/usr/share/nginx/html"):
+        rootfs.dirs[directory] = 0o755
+    config = 'ENV PATH=/usr/sbin:/usr/bin\nCMD ["nginx", "-g", "daemon off;"]\n'
+    return rootfs, config
+
+
+def regogate_rootfs(site: Path) -> tuple[Rootfs, str]:
+    rootfs = Rootfs()
+    _base(rootfs)
+    rootfs.binary("/usr/bin/python3.11")
+    rootfs.tree(Path("/usr/lib/python3.11"), "/usr/lib/python3.11")
+    rootfs.tree(site, PYTHON_PATH)
+    rootfs.texts["/usr/local/bin/regogate"] = (REGOGATE_SCRIPT, 0o755)
+    config = (
+        f"ENV PATH=/usr/local/bin:/usr/bin:/bin PYTHONPATH={PYTHON_PATH} PYTHONDONTWRITEBYTECODE=1\n"
+        'ENTRYPOINT ["/usr/local/bin/regogate"]\nCMD ["--help"]\n'
+    )
+    return rootfs, config
+
+
+def _source_digest() -> str:
+    """The hash of what the wheel is built from: the installed packages' folders and pyproject.toml."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for folder in ("core", "proxy", "converters", "rego", "testing"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(f"{path.relative_to(ROOT)}\0".encode() + path.read_bytes())
+    digest.update((ROOT / "pyproject.toml").read_bytes())
+    return digest.hexdigest()
+
+
+def _install_wheel(target: Path) -> None:
+    """Build the wheel from this checkout and install it (and its dependencies) into ``target``."""
+    wheels = target.parent / "wheels"
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)], check=True, timeout=BUILD_TIMEOUT)
+    (wheel,) = wheels.glob("regogate-*.whl")
+    # pip evaluates markers for the host's Python; Debian's 3.11.2 also needs redis-py's async-timeout.
+    subprocess.run(
+        [*pip, "install", "-q", "--no-compile", "--target", str(target), str(wheel), "async-timeout"],
+        check=True,
+        timeout=BUILD_TIMEOUT,
+    )
+
+
+def _label(client: Any, image: str) -> str | None:
+    import docker.errors
+
+    try:
+        labels = client.images.get(image).labels or {}
+    except docker.errors.ImageNotFound:
+        return None
+    value = labels.get(LABEL)
+    return str(value) if value is not None else None
+
+
+def _build(client: Any, image: str, rootfs: Rootfs, config: str, inputs: str) -> None:
+    dockerfile = f"FROM scratch\nCOPY rootfs/ /\n{config}LABEL {LABEL}={inputs}\n".encode()
+    with tempfile.TemporaryFile() as context:
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(dockerfile)
+            tar.addfile(info, io.BytesIO(dockerfile))
+            rootfs.write(tar, "rootfs")
+        context.seek(0)
+        client.images.build(
+            fileobj=context, custom_context=True, tag=image, rm=True, forcerm=True, timeout=BUILD_TIMEOUT
+        )
+
+
+def build_all(client: Any, opa_binary: str) -> list[str]:
+    """Build every stale or missing image; returns the names it built."""
+    built = []
+    plans: list[tuple[str, Callable[[], tuple[Rootfs, str]]]] = [
+        (OPA_IMAGE, lambda: opa_rootfs(opa_binary)),
+        (REDIS_IMAGE, redis_rootfs),
+        (NGINX_IMAGE, nginx_rootfs),
+    ]
+    for image, plan in plans:
+        rootfs, config = plan()
+        inputs = rootfs.digest(config)
+        if _label(client, image) != inputs:
+            _build(client, image, rootfs, config, inputs)
+            built.append(image)
+    source = _source_digest()
+    if _label(client, REGOGATE_IMAGE) != source:
+        with tempfile.TemporaryDirectory(prefix="regogate-image-") as tmp:
+            site = Path(tmp) / "site"
+            _install_wheel(site)
+            rootfs, config = regogate_rootfs(site)
+            _build(client, REGOGATE_IMAGE, rootfs, config, source)
+        built.append(REGOGATE_IMAGE)
+    if built:
+        client.images.prune(filters={"dangling": True})
+    return built
+
+
+def main() -> int:
+    import docker
+
+    from tests.conftest import find_opa_binary
+
+    client = docker.from_env(timeout=BUILD_TIMEOUT)
+    try:
+        built = build_all(client, find_opa_binary())
+    finally:
+        client.close()
+    names = ", ".join(built) if built else "none (all cached)"
+    sys.stderr.write(f"test images built: {names}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
