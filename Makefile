@@ -34,11 +34,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 # mypy cannot follow setuptools' editable import hook, so it reads the
 # source folders through a symlinked `regogate` namespace instead.
-build/dev/regogate/core:
+build/dev/regogate/testing:
 	mkdir -p build/dev/regogate
 	ln -sfn ../../../core build/dev/regogate/core
 	ln -sfn ../../../proxy build/dev/regogate/proxy
 	ln -sfn ../../../converters build/dev/regogate/converters
+	ln -sfn ../../../testing build/dev/regogate/testing
 
 $(OPA): scripts/setup-opa.sh
 	OPA_VERSION=$(OPA_VERSION) scripts/setup-opa.sh >/dev/null
@@ -62,7 +63,7 @@ bundle-server:
 docker-engine:
 	@scripts/setup-docker.sh
 
-setup: $(VENV)/.installed build/dev/regogate/core $(OPA) tests/servers/node_modules/.installed $(SERVERS_VENV)/.installed redis-server bundle-server docker-engine
+setup: $(VENV)/.installed build/dev/regogate/testing $(OPA) tests/servers/node_modules/.installed $(SERVERS_VENV)/.installed redis-server bundle-server docker-engine
 
 # --- the main job -----------------------------------------------------------
 demo: setup
@@ -74,7 +75,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy -p regogate.core -p regogate.proxy -p regogate.converters
+	$(BIN)/mypy -p regogate.core -p regogate.proxy -p regogate.converters -p regogate.testing
 	$(BIN)/mypy tests scripts bench
 
 rego-check: setup

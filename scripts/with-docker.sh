@@ -86,6 +86,8 @@ stop_engine() {
     fi
     sleep 0.2
   done
+  # dockerd leaves its network namespace handle mounted under the exec root.
+  umount "$run/exec/netns/default" 2>/dev/null || true
 }
 
 finish() {
