@@ -11,7 +11,8 @@ shared libraries ``ldd`` lists for them:
 - ``regogate-test/nginx``: Debian's nginx with the official image's ``conf.d`` include, for the
   compose file's bundle server;
 - ``regogate-test/regogate``: Debian's python3.11 and regogate installed from a wheel built from
-  this checkout; entrypoint ``regogate``.
+  this checkout; entrypoint ``regogate``. Its dependencies are a base image of their own
+  (``regogate-test/python:deps``), so a source change rebuilds one small layer.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,8 @@ OPA_IMAGE: Final = f"regogate-test/opa:{OPA_VERSION}-static"
 REDIS_IMAGE: Final = "regogate-test/redis:debian"
 NGINX_IMAGE: Final = "regogate-test/nginx:debian"
 REGOGATE_IMAGE: Final = "regogate-test/regogate:checkout"
+#: Debian's Python with regogate's dependencies: rebuilt only when they change, so a source edit is a small layer.
+PYTHON_IMAGE: Final = "regogate-test/python:deps"
 LABEL: Final = "org.regogate.inputs"
 #: A cold build of the largest image (regogate: a wheel and its dependencies) takes well under this.
 BUILD_TIMEOUT: Final = 600
@@ -173,18 +178,27 @@ def nginx_rootfs() -> tuple[Rootfs, str]:
     return rootfs, config
 
 
-def regogate_rootfs(site: Path) -> tuple[Rootfs, str]:
+def python_rootfs(site: Path) -> tuple[Rootfs, str]:
     rootfs = Rootfs()
     _base(rootfs)
     rootfs.binary("/usr/bin/python3.11")
     rootfs.tree(Path("/usr/lib/python3.11"), "/usr/lib/python3.11")
     rootfs.tree(site, PYTHON_PATH)
-    rootfs.texts["/usr/local/bin/regogate"] = (REGOGATE_SCRIPT, 0o755)
-    config = (
-        f"ENV PATH=/usr/local/bin:/usr/bin:/bin PYTHONPATH={PYTHON_PATH} PYTHONDONTWRITEBYTECODE=1\n"
-        'ENTRYPOINT ["/usr/local/bin/regogate"]\nCMD ["--help"]\n'
-    )
+    config = f"ENV PATH=/usr/local/bin:/usr/bin:/bin PYTHONPATH={PYTHON_PATH} PYTHONDONTWRITEBYTECODE=1\n"
     return rootfs, config
+
+
+def regogate_rootfs(site: Path) -> tuple[Rootfs, str]:
+    rootfs = Rootfs()
+    rootfs.tree(site, PYTHON_PATH)
+    rootfs.texts["/usr/local/bin/regogate"] = (REGOGATE_SCRIPT, 0o755)
+    return rootfs, 'ENTRYPOINT ["/usr/local/bin/regogate"]\nCMD ["--help"]\n'
+
+
+def _dependencies_digest() -> str:
+    """The hash of the recipe and of regogate's declared runtime dependencies."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return hashlib.sha256(Path(__file__).read_bytes() + repr(project["dependencies"]).encode()).hexdigest()
 
 
 def _source_digest() -> str:
@@ -198,18 +212,31 @@ def _source_digest() -> str:
     return digest.hexdigest()
 
 
-def _install_wheel(target: Path) -> None:
-    """Build the wheel from this checkout and install it (and its dependencies) into ``target``."""
-    wheels = target.parent / "wheels"
+def _wheel(out: Path) -> Path:
+    """The wheel built from this checkout."""
     pip = [sys.executable, "-m", "pip"]
-    subprocess.run([*pip, "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)], check=True, timeout=BUILD_TIMEOUT)
-    (wheel,) = wheels.glob("regogate-*.whl")
-    # pip evaluates markers for the host's Python; Debian's 3.11.2 also needs redis-py's async-timeout.
+    subprocess.run([*pip, "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)], check=True, timeout=BUILD_TIMEOUT)
+    (wheel,) = out.glob("regogate-*.whl")
+    return wheel
+
+
+def _pip_install(target: Path, *requirements: str, deps: bool = True) -> None:
+    flags = [] if deps else ["--no-deps"]
     subprocess.run(
-        [*pip, "install", "-q", "--no-compile", "--target", str(target), str(wheel), "async-timeout"],
+        [sys.executable, "-m", "pip", "install", "-q", "--no-compile", *flags, "--target", str(target), *requirements],
         check=True,
         timeout=BUILD_TIMEOUT,
     )
+
+
+def _build_python(client: Any, inputs: str, wheel: Path, tmp: Path) -> None:
+    site = tmp / "deps"
+    # pip evaluates markers for the host's Python; Debian's 3.11.2 also needs redis-py's async-timeout.
+    _pip_install(site, str(wheel), "async-timeout")
+    for installed in [*site.glob("regogate"), *site.glob("regogate-*.dist-info")]:
+        shutil.rmtree(installed)
+    rootfs, config = python_rootfs(site)
+    _build(client, PYTHON_IMAGE, rootfs, config, inputs)
 
 
 def _label(client: Any, image: str) -> str | None:
@@ -223,8 +250,8 @@ def _label(client: Any, image: str) -> str | None:
     return str(value) if value is not None else None
 
 
-def _build(client: Any, image: str, rootfs: Rootfs, config: str, inputs: str) -> None:
-    dockerfile = f"FROM scratch\nCOPY rootfs/ /\n{config}LABEL {LABEL}={inputs}\n".encode()
+def _build(client: Any, image: str, rootfs: Rootfs, config: str, inputs: str, *, base: str = "scratch") -> None:
+    dockerfile = f"FROM {base}\nCOPY rootfs/ /\n{config}LABEL {LABEL}={inputs}\n".encode()
     with tempfile.TemporaryFile() as context:
         with tarfile.open(fileobj=context, mode="w") as tar:
             info = tarfile.TarInfo("Dockerfile")
@@ -251,13 +278,19 @@ def build_all(client: Any, opa_binary: str) -> list[str]:
         if _label(client, image) != inputs:
             _build(client, image, rootfs, config, inputs)
             built.append(image)
-    source = _source_digest()
-    if _label(client, REGOGATE_IMAGE) != source:
-        with tempfile.TemporaryDirectory(prefix="regogate-image-") as tmp:
-            site = Path(tmp) / "site"
-            _install_wheel(site)
-            rootfs, config = regogate_rootfs(site)
-            _build(client, REGOGATE_IMAGE, rootfs, config, source)
+    dependencies = _dependencies_digest()
+    source = hashlib.sha256(f"{dependencies}{_source_digest()}".encode()).hexdigest()
+    stale_base = _label(client, PYTHON_IMAGE) != dependencies
+    if stale_base or _label(client, REGOGATE_IMAGE) != source:
+        with tempfile.TemporaryDirectory(prefix="regogate-image-") as name:
+            tmp = Path(name)
+            wheel = _wheel(tmp / "wheel")
+            if stale_base:
+                _build_python(client, dependencies, wheel, tmp)
+                built.append(PYTHON_IMAGE)
+            _pip_install(tmp / "app", str(wheel), deps=False)
+            rootfs, config = regogate_rootfs(tmp / "app")
+            _build(client, REGOGATE_IMAGE, rootfs, config, source, base=PYTHON_IMAGE)
         built.append(REGOGATE_IMAGE)
     if built:
         client.images.prune(filters={"dangling": True})

@@ -1,8 +1,8 @@
 """docker-compose.yml, its organisation override and the host example, checked by a real compose parser.
 
-There is no Docker engine in CI: ``docker-compose config`` parses, validates against the compose
-schema and interpolates without one. The OPA arguments it resolves are the ones test_team and
-test_org run.
+``docker-compose config`` parses, validates against the compose schema and interpolates without an
+engine. The OPA arguments it resolves are the ones test_team and test_org run; test_compose_up
+brings the file up for real.
 """
 
 from __future__ import annotations
