@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
-
 __all__ = ["ContainerUnavailable", "OpaContainer", "RedisContainer", "docker_client", "ensure_image"]
 
 DEFAULT_OPA_IMAGE: Final = "openpolicyagent/opa:1.22.2-static"
@@ -133,6 +131,8 @@ class OpaContainer:
         opa = cls(url=url, image=image, _container=container)
 
         def ready() -> bool:
+            import httpx
+
             with suppress(httpx.TransportError):
                 return httpx.get(f"{url}/health?bundles", timeout=2.0).status_code == 200
             return False

@@ -11,7 +11,7 @@ shared libraries ``ldd`` lists for them:
 - ``regogate-test/nginx``: Debian's nginx with the official image's ``conf.d`` include, for the
   compose file's bundle server;
 - ``regogate-test/regogate``: Debian's python3.11 and regogate installed from a wheel built from
-  this checkout; entrypoint ``regogate``. Its dependencies are a base image of their own
+  this checkout, plus the MCP SDK for the stand-in server a test runs beside it; entrypoint ``regogate``. Its dependencies are a base image of their own
   (``regogate-test/python:deps``), so a source change rebuilds one small layer.
 """
 
@@ -198,7 +198,8 @@ def regogate_rootfs(site: Path) -> tuple[Rootfs, str]:
 def _dependencies_digest() -> str:
     """The hash of the recipe and of regogate's declared runtime dependencies."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return hashlib.sha256(Path(__file__).read_bytes() + repr(project["dependencies"]).encode()).hexdigest()
+    requirements = [*project["dependencies"], *_test_server_requirements()]
+    return hashlib.sha256(Path(__file__).read_bytes() + repr(requirements).encode()).hexdigest()
 
 
 def _source_digest() -> str:
@@ -229,10 +230,16 @@ def _pip_install(target: Path, *requirements: str, deps: bool = True) -> None:
     )
 
 
+def _test_server_requirements() -> list[str]:
+    """The MCP SDK, as the dev extra pins it: the stand-in server runs beside regogate in the image."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return [r for r in project["optional-dependencies"]["dev"] if r.startswith("mcp")]
+
+
 def _build_python(client: Any, inputs: str, wheel: Path, tmp: Path) -> None:
     site = tmp / "deps"
     # pip evaluates markers for the host's Python; Debian's 3.11.2 also needs redis-py's async-timeout.
-    _pip_install(site, str(wheel), "async-timeout")
+    _pip_install(site, str(wheel), "async-timeout", *_test_server_requirements())
     for installed in [*site.glob("regogate"), *site.glob("regogate-*.dist-info")]:
         shutil.rmtree(installed)
     rootfs, config = python_rootfs(site)

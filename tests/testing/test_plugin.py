@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -58,3 +60,11 @@ def test_an_image_that_cannot_be_pulled_is_skipped_with_one_line_saying_why(
     result.assert_outcomes(skipped=1)
     [line] = [line for line in result.outlines if line.startswith("SKIPPED")]
     assert f"image {missing} is missing and cannot be pulled" in line
+
+
+def test_loading_the_plugin_imports_no_test_dependency() -> None:
+    # pytest loads it wherever regogate is installed, with or without the [testing] extra.
+    probe = "import sys, regogate.testing._plugin; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(done.stdout.strip().strip("[]").replace("'", "").split(", "))
+    assert not loaded & {"mcp", "httpx", "testcontainers", "docker", "redis"}
