@@ -2,7 +2,8 @@
 
 Load it as a pytest plugin (``pytest_plugins = ["tests.redis_server"]``) for the session-scoped
 ``redis_server`` and ``redis_url`` fixtures: each test that takes them runs on both paths
-(``REGOGATE_TEST_REDIS=local`` or ``container`` keeps one). Both give a URL on a fixed loopback
+(``REGOGATE_TEST_REDIS=local`` or ``container`` keeps one); ``request.getfixturevalue`` gets the
+local one (or ask for ``redis_local`` / ``redis_container`` by name). Both give a URL on a fixed loopback
 port, without persistence, and both can be taken down and brought back on that port
 (``RedisServer.outage``). The container (``regogate-test/redis``, tests/images.py) uses the host's
 network. A missing local Redis is a failure, never a skip: run ``scripts/setup-redis.sh``.
@@ -198,10 +199,17 @@ def redis_container() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(scope="session", params=MODES)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``redis_server`` (or ``redis_url``) runs on the local and the container Redis."""
+    if "redis_server" in metafunc.fixturenames:
+        metafunc.parametrize("redis_server", MODES, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def redis_server(request: pytest.FixtureRequest) -> RedisServer:
-    """Each test that takes it runs on the local and on the container Redis."""
-    server: RedisServer = request.getfixturevalue(f"redis_{request.param}")
+    """The session's Redis, as the test's parameter says; the local one when looked up by name at run time."""
+    mode = getattr(request, "param", "local")
+    server: RedisServer = request.getfixturevalue(f"redis_{mode}")
     return server
 
 
