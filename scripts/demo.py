@@ -1,22 +1,25 @@
-"""`make demo`: a scripted MCP client session through regogate, printed as a table of decisions.
+"""`make demo`: scripted MCP client sessions through regogate, printed as tables of decisions.
 
-Two sessions, each through the real `regogate` command with its embedded OPA:
-the published filesystem server under policies/filesystem.yaml, and the seed policy
-(policies/python.yaml) in front of our stand-in for the Python MCP server.
+Sessions through the real `regogate` command with its embedded OPA: the published filesystem
+server under policies/filesystem.yaml; the seed policy (policies/python.yaml) in front of our
+stand-in for the Python MCP server; and human approval (policies/python-approval.yaml): a client
+whose user answers approval forms (one yes, one no), and a client without elicitation whose call
+a person approves out of band with `regogate approvals approve`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from mcp import StdioServerParameters
-from mcp.client.session import ClientSession
+from mcp import StdioServerParameters, types
+from mcp.client.session import ClientRequestContext, ClientSession
 from mcp.client.stdio import stdio_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +119,50 @@ def table(title: str, results: list[tuple[Call, bool, str]], audit: Path) -> str
     return "\n".join(lines)
 
 
+async def approval_demo(audit: Path, state: str) -> str:
+    """Human approval: answered in the client (yes for conda, no for poetry), then out of band by the CLI."""
+    policy = ROOT / "policies" / "python-approval.yaml"
+    standin = [sys.executable, str(ROOT / "tests" / "servers" / "python_standin.py")]
+    flags = ["-c", str(policy), "--state", state, "--audit-log", str(audit), "--", *standin]
+    params = StdioServerParameters(command=REGOGATE, args=flags, env=dict(os.environ))
+    lines = ["== Human approval, policies/python-approval.yaml", ""]
+
+    async def person(
+        context: ClientRequestContext, request: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        approve = "'conda'" in request.message
+        lines.append(f"  the client shows a form; the user answers {'yes' if approve else 'no'}:")
+        lines.extend("    | " + line for line in request.message.splitlines()[:3])
+        return types.ElicitResult(action="accept", content={"approve": approve, "reason": "demo"})
+
+    def show(call: str, result: types.CallToolResult) -> None:
+        first = result.content[0] if result.content else None
+        said = str(getattr(first, "text", "")).removeprefix("[POLICY DENIED] ")
+        lines.append(f"  {call}: {'DENIED' if result.is_error else 'ran'}: {said[:150]}")
+
+    with anyio.fail_after(SESSION_TIMEOUT):
+        async with stdio_client(params) as (read, write), ClientSession(read, write, elicitation_callback=person) as s:
+            await s.initialize()
+            show("conda remove numpy", await s.call_tool("conda", {"command": "remove numpy"}))
+            show("poetry remove requests", await s.call_tool("poetry", {"command": "remove requests"}))
+        lines += ["", "  a client without elicitation (a headless agent):"]
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            asked = await session.call_tool("conda", {"command": "env remove -n old"})
+            show("conda env remove -n old", asked)
+            text = str(getattr(asked.content[0], "text", ""))
+            approval_id = text.split("Approval ", 1)[1].split(" ", 1)[0]
+            command = [REGOGATE, "approvals", "approve", approval_id, "--state", state, "--reason", "demo"]
+            answer = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
+            lines.append(f"  $ regogate approvals approve {approval_id} --state … : {answer.stdout.strip()[:90]}")
+            show("the same call again", await session.call_tool("conda", {"command": "env remove -n old"}))
+            show("and once more", await session.call_tool("conda", {"command": "env remove -n old"}))
+    events = [json.loads(line) for line in audit.read_text(encoding="utf-8").splitlines()]
+    joined = sum(1 for e in events if e["event"] == "approval")
+    lines += ["", f"audit log: {audit} ({joined} approval events, joined to decisions by approval id)", ""]
+    return "\n".join(lines)
+
+
 async def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="regogate-demo-files-"))
@@ -130,6 +177,10 @@ async def main() -> int:
     py_results = await run_session(ROOT / "policies" / "python.yaml", standin, python_calls(), py_audit)
     sys.stdout.write(table("filesystem server, policies/filesystem.yaml", fs_results, fs_audit) + "\n")
     sys.stdout.write(table("Python MCP server stand-in, seed policy policies/python.yaml", py_results, py_audit) + "\n")
+    approval_audit = OUT / "approval-audit.jsonl"
+    approval_audit.unlink(missing_ok=True)
+    state = f"sqlite:///{tempfile.mkdtemp(prefix='regogate-demo-state-')}/state.db"
+    sys.stdout.write(await approval_demo(approval_audit, state) + "\n")
     on_disk = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     sys.stdout.write(f"files the filesystem server actually wrote in {root}: {', '.join(on_disk) or 'none'}\n")
     return 0
