@@ -128,11 +128,11 @@ async def approval_demo(audit: Path, state: str) -> str:
     lines = ["== Human approval, policies/python-approval.yaml", ""]
 
     async def person(
-        context: ClientRequestContext, request: types.ElicitRequestParams
+        context: ClientRequestContext, params: types.ElicitRequestParams
     ) -> types.ElicitResult | types.ErrorData:
-        approve = "'conda'" in request.message
+        approve = "'conda'" in params.message
         lines.append(f"  the client shows a form; the user answers {'yes' if approve else 'no'}:")
-        lines.extend("    | " + line for line in request.message.splitlines()[:3])
+        lines.extend("    | " + line for line in params.message.splitlines()[:3])
         return types.ElicitResult(action="accept", content={"approve": approve, "reason": "demo"})
 
     def show(call: str, result: types.CallToolResult) -> None:
