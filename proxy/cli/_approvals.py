@@ -14,6 +14,7 @@ import anyio
 
 from regogate.core import ConfigError, StateError
 from regogate.proxy.approval import Approval, ApprovalError, ApprovalStore, MemoryApprovalStore, open_approval_store
+from regogate.proxy.cli._state_flags import add_state_flags
 from regogate.proxy.cli._usage import EXIT_USAGE, UsageParser
 
 __all__ = ["main"]
@@ -27,16 +28,6 @@ examples:
   regogate approvals approve apr-3k2q7x6bq4mfa5vd --reason "checked the branch"
   regogate approvals deny apr-3k2q7x6bq4mfa5vd --state redis://127.0.0.1:6379/0
 """
-
-
-def _store_flags(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--state",
-        metavar="STORE",
-        required=True,
-        help="the store the gated regogate uses: sqlite:///path/state.db or redis://host:port/db",
-    )
-    command.add_argument("--state-prefix", default="", metavar="PREFIX", help="as given to `regogate run`")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         answer.add_argument("--reason", metavar="TEXT", help="recorded with the answer (and given to OPA)")
         answer.add_argument("--by", metavar="NAME", help="who answers (default: your user name)")
     for command in (listing, show, *(actions.choices[n] for n in ("approve", "deny"))):
-        _store_flags(command)
+        add_state_flags(command)
     return parser
 
 
@@ -93,7 +84,9 @@ async def _act(args: argparse.Namespace) -> int:
     spec = args.state
     store: ApprovalStore = open_approval_store(spec, args.state_prefix)
     if isinstance(store, MemoryApprovalStore):
-        raise ConfigError("approvals kept in memory belong to one regogate process; name its --state file or Redis")
+        raise ConfigError(
+            "approvals kept in memory belong to one regogate process; name the --state file or Redis it uses"
+        )
     now = time.time()
     try:
         if args.action == "list":
