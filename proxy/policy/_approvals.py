@@ -162,7 +162,7 @@ class ApprovalDesk:
             )
         except Exception as exc:  # answered meanwhile out of band, or lapsed: the store's record wins
             log.info("approval %s not answered in band: %s", asked.id, exc)
-            return await self._after_race(call, asked, decision_id)
+            return await self._after_race(call, asked, decision_id, how)
         self._record("approved" if approve else "denied", answered, decision_id, how=how)
         if not approve:
             return Withheld(f"{asked.message}. The user {how}; the call was not run.", asked.id)
@@ -172,12 +172,13 @@ class ApprovalDesk:
         self._record("used", used, decision_id)
         return Granted(used, _input_document(used))
 
-    async def _after_race(self, call: CallContext, asked: Approval, decision_id: str) -> Granted | Withheld:
+    async def _after_race(self, call: CallContext, asked: Approval, decision_id: str, how: str) -> Granted | Withheld:
         used = await self._store.consume(self._server_id, call.tool_name, asked.digest, self._clock.now())
         if used is not None:
             self._record("used", used, decision_id)
             return Granted(used, _input_document(used))
-        return Withheld(f"{asked.message}. No approval was given.", asked.id)
+        self._record("lapsed", asked, decision_id, how=how)
+        return Withheld(f"{asked.message}. The user {how}; no approval was given, the call was not run.", asked.id)
 
     def _form_message(self, call: CallContext, asked: Approval) -> str:
         shown = asked.preview

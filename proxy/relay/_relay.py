@@ -16,13 +16,15 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import anyio
 import anyio.abc
 
+from regogate.proxy.relay._asking import ClientAsker
 from regogate.proxy.relay._codec import BadLine, decode, encode
 from regogate.proxy.relay._framing import MAX_LINE_BYTES, LineReader, LineWriter, Oversize, PeerClosed, sniff_id
-from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
+from regogate.proxy.relay._gateway import CallContext, Elicit, Gateway, Verdict
 from regogate.proxy.relay._ledger import Cancel, Ledger, Phase, Refusal, Request
 from regogate.proxy.relay._session import Session, call_problem
 from regogate.proxy.relay._tools import ToolCatalog
@@ -84,6 +86,7 @@ class Relay:
         self._decision_timeout = decision_timeout
         self._session = Session()
         self._ledger = Ledger()
+        self._asker = ClientAsker(self._to_client)
         self._tools = ToolCatalog(self._to_upstream, self._ledger)
         self._decision_slots = anyio.Semaphore(MAX_PENDING_DECISIONS, fast_acquire=True)
         self._idle = anyio.Event()
@@ -173,9 +176,12 @@ class Relay:
             await self._to_client(error_line(request_id, bad.code, bad.reason))
 
     async def _client_response(self, message: dict[str, object], wire: bytes) -> None:
-        """The client's answer to a server request: passed on if it is one, else dropped."""
+        """The client's answer to a server request (passed on), or to regogate's own (kept); else dropped."""
         if "id" not in message or ("result" in message) == ("error" in message):
             logger.warning("dropped a client message that is neither a request nor a response")
+            return
+        if self._asker.claims(message["id"]):  # regogate asked: never upstream, however late or forged
+            self._asker.deliver(message)
             return
         await self._to_upstream(wire)
 
@@ -249,7 +255,7 @@ class Relay:
                     tool=tool,
                     meta=meta,
                 )
-                verdict = await self._check(call)
+                verdict = await self._check(call, request if self._session.can_elicit(version) else None)
         finally:
             self._decision_slots.release()
         await self._deliver(request, verdict, version, wire)
@@ -283,13 +289,31 @@ class Relay:
             await self._settle(verdict, False)
             await self._to_client(error_line(request.request_id, UPSTREAM_GONE, "upstream server is gone"))
 
-    async def _check(self, call: CallContext) -> Verdict:
+    async def _check(self, call: CallContext, askable: Request | None = None) -> Verdict:
+        """Ask the gateway; ``askable`` is the call's request when its user may be asked (elicitation)."""
         try:
-            with anyio.fail_after(self._decision_timeout):
+            with anyio.fail_after(self._decision_timeout) as scope:
+                if askable is not None:
+                    call = replace(call, elicit=self._elicitor(askable, call.meta, scope))
                 return await self._gateway.check_call(call)
         except Exception as exc:  # boundary: a gateway fault is a denial, never a forward
             logger.error("gateway failed on %r: %r; denying", call.tool_name, exc)
             return Verdict(False, "policy decision failed", "regogate/gateway_error", uuid.uuid4().hex)
+
+    def _elicitor(self, request: Request, meta: dict[str, object], scope: anyio.CancelScope) -> Elicit:
+        """How the gateway asks this call's user: the decision's deadline waits for the person."""
+
+        async def elicit(params: dict[str, object], wait: float) -> dict[str, object] | None:
+            scope.deadline = max(scope.deadline, anyio.current_time() + wait + self._decision_timeout)
+            return await self._asker.ask(
+                "elicitation/create",
+                params,
+                wait,
+                progress_token=meta.get("progressToken"),
+                withdrawn=lambda: request.phase is Phase.WITHDRAWN,
+            )
+
+        return elicit
 
     async def _settle(self, verdict: Verdict, succeeded: bool) -> None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from regogate.proxy.relay._wire import PROTOCOL_VERSION_META_KEY
+from regogate.proxy.relay._wire import PROTOCOL_VERSION_META_KEY, is_modern
 
 
 @dataclass
@@ -15,6 +15,8 @@ class Session:
     client_info: dict[str, object] = field(default_factory=dict)
     initialize_answered: bool = False
     initialized_sent: bool = False
+    form_elicitation: bool = False
+    """The client declared the ``elicitation`` capability with form mode (an empty object means form)."""
 
     @property
     def handshake_done(self) -> bool:
@@ -25,6 +27,19 @@ class Session:
         params = message.get("params")
         info = params.get("clientInfo") if isinstance(params, dict) else None
         self.client_info = info if isinstance(info, dict) else {}
+        capabilities = params.get("capabilities") if isinstance(params, dict) else None
+        elicitation = capabilities.get("elicitation") if isinstance(capabilities, dict) else None
+        self.form_elicitation = isinstance(elicitation, dict) and (
+            "form" in elicitation or not ({"form", "url"} & elicitation.keys())
+        )
+
+    def can_elicit(self, version: object) -> bool:
+        """Whether regogate may send this call's client an ``elicitation/create`` request.
+
+        Not in the 2026-07-28 era, which has no server-to-client requests on stdio (its input-required
+        results are not used yet): there, approvals go out of band.
+        """
+        return self.form_elicitation and not is_modern(version)
 
     def initialize_answer(self, message: dict[str, object]) -> None:
         """The server answered ``initialize``: remember the negotiated version."""

@@ -81,7 +81,7 @@ class Pipes:
         assert isinstance(line, bytes)
         return line
 
-    async def handshake(self, version: str = "2025-11-25") -> None:
+    async def handshake(self, version: str = "2025-11-25", capabilities: Message | None = None) -> None:
         """Pass initialize and notifications/initialized through, as a real pair would."""
         await self.from_client(
             {
@@ -90,7 +90,7 @@ class Pipes:
                 "method": "initialize",
                 "params": {
                     "protocolVersion": version,
-                    "capabilities": {},
+                    "capabilities": capabilities or {},
                     "clientInfo": {"name": "pytest", "version": "1"},
                 },
             }
