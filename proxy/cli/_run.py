@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import shlex
 import shutil
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -34,6 +32,7 @@ from regogate.core import (
 from regogate.proxy.approval import open_approval_store
 from regogate.proxy.cli._reload import PolicySource, watch_policy
 from regogate.proxy.cli._run_config import RunConfig, parse_args
+from regogate.proxy.lifecycle import private_dir, start_watchdog, sweep_stale_dirs
 from regogate.proxy.policy import (
     EmbeddedOpa,
     GateSettings,
@@ -133,8 +132,7 @@ def _open_audit(config: RunConfig, server_id: str, clock: Clock) -> RevisionAudi
 async def serve(config: RunConfig) -> int:
     """Run the proxy until the client or the upstream ends; returns the exit status."""
     clock = SystemClock()
-    workdir = Path(tempfile.mkdtemp(prefix="regogate-"))
-    os.chmod(workdir, 0o700)
+    workdir = private_dir("run")
     audit: RevisionAudit | None = None
     decision_log: IO[str] | None = None
     try:
@@ -215,6 +213,9 @@ async def serve(config: RunConfig) -> int:
 def main(argv: Sequence[str]) -> int:
     """Entry point of ``regogate run``."""
     config = parse_args(argv)
+    # Before any child exists: whatever ends regogate, its whole process tree goes with it.
+    sweep_stale_dirs()
+    start_watchdog()
     try:
         return anyio.run(serve, config, backend_options={"use_uvloop": UVLOOP})
     except PolicySourceError as exc:

@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, suppress
@@ -34,6 +33,7 @@ import anyio
 import anyio.abc
 
 from regogate.core import ConfigError
+from regogate.proxy.lifecycle import private_dir
 from regogate.proxy.policy._opa_client import DEFAULT_TIMEOUT, OpaClient
 from regogate.proxy.policy._opa_install import how_to_get_opa
 
@@ -324,8 +324,7 @@ class EmbeddedOpa:
 
     async def _start(self, bundle_dirs: Sequence[str]) -> _Child:
         assert self._task_group is not None
-        directory = tempfile.mkdtemp(prefix="regogate-opa-")
-        os.chmod(directory, 0o700)
+        directory = str(private_dir("opa"))
         argv = self._argv(os.path.join(directory, SOCKET_NAME), bundle_dirs)
         started = anyio.current_time()
         try:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import anyio
 
 from regogate.core import ConfigError
+from regogate.proxy.lifecycle import group_alive
 from regogate.proxy.relay._framing import LineReader, LineWriter
 
 logger = logging.getLogger(__name__)
@@ -124,13 +125,8 @@ class Upstream:
             logger.warning("cannot signal upstream group %d", self.pid)
 
     def _group_alive(self) -> bool:
-        try:
-            os.killpg(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return False
-        return True
+        # Zombies do not count: an orphaned member waits on init to reap it, and init may be slow.
+        return group_alive(self.pid)
 
     async def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the server to exit; True if it did."""

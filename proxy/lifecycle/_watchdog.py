@@ -1,0 +1,172 @@
+"""Processes die together: a watchdog that takes regogate's whole process tree down when regogate dies.
+
+``start_watchdog`` runs once, before any child exists. It puts a random session token in regogate's
+environment (``REGOGATE_SESSION``), which every process regogate starts inherits, and so do their
+children (``npx`` -> ``node``, ``bash -c 'helper & exec server'``), whatever process group or
+session they move to. It then forks a small watchdog in a session of its own that holds only the
+read end of a pipe; regogate holds the write end. When regogate ends, however it ends (SIGKILL
+included), the kernel closes the pipe; the watchdog sees end-of-file, SIGKILLs every process whose
+initial environment carries the token (read from ``/proc/<pid>/environ``) until none is left, removes
+stale private directories, and exits.
+
+Direct children also get ``PR_SET_PDEATHSIG`` (``death_signal_hook``), so they go at once.
+
+Limits: Linux only (``/proc``); a descendant that execs with an emptied environment (``env -i``)
+carries no token and escapes the sweep; a process of another user cannot be signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Final
+
+from regogate.proxy.lifecycle._private_dir import sweep_stale_dirs
+
+__all__ = ["SESSION_ENV", "death_signal_hook", "group_alive", "kill_session", "session_processes", "start_watchdog"]
+
+SESSION_ENV: Final = "REGOGATE_SESSION"
+#: How long the watchdog keeps sweeping after regogate died; forks racing the sweep are caught within it.
+SWEEP_BUDGET: Final = 1.5
+#: Pause between sweeps, so processes being killed can leave /proc.
+SWEEP_INTERVAL: Final = 0.02
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def death_signal_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the kernel SIGKILL the child when regogate dies (Linux), else ``None``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # regogate died between fork and prctl
+            os._exit(1)
+
+    return hook
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` has a member that is not a zombie (zombies wait on a parent to reap them)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                raw = handle.read()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] != b"Z":
+            return True
+    return False
+
+
+def session_processes(token: str, *, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Pids of live processes whose initial environment carries ``REGOGATE_SESSION=<token>``."""
+    needle = f"{SESSION_ENV}={token}".encode()
+    found: list[int] = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if pid in exclude:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:  # gone, or another user's
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(pid)
+    return found
+
+
+def kill_session(token: str, *, budget: float = SWEEP_BUDGET, exclude: frozenset[int] = frozenset()) -> int:
+    """SIGKILL every process of the session until none is left or ``budget`` seconds pass; return how many."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + budget
+    while True:
+        pids = session_processes(token, exclude=exclude | {os.getpid()})
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        if not pids or time.monotonic() >= deadline:
+            return len(killed)
+        time.sleep(SWEEP_INTERVAL)
+
+
+def _watch(read_fd: int, token: str) -> None:
+    """The watchdog's whole life: wait for end-of-file, then kill the session and sweep."""
+    while True:
+        try:
+            if not os.read(read_fd, 4096):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    kill_session(token)
+    sweep_stale_dirs()
+
+
+def start_watchdog() -> str:
+    """Tag regogate's environment with a new session token and fork the watchdog; return the token.
+
+    Call once, before any thread or child process exists. Where there is no ``/proc`` or ``fork``,
+    only the token is set (children still get ``death_signal_hook``).
+    """
+    token = secrets.token_hex(16)
+    os.environ[SESSION_ENV] = token
+    if not (sys.platform.startswith("linux") and os.path.isdir("/proc")):
+        return token
+    read_fd, write_fd = os.pipe()  # not inheritable: no child regogate spawns holds the write end
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return token
+    if pid == 0:  # the watchdog
+        code = 0
+        try:
+            os.setsid()  # a signal to regogate's process group does not reach the watchdog
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_IGN)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)  # never hold the client's pipes open
+            os.closerange(3, read_fd)
+            os.closerange(read_fd + 1, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024)
+            _watch(read_fd, token)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(read_fd)
+    # ``write_fd`` is never written to and never closed here: the kernel closes it when regogate ends.
+    return token
