@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from regogate.converters import Policy
-from regogate.core import WILDCARD, Clock, DecisionError, RegogateError, StateError
+from regogate.core import WILDCARD, Clock, ConfigError, DecisionError, RegogateError, StateError
 from regogate.proxy.policy._approvals import ApprovalDesk, Withheld
 from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._decision import CallInput, ListedTool, ListInput, parse_decision
@@ -37,12 +37,23 @@ def counter_reads(policy: Policy | None) -> dict[str, tuple[CounterRead, ...]]:
     """For each tool (``*`` for every call), the counters its conditions read, with their windows."""
     if policy is None:  # hand-written Rego: the proxy knows no counters to read
         return {}
-    windows = {(r.scope, r.counter.name): r.counter.window for r in policy.rules if r.counter is not None}
+    windows: dict[tuple[str, str], Window] = {}
+    for r in policy.rules:
+        if r.counter is not None:
+            windows[(r.scope, r.counter.name)] = r.counter.window
+        if r.rate_limit is not None:  # the ``rate_limit: N/window`` shorthand counts ``_rate_<window>``
+            windows[(r.scope, f"_rate_{r.rate_limit.window}")] = r.rate_limit.window
     reads: dict[str, set[tuple[str, str]]] = {}
     for rule in policy.rules:
         own = (rule.scope, rule.counter.name) if rule.counter is not None else None
         for condition in rule.conditions:
             if condition.counter is not None and condition.counter != own:
+                if condition.counter not in windows:
+                    scope, counter = condition.counter
+                    raise ConfigError(
+                        f"{policy.source}: tools.{rule.tool}: a condition reads counter {scope}.{counter}, "
+                        "which no rule counts; declare it with a counter or rate_limit rule"
+                    )
                 reads.setdefault(rule.tool, set()).add(condition.counter)
     return {
         tool: tuple(CounterRead(scope, counter, windows[(scope, counter)]) for scope, counter in sorted(refs))
