@@ -94,7 +94,7 @@ def policies(draw: st.DrawFn) -> dict[str, Any]:
                 }
             else:
                 conditions = draw(st.lists(argument_condition(), min_size=1, max_size=2))
-                if counters and draw(st.booleans()):  # a condition on another rule's counter
+                if draw(st.booleans()) and counters:  # a condition on another rule's counter
                     conditions.append({"path": draw(st.sampled_from(counters)), "op": "lt", "value": 3})
                 rule = {"action": "evaluate", "conditions": conditions}
             rules.append(rule)
@@ -103,7 +103,7 @@ def policies(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         document["default"] = draw(st.sampled_from(["allow", "deny"]))
     listed = [t for t in tools if t != "*"]
-    if listed and draw(st.booleans()):
+    if draw(st.booleans()) and listed:
         document["hide"] = draw(st.lists(st.sampled_from(listed), max_size=2, unique=True))
     return document
 
