@@ -23,13 +23,13 @@ from regogate.converters import mask_bundle, write_bundle
 from regogate.core import (
     Clock,
     ConfigError,
-    PolicySourceError,
     RegogateError,
     StateError,
     SystemClock,
     audit_log_path,
 )
 from regogate.proxy.approval import open_approval_store
+from regogate.proxy.cli._failures import report_failure
 from regogate.proxy.cli._reload import PolicySource, watch_policy
 from regogate.proxy.cli._run_config import RunConfig, parse_args
 from regogate.proxy.lifecycle import private_dir, start_watchdog, sweep_stale_dirs
@@ -213,14 +213,12 @@ async def serve(config: RunConfig) -> int:
 def main(argv: Sequence[str]) -> int:
     """Entry point of ``regogate run``."""
     config = parse_args(argv)
-    # Before any child exists: whatever ends regogate, its whole process tree goes with it.
-    sweep_stale_dirs()
-    start_watchdog()
     try:
+        # Before any child exists: whatever ends regogate, its whole process tree goes with it.
+        sweep_stale_dirs()
+        start_watchdog()
         return anyio.run(serve, config, backend_options={"use_uvloop": UVLOOP})
-    except PolicySourceError as exc:
-        sys.stderr.write(f"{exc}\nregogate: the policy is not valid; nothing was started\n")
-        return EXIT_CONFIG
-    except RegogateError as exc:
-        sys.stderr.write(f"regogate: {exc}\n")
-        return EXIT_CONFIG
+    except Exception as exc:  # the top-level boundary: one line saying what failed, never a traceback
+        return report_failure(exc, debug=config.debug)
+    except KeyboardInterrupt as exc:
+        return report_failure(exc, debug=config.debug)

@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TEXT",
         help=f"prefix of denial texts (default: {DEFAULT_DENY_PREFIX!r})",
     )
+    p.add_argument("--debug", action="store_true", help="on a failure, also print its traceback (for a bug report)")
     p.add_argument("upstream", nargs=argparse.REMAINDER, help="the MCP server command, after --")
     return p
 
@@ -185,6 +186,7 @@ class RunConfig:
     log_args: LogArgs
     deny_prefix: str
     upstream: tuple[str, ...]
+    debug: bool = False
 
 
 def parse_args(argv: Sequence[str]) -> RunConfig:
@@ -235,4 +237,5 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
         log_args=cast(LogArgs, args.log_args),
         deny_prefix=args.deny_prefix,
         upstream=tuple(upstream),
+        debug=args.debug,
     )

@@ -363,5 +363,6 @@ class EmbeddedOpa:
         with anyio.move_on_after(OUTPUT_DRAIN_TIMEOUT):
             await child.output_done.wait()
         raise ConfigError(
-            f"OPA exited with status {child.process.returncode} before it was ready; its output:\n{child.output_tail()}"
+            f"OPA ({self.opa_bin}) exited with status {child.process.returncode} before it was ready; "
+            f"check --opa-bin and the policy bundles; its output:\n{child.output_tail()}"
         )

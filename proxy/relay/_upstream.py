@@ -104,7 +104,9 @@ class Upstream:
         except OSError as exc:
             for fd in (child_in, to_child, from_child, child_out):
                 os.close(fd)
-            raise ConfigError(f"cannot start upstream {argv[0]!r}: {exc.strerror or exc}") from exc
+            raise ConfigError(
+                f"cannot start the MCP server {argv[0]!r}: {exc.strerror or exc}; check the command after --"
+            ) from exc
         os.close(child_in)
         os.close(child_out)
         logger.info("upstream started: pid %d", popen.pid)

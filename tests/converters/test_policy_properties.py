@@ -71,7 +71,10 @@ def policies(draw: st.DrawFn) -> dict[str, Any]:
             kind = draw(st.sampled_from(["deny", "rate_limit", "counter", "conditions"]))
             rule: dict[str, Any]
             if kind == "deny":
-                rule = {"action": "deny", "on_deny": draw(st.from_regex(r"[A-Za-z][A-Za-z .,!-]{0,19}", fullmatch=True))}
+                rule = {
+                    "action": "deny",
+                    "on_deny": draw(st.from_regex(r"[A-Za-z][A-Za-z .,!-]{0,19}", fullmatch=True)),
+                }
             elif kind == "rate_limit":
                 window = draw(WINDOWS)
                 if (scope, f"_rate_{window}") in declared:

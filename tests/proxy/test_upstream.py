@@ -130,7 +130,7 @@ async def test_the_server_gets_the_full_environment(
 
 
 async def test_a_server_that_cannot_start_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot start upstream"):
+    with pytest.raises(ConfigError, match="cannot start the MCP server"):
         Upstream.spawn([str(tmp_path / "no-such-server")])
 
 
