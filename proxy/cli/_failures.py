@@ -60,7 +60,7 @@ def report_failure(exc: BaseException, *, debug: bool = False) -> int:
     if all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
         sys.stderr.write("regogate: interrupted\n")
         return EXIT_INTERRUPTED
-    expected = [leaf for leaf in leaves if isinstance(leaf, RegogateError | OSError)]
+    expected: list[BaseException] = [leaf for leaf in leaves if isinstance(leaf, RegogateError | OSError)]
     shown = expected or [leaf for leaf in leaves if not isinstance(leaf, KeyboardInterrupt)]
     seen: set[str] = set()
     for leaf in shown:
