@@ -45,6 +45,7 @@ from regogate.proxy.policy import (
     wait_for_bundles,
 )
 from regogate.proxy.policy._approvals import ApprovalDesk
+from regogate.proxy.policy._arg_hash import ArgumentHasher, default_key_path, load_key
 from regogate.proxy.state import open_store
 from regogate.proxy.transports import run_relay
 
@@ -120,8 +121,10 @@ def _shown_store(spec: str) -> str:
 
 def _open_audit(config: RunConfig, server_id: str, clock: Clock) -> RevisionAudit:
     path = _audit_path(config, server_id)
+    # The keyed hash joins the audit log and OPA's decision log without revealing the arguments.
+    hasher = None if config.log_args == "none" else ArgumentHasher(load_key(default_key_path(config.state_dir)))
     try:
-        audit = RevisionAudit(path, clock, log_args=config.log_args)
+        audit = RevisionAudit(path, clock, log_args=config.log_args, hasher=hasher)
     except OSError as exc:
         raise ConfigError(f"audit log {path}: {exc} (--audit-log FILE puts it elsewhere, none turns it off)") from exc
     if path is not None:

@@ -142,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-args",
         choices=("hash", "none", "full"),
         default="hash",
-        help="tool arguments in the audit log: a hash (default), nothing, or in clear",
+        help=(
+            "tool arguments in the audit log and OPA's decision log: a keyed hash (default; the key is "
+            "$XDG_STATE_HOME/regogate/args-hash.key), nothing, or in clear"
+        ),
     )
     p.add_argument(
         "--log-level",

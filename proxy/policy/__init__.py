@@ -1,7 +1,8 @@
 """The policy side: the gateway that asks OPA, the decision contract, the OPA client and its HTTP layer,
 embedded OPA, revisions and audit."""
 
-from regogate.proxy.policy._audit import AuditLog, argument_hash
+from regogate.proxy.policy._arg_hash import ArgumentHasher, default_key_path, load_key
+from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._decision import CallInput, Decision, ListInput, RateLimitDeclaration, parse_decision
 from regogate.proxy.policy._embedded_opa import EmbeddedOpa, find_opa
 from regogate.proxy.policy._http import HttpTransport, OpaTransport
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MIN_OPA_VERSION",
     "OPA_VERSION",
+    "ArgumentHasher",
     "AuditLog",
     "CallInput",
     "CounterRead",
@@ -42,11 +44,12 @@ __all__ = [
     "RevisionAudit",
     "RevisionTracker",
     "RotatingFile",
-    "argument_hash",
     "check_probe_result",
     "counter_reads",
+    "default_key_path",
     "find_opa",
     "how_to_get_opa",
+    "load_key",
     "parse_decision",
     "parse_opa_version",
     "probe_decision",

@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 from regogate.core import Clock, LogArgs
+from regogate.proxy.policy._arg_hash import ArgumentHasher, leaks
 from regogate.proxy.policy._rotating import RotatingFile
 
 log = logging.getLogger(__name__)
 
 
-def argument_hash(arguments: object) -> str:
-    """A SHA-256 of the arguments' canonical JSON: joins events without revealing values."""
-    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+#: What a message that quotes the call's arguments becomes in the logs unless ``--log-args full``.
+WITHHELD = "(withheld: it quotes the call's arguments; --log-args full logs it)"
 
 
 class AuditLog:
-    """Appends events to a JSON-lines file rotated by size (or nowhere); arguments only as a hash unless ``full``."""
+    """Appends events to a JSON-lines file rotated by size (or nowhere); arguments only as a keyed hash unless ``full``.
 
-    def __init__(self, path: str | Path | None, clock: Clock, *, log_args: LogArgs = "hash") -> None:
+    Arguments reach the logs only through ``digest``, ``arguments`` and ``redact``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None,
+        clock: Clock,
+        *,
+        log_args: LogArgs = "hash",
+        hasher: ArgumentHasher | None = None,
+    ) -> None:
         """Open ``path`` (created 0600 in a 0700 directory when new); ``None`` writes nothing.
 
         Raises:
@@ -31,16 +39,30 @@ class AuditLog:
         """
         self._clock = clock
         self.log_args: LogArgs = log_args
+        self._hasher = hasher
         self.path = str(path) if path is not None else None
         self._file: RotatingFile | None = RotatingFile(path) if path is not None else None
 
-    def arguments(self, arguments: object) -> dict[str, object]:
+    def digest(self, arguments: object) -> str | None:
+        """The keyed hash of ``arguments``; ``None`` under ``--log-args none`` or without a key."""
+        if self.log_args == "none" or self._hasher is None:
+            return None
+        return self._hasher.digest(arguments)
+
+    def arguments(self, arguments: object, digest: str | None) -> dict[str, object]:
         """The argument fields of a decision event, as ``--log-args`` asks."""
-        if self.log_args == "none":
-            return {}
+        fields: dict[str, object] = {}
         if self.log_args == "full":
-            return {"arguments": arguments, "args_hash": argument_hash(arguments)}
-        return {"args_hash": argument_hash(arguments)}
+            fields["arguments"] = arguments
+        if digest is not None:
+            fields["args_hash"] = digest
+        return fields
+
+    def redact(self, text: str, arguments: object) -> str:
+        """``text``, or ``WITHHELD`` when it quotes a name or value of ``arguments`` (unless ``full``)."""
+        if self.log_args == "full" or not leaks(text, arguments):
+            return text
+        return WITHHELD
 
     def write(self, event: str, **fields: object) -> None:
         """Append one event; a failing disk is logged, never raised into the call path."""

@@ -53,6 +53,8 @@ class CallInput:
     ``now`` is the proxy clock's reading in unix seconds; ``rfc3339`` is rounded down to the second.
     ``input_schema`` and ``annotations`` are left out of the document when unknown (``None``);
     ``protocol_version`` likewise. ``state`` maps scope to counter to its value in the current window.
+    ``arguments_hash`` is the keyed hash of the arguments (the audit log's ``args_hash``), left out
+    under ``--log-args none``; the decision-log mask keeps it where it erases the arguments.
     """
 
     server_id: str
@@ -67,6 +69,7 @@ class CallInput:
     state: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     approval: JsonObject | None = None
     """``input.approval``: who approved this call, how and when; only on the decision after a person approved."""
+    arguments_hash: str | None = None
 
     def to_document(self) -> dict[str, object]:
         """Return the JSON-ready input document OPA receives as ``input``."""
@@ -74,6 +77,8 @@ class CallInput:
         if self.protocol_version is not None:
             request["protocol_version"] = self.protocol_version
         tool: dict[str, object] = {"name": self.tool_name, "arguments": self.arguments}
+        if self.arguments_hash is not None:
+            tool["arguments_hash"] = self.arguments_hash
         if self.input_schema is not None:
             tool["input_schema"] = self.input_schema
         if self.annotations is not None:

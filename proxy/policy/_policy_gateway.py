@@ -135,7 +135,9 @@ class PolicyGateway:
         now = self._clock.now()
         decision_id = uuid.uuid4().hex
         fields: dict[str, object] = {"tool": call.tool_name, "request_id": call.request_id}
-        fields.update(self._audit.arguments(call.arguments))
+        digest = self._audit.digest(call.arguments)
+        fields.update(self._audit.arguments(call.arguments, digest))
+        fields["_arguments"] = call.arguments  # for redacting messages; never written
         try:
             tool = call.tool or {}
             schema = tool.get("inputSchema")
@@ -151,6 +153,7 @@ class PolicyGateway:
                 input_schema=schema if isinstance(schema, dict) else None,
                 annotations=annotations if isinstance(annotations, dict) else None,
                 state=await self._state(call.tool_name, now),
+                arguments_hash=digest,
             )
             result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, call_input.to_document())
             decision_id = opa_decision_id or decision_id
@@ -210,6 +213,7 @@ class PolicyGateway:
         state: bool = False,
     ) -> Verdict:
         """Deny the call for a fault, or admit it (uncounted, for a store fault) when its fail mode is open."""
+        detail = self._audit.redact(detail, fields.get("_arguments"))
         if (self.settings.state_fail_mode if state else self.settings.fail_mode) == "open":
             flag = "--state-fail-mode" if state else "--fail-mode"
             log.warning("policy check failed (%s: %s); allowing the call because %s open", code, detail, flag)
@@ -234,6 +238,8 @@ class PolicyGateway:
         limit: str,
     ) -> Verdict:
         enforced = allowed or self.settings.dry_run
+        arguments = fields.pop("_arguments", None)
+        logged_message = self._audit.redact(message, arguments) if message else None
         self._audit.write(
             "decision",
             **fields,
@@ -241,13 +247,13 @@ class PolicyGateway:
             forwarded=enforced,
             dry_run=self.settings.dry_run,
             rule=rule,
-            message=message or None,
+            message=logged_message,
             decision_id=decision_id,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             limit=limit,
         )
         if not allowed and self.settings.dry_run:
-            log.info("dry-run: would deny %s (%s)", fields["tool"], message)
+            log.info("dry-run: would deny %s (%s)", fields["tool"], logged_message)
         pending = _Pending(ticket, str(fields["tool"]), decision_id)
         return Verdict(allowed=enforced, message=message, rule=rule, decision_id=decision_id, ticket=pending)
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from regogate.converters import LOG_ARGS, generate_mask, mask_bundle, write_bundle
+from regogate.converters._mask import WITHHELD
 from regogate.proxy.cli._main import main
-from regogate.proxy.policy._audit import argument_hash
 
 CALL = {"command": "pytest -q", "packages": ["requests"], "token": "s3cret"}
+DIGEST = "hmac-sha256:" + "ab" * 32
 
 
 def opa(opa_bin: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -33,23 +34,9 @@ def test_mask_bundle_passes_fmt_strict_check_and_its_own_tests(tmp_path: Path, o
     assert len(results) >= 3 and all(r.get("fail") is not True for r in results)
 
 
-@pytest.mark.parametrize(
-    ("log_args", "expected_arguments"),
-    [
-        ("hash", {"sha256": argument_hash(CALL).removeprefix("sha256:")}),
-        ("none", None),
-        ("full", CALL),
-    ],
-)
-def test_mask_applied_by_opa_to_a_decision_event(
-    tmp_path: Path, opa_bin: str, log_args: str, expected_arguments: object
-) -> None:
-    """``opa eval`` of data.system.log.mask against a decision event, then the mask applied as OPA does."""
+def _masked_event(tmp_path: Path, opa_bin: str, log_args: str, event: dict[str, Any]) -> dict[str, Any]:
+    """``opa eval`` of data.system.log against a decision event, then the mask applied to it as OPA does."""
     write_bundle(mask_bundle(log_args), tmp_path / "mask")
-    event = {
-        "path": "regogate/gate/decision",
-        "input": {"kind": "tools/call", "tool": {"name": "uv-run", "arguments": CALL}},
-    }
     (tmp_path / "event.json").write_text(json.dumps(event), encoding="utf-8")
     evaluated = opa(
         opa_bin,
@@ -65,21 +52,70 @@ def test_mask_applied_by_opa_to_a_decision_event(
     assert evaluated.returncode == 0, evaluated.stderr
     log = json.loads(evaluated.stdout)["result"][0]["expressions"][0]["value"]
     assert "drop" not in log  # a decision is never dropped
-    arguments: object = CALL
+    masked: dict[str, Any] = json.loads(json.dumps(event))
     for op in log.get("mask", []):
+        pointer = op if isinstance(op, str) else op["path"]
+        *parents, last = pointer.strip("/").split("/")
+        target = masked
+        for key in parents:
+            target = target[key]
         if isinstance(op, str):
-            assert op == "/input/tool/arguments"
-            arguments = None
+            del target[last]
         else:
-            assert op["op"] == "upsert" and op["path"] == "/input/tool/arguments"
-            arguments = op["value"]
-    assert arguments == expected_arguments
+            assert op["op"] == "upsert"
+            target[last] = op["value"]
+    return masked
 
 
-def test_the_hash_is_the_audit_logs_args_hash() -> None:
-    canonical = json.dumps(CALL, sort_keys=True, separators=(",", ":"))
-    assert argument_hash(CALL) == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-    assert "crypto.sha256(json.marshal(arguments))" in generate_mask("hash")
+@pytest.mark.parametrize("log_args", LOG_ARGS)
+def test_mask_applied_by_opa_leaves_nothing_of_the_arguments_unless_full(
+    tmp_path: Path, opa_bin: str, log_args: str
+) -> None:
+    event = {
+        "path": "regogate/gate/decision",
+        "input": {
+            "kind": "tools/call",
+            "tool": {"name": "pay", "arguments": {**CALL, "amount": 4821}, "arguments_hash": DIGEST},
+        },
+        "result": {
+            "allow": False,
+            "rate_limits": [
+                {
+                    "key": "pay/spend",
+                    "limit": 10000,
+                    "window": "day",
+                    "cost": 4821,
+                    "rule": "budget",
+                    "message": "Over budget",
+                }
+            ],
+            "reasons": [
+                {"rule": "schema", "message": "argument token is invalid: must be a number"},
+                {"rule": "budget", "message": "Over budget"},
+            ],
+        },
+    }
+    masked = _masked_event(tmp_path, opa_bin, log_args, event)
+    if log_args == "full":
+        assert masked == event
+        return
+    text = json.dumps(masked)
+    assert "4821" not in text and "s3cret" not in text and "token" not in text and "pytest -q" not in text
+    tool = masked["input"]["tool"]
+    assert "arguments" not in tool
+    assert tool.get("arguments_hash") == (DIGEST if log_args == "hash" else None)
+    assert masked["result"]["rate_limits"] == [
+        {"key": "pay/spend", "limit": 10000, "window": "day", "rule": "budget", "message": "Over budget"}
+    ]
+    assert masked["result"]["reasons"] == [
+        {"rule": "schema", "message": WITHHELD},
+        {"rule": "budget", "message": "Over budget"},
+    ]
+
+
+def test_the_mask_holds_no_key_the_hash_comes_from_regogate() -> None:
+    for mode in LOG_ARGS:
+        assert "crypto.hmac" not in generate_mask(mode) and "crypto.sha256" not in generate_mask(mode)
 
 
 def test_mask_generation_is_deterministic_and_rejects_unknown_modes() -> None:

@@ -1,0 +1,123 @@
+"""The one way tool arguments reach a log: a keyed hash (HMAC-SHA256) under a per-installation secret.
+
+An unkeyed hash of a small argument (a PIN, a short token) is undone by trying every value; an HMAC
+under a secret only this installation holds is not. The secret is 32 random bytes in
+``<state dir>/args-hash.key`` (mode 0600, created on first use; the state directory is
+``$XDG_STATE_HOME/regogate``, else ``~/.local/state/regogate``). Every regogate of the installation
+uses the same key, so hashes join across proxies, and between the audit log and OPA's decision log:
+regogate sends the hash to OPA as ``input.tool.arguments_hash`` and the decision-log mask erases the
+arguments themselves.
+
+``leaks`` tells whether a text (a denial message) quotes an argument's name or value, so the logs
+can withhold it unless ``--log-args full``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Final
+
+from regogate.core import ConfigError, state_dir
+
+__all__ = ["HASH_PREFIX", "KEY_FILE", "ArgumentHasher", "default_key_path", "leaks", "load_key"]
+
+KEY_FILE: Final = "args-hash.key"
+KEY_BYTES: Final = 32
+HASH_PREFIX: Final = "hmac-sha256:"
+#: Argument names and values shorter than this are not looked for in messages (a one-letter name is everywhere).
+MIN_LEAK_LENGTH: Final = 2
+#: Bounds the walk over an argument tree; deeper or wider arguments are treated as leaking.
+MAX_LEAK_ITEMS: Final = 10_000
+
+
+def default_key_path(state_dir_override: str | Path | None = None) -> Path:
+    """``<state dir>/args-hash.key``; the state dir is ``--state-dir``, else ``$XDG_STATE_HOME/regogate``."""
+    return state_dir(state_dir_override) / KEY_FILE
+
+
+def load_key(path: Path) -> bytes:
+    """Read the installation's key, creating it (mode 0600, in a 0700 directory) on first use.
+
+    Raises:
+        ConfigError: the key cannot be created or read, is not a private regular file of this user,
+            or is not the expected 32 bytes (hex-encoded).
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(secrets.token_hex(KEY_BYTES) + "\n")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "r", encoding="ascii") as handle:
+            info = os.fstat(handle.fileno())
+            text = handle.read(4 * KEY_BYTES)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"argument hash key {path}: {reason}") from exc
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise ConfigError(
+            f"argument hash key {path}: must be a regular file of this user that only they can read "
+            f"(run: chmod 600 {path})"
+        )
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise ConfigError(f"argument hash key {path}: not {KEY_BYTES} hex-encoded bytes; remove it to make a new one")
+    return key
+
+
+def _canonical(arguments: object) -> bytes:
+    return json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+class ArgumentHasher:
+    """Hashes a call's arguments under the installation's key."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def digest(self, arguments: object) -> str:
+        """``hmac-sha256:<hex>`` of the arguments' canonical JSON (sorted keys, compact, UTF-8)."""
+        return HASH_PREFIX + hmac.new(self._key, _canonical(arguments), hashlib.sha256).hexdigest()
+
+
+def _fragments(arguments: object) -> Iterator[str]:
+    """Every key and scalar value in an argument tree, as text."""
+    stack = [arguments]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, value in item.items():
+                yield str(key)
+                stack.append(value)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, str):
+            yield item
+        elif item is not None:
+            yield json.dumps(item) if isinstance(item, bool) else str(item)
+
+
+def leaks(text: str, arguments: object) -> bool:
+    """Whether ``text`` quotes a key or value of ``arguments`` (or the arguments are too big to tell)."""
+    for count, fragment in enumerate(_fragments(arguments)):
+        if count >= MAX_LEAK_ITEMS:
+            return True
+        if len(fragment) >= MIN_LEAK_LENGTH and fragment in text:
+            return True
+    return False
