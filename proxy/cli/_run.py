@@ -34,6 +34,7 @@ from regogate.proxy.cli._reload import PolicySource, watch_policy
 from regogate.proxy.cli._run_config import RunConfig, parse_args
 from regogate.proxy.lifecycle import private_dir, start_watchdog, sweep_stale_dirs
 from regogate.proxy.policy import (
+    ArgumentHasher,
     EmbeddedOpa,
     GateSettings,
     OfferedToolsCheck,
@@ -41,11 +42,12 @@ from regogate.proxy.policy import (
     PolicyGateway,
     RevisionAudit,
     RevisionTracker,
+    default_key_path,
+    load_key,
     probe_decision,
     wait_for_bundles,
 )
 from regogate.proxy.policy._approvals import ApprovalDesk
-from regogate.proxy.policy._arg_hash import ArgumentHasher, default_key_path, load_key
 from regogate.proxy.state import open_store
 from regogate.proxy.transports import run_relay
 
