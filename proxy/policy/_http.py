@@ -131,6 +131,9 @@ class _SocketWire:
             except BlockingIOError:
                 await anyio.wait_readable(self.sock)
 
+    def quiet(self) -> bool:
+        return _socket_quiet(self.sock)
+
     async def aclose(self) -> None:
         if self.sock.fileno() >= 0:
             anyio.notify_closing(self.sock)  # a task waiting on it gets ClosedResourceError
@@ -154,12 +157,28 @@ class _StreamWire:
         except anyio.EndOfStream:
             return b""
 
+    def quiet(self) -> bool:
+        # Encrypted bytes on the raw socket are as telling as plain ones: anything there was not asked for.
+        raw = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        return raw is not None and _socket_quiet(raw)
+
     async def aclose(self) -> None:
         await anyio.aclose_forcefully(self.stream)
 
 
 _Wire = _SocketWire | _StreamWire
 _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+def _socket_quiet(sock: socket.socket) -> bool:
+    """True when nothing is waiting to be read and the peer has not closed: a peek that would block."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False  # bytes nobody asked for, or b"" (closed)
 
 
 async def _connect_socket(family: int, address: str | tuple[object, ...]) -> socket.socket:
@@ -250,11 +269,20 @@ class _Connection:
         return status, parts[0] if len(parts) == 1 else b"".join(parts)
 
     def reusable(self) -> bool:
+        """Whether the connection may carry another request: the exchange is complete and nothing is left unread.
+
+        Bytes that came after the answer belong to no request of ours (an unsolicited or late answer);
+        reading them as the next answer would pair a decision with the wrong call, so the connection goes.
+        """
         conn = self.h11
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE and not conn.trailing_data[0]:
             conn.start_next_cycle()
             return True
         return False
+
+    def quiet(self) -> bool:
+        """Whether the idle connection is still open and holds no unread bytes (checked before reuse)."""
+        return self.wire.quiet()
 
     async def aclose(self) -> None:
         await self.wire.aclose()
@@ -347,7 +375,7 @@ class HttpTransport:
         expired = anyio.current_time() - KEEPALIVE_EXPIRY
         while self._idle:
             connection = self._idle.pop()
-            if connection.idle_since > expired:
+            if connection.idle_since > expired and connection.quiet():
                 return connection
             await connection.aclose()
         return None

@@ -62,6 +62,26 @@ def _encode(input_doc: object) -> bytes:
         raise DecisionError("opa_error", f"the input cannot be sent to OPA as JSON: {exc}") from exc
 
 
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    answer = dict(pairs)
+    if len(answer) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+    return answer
+
+
+def strict_json(content: bytes) -> object:
+    """Parse an answer as strict JSON: ``NaN``/``Infinity`` and duplicate keys are refused (``ValueError``)."""
+    return json.loads(content, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+
+
 def _opa_error(status: int, content: bytes) -> DecisionError:
     try:
         body = json.loads(content)
@@ -143,9 +163,9 @@ class OpaClient:
         if status != 200:
             raise _opa_error(status, content)
         try:
-            answer = json.loads(content)
+            answer = strict_json(content)
         except ValueError as exc:
-            raise DecisionError("decision_malformed", f"OPA's answer is not JSON: {exc}") from exc
+            raise DecisionError("decision_malformed", f"OPA's answer is not strict JSON: {exc}") from exc
         if not isinstance(answer, dict):
             raise DecisionError("decision_malformed", "OPA's answer is not a JSON object")
         if "result" not in answer:
@@ -202,7 +222,7 @@ class OpaClient:
         if status != 200:
             raise _opa_error(status, content)
         try:
-            version = json.loads(content)["result"]["labels"]["version"]
+            version = strict_json(content)["result"]["labels"]["version"]  # type: ignore[index]
         except (ValueError, KeyError, TypeError) as exc:
             raise DecisionError("opa_error", "OPA's /v1/config does not carry labels.version") from exc
         if not isinstance(version, str):

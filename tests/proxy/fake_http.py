@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import h11
 
 
@@ -41,6 +42,8 @@ class Reply:
     close: bool = False
     """Close the connection after the answer (without saying so, like an idle timeout)."""
     chunked: bool = False
+    trailer: bytes = b""
+    """Bytes sent after the answer, in a write of their own: an answer nobody asked for."""
 
 
 Handler = Callable[[Seen], Awaitable[Reply]]
@@ -112,6 +115,9 @@ async def _serve_connection(sock: socket.socket, number: int, handler: Handler, 
                 out += conn.send(h11.Data(data=reply.body))
             out += conn.send(h11.EndOfMessage())
             await _send(sock, out)
+            if reply.trailer:
+                await anyio.lowlevel.checkpoint()
+                await _send(sock, reply.trailer)
             if reply.close:
                 return
             conn.start_next_cycle()

@@ -293,3 +293,35 @@ async def test_a_request_still_running_when_the_client_closes_is_cut_off() -> No
                 await client.aclose()
     assert [exc.code for exc in caught] == ["opa_unreachable"]
     assert len(seen) == 1
+
+
+UNSOLICITED = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"result": -1}\n'
+
+
+async def test_an_unsolicited_answer_on_a_kept_connection_is_never_taken_for_the_next_one() -> None:
+    async def handler(request: Seen) -> Reply:
+        reply = json_reply(json.dumps({"result": json.loads(request.body)["input"]["n"]}))
+        reply.trailer = UNSOLICITED  # a second answer, for no request, after every real one
+        return reply
+
+    async with fake_http(handler) as (url, seen), OpaClient(url) as client:
+        answers = [(await client.evaluate("t/allow", {"n": n}))[0] for n in range(20)]
+    assert answers == list(range(20))
+    assert len({request.connection for request in seen}) == 20  # each dirty connection was dropped
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"result": NaN}',
+        '{"result": {"allow": true, "rate_limits": [{"cost": Infinity}]}}',
+        '{"result": -Infinity}',
+        '{"result": false, "result": true}',
+        '{"result": {"allow": false, "allow": true}}',
+    ],
+)
+async def test_answers_that_are_not_strict_json_are_malformed(body: str) -> None:
+    async with fake_http(_answer(json_reply(body))) as (url, _), OpaClient(url) as client:
+        with pytest.raises(DecisionError) as caught:
+            await client.evaluate("t/allow", {})
+    assert caught.value.code == "decision_malformed"
