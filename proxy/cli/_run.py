@@ -45,6 +45,7 @@ from regogate.proxy.policy import (
     default_key_path,
     load_key,
     probe_decision,
+    supervise_opa,
     wait_for_bundles,
 )
 from regogate.proxy.policy._approvals import ApprovalDesk
@@ -202,6 +203,7 @@ async def serve(config: RunConfig) -> int:
                 tg.start_soon(tracker.run)
                 if sidecar is not None:
                     tg.start_soon(watch_policy, source, sidecar, gateway, audit, tracker)
+                    tg.start_soon(supervise_opa, sidecar, audit)
                 checked = OfferedToolsCheck(gateway, source.policy, audit)
                 status = await run_relay(config.upstream, checked, deny_prefix=config.deny_prefix)
                 tg.cancel_scope.cancel()

@@ -3,7 +3,7 @@
 ``start_watchdog`` runs once, before any child exists. It puts a random session token in regogate's
 environment (``REGOGATE_SESSION``), which every process regogate starts inherits, and so do their
 children (``npx`` -> ``node``, ``bash -c 'helper & exec server'``), whatever process group or
-session they move to. It then forks a small watchdog in a session of its own that holds only the
+session they move to. It then starts a small watchdog in a session of its own that holds only the
 read end of a pipe; regogate holds the write end. When regogate ends, however it ends (SIGKILL
 included), the kernel closes the pipe; the watchdog sees end-of-file, SIGKILLs every process whose
 initial environment carries the token (read from ``/proc/<pid>/environ``) until none is left, removes
@@ -22,6 +22,7 @@ import ctypes
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -135,38 +136,40 @@ def _watch(read_fd: int, token: str) -> None:
 
 
 def start_watchdog() -> str:
-    """Tag regogate's environment with a new session token and fork the watchdog; return the token.
+    """Tag regogate's environment with a new session token and start the watchdog; return the token.
 
-    Call once, before any thread or child process exists. Where there is no ``/proc`` or ``fork``,
-    only the token is set (children still get ``death_signal_hook``).
+    Call once, before any child process exists. Where there is no ``/proc``, only the token is set
+    (children still get ``death_signal_hook``). The watchdog runs as
+    ``python -m regogate.proxy.lifecycle._watchdog FD`` in a session of its own.
     """
     token = secrets.token_hex(16)
     os.environ[SESSION_ENV] = token
     if not (sys.platform.startswith("linux") and os.path.isdir("/proc")):
         return token
-    read_fd, write_fd = os.pipe()  # not inheritable: no child regogate spawns holds the write end
+    read_fd, write_fd = os.pipe()  # not inheritable: no other child regogate spawns holds either end
     try:
-        pid = os.fork()
+        subprocess.Popen(
+            [sys.executable, "-I", "-m", __name__, str(read_fd)],
+            pass_fds=(read_fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a signal to regogate's process group does not reach the watchdog
+        )
     except OSError:
-        os.close(read_fd)
         os.close(write_fd)
-        return token
-    if pid == 0:  # the watchdog
-        code = 0
-        try:
-            os.setsid()  # a signal to regogate's process group does not reach the watchdog
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-                signal.signal(sig, signal.SIG_IGN)
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)  # never hold the client's pipes open
-            os.closerange(3, read_fd)
-            os.closerange(read_fd + 1, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024)
-            _watch(read_fd, token)
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(read_fd)
+    finally:
+        os.close(read_fd)
     # ``write_fd`` is never written to and never closed here: the kernel closes it when regogate ends.
     return token
+
+
+def _main(argv: list[str]) -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    _watch(int(argv[1]), os.environ[SESSION_ENV])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv))

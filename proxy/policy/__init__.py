@@ -9,6 +9,7 @@ from regogate.proxy.policy._http import HttpTransport, OpaTransport
 from regogate.proxy.policy._offered_tools import OfferedToolsCheck, unknown_tools
 from regogate.proxy.policy._opa_client import DEFAULT_TIMEOUT, OpaClient
 from regogate.proxy.policy._opa_install import MIN_OPA_VERSION, OPA_VERSION, how_to_get_opa, parse_opa_version
+from regogate.proxy.policy._opa_supervisor import supervise_opa
 from regogate.proxy.policy._policy_gateway import (
     DEFAULT_DECISION_PATH,
     CounterRead,
@@ -54,6 +55,7 @@ __all__ = [
     "parse_opa_version",
     "probe_decision",
     "probe_input",
+    "supervise_opa",
     "unknown_tools",
     "wait_for_bundles",
 ]

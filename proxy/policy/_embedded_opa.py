@@ -246,6 +246,19 @@ class EmbeddedOpa:
             raise RuntimeError("EmbeddedOpa is not running")
         return self._child.process.pid
 
+    @property
+    def bundle_dirs(self) -> tuple[str, ...]:
+        """The bundles the current OPA was started with."""
+        return self._bundle_dirs
+
+    async def wait_exited(self) -> tuple[int, int | None]:
+        """Wait until the current OPA process exits (for any reason); return its pid and exit status."""
+        if self._child is None:
+            raise RuntimeError("EmbeddedOpa is not running")
+        process = self._child.process
+        await process.wait()
+        return process.pid, process.returncode
+
     def _argv(self, socket_path: str, bundle_dirs: Sequence[str]) -> list[str]:
         argv = [
             self.opa_bin,
