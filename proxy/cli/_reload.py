@@ -9,10 +9,19 @@ from pathlib import Path
 
 import anyio
 
-from regogate.converters import Policy, gate_bundle, load_policy, policy_bundle, write_bundle
-from regogate.core import ConfigError, PolicySourceError, RegogateError
+from regogate.converters import (
+    Policy,
+    default_server_id,
+    gate_bundle,
+    load_policy,
+    parse_policy,
+    policy_bundle,
+    write_bundle,
+)
+from regogate.core import ConfigError, PolicySourceError, Problem, RegogateError
 from regogate.proxy.cli._policy_bundles import rego_dir_bundles
 from regogate.proxy.cli._run_config import RunConfig
+from regogate.proxy.cli._stable_read import FileKey, Snapshot, file_key, read_when_stable
 from regogate.proxy.policy import AuditLog, EmbeddedOpa, PolicyGateway, RevisionTracker
 
 __all__ = ["RELOAD_POLL_SECONDS", "PolicySource", "watch_policy"]
@@ -35,10 +44,15 @@ class PolicySource:
         self.policy: Policy | None = None
         self.revision = "hand-written"
         self.mtime = 0.0
+        self.key: FileKey | None = None
         self.server_id = config.server_id or ""
 
-    def build(self) -> list[Path]:
-        """Convert (or copy) the policy into fresh bundle directories; raises on an invalid policy."""
+    def build(self, snapshot: Snapshot | None = None) -> list[Path]:
+        """Convert (or copy) the policy into fresh bundle directories; raises on an invalid policy.
+
+        ``snapshot`` is the file's content as read once it was stable (a reload); without it the file
+        is read now (start-up). Validation and the bundle use the same bytes.
+        """
         self.generation += 1
         target = self.workdir / f"gen{self.generation}"
         self.mtime = _mtime(self.config.policy)
@@ -46,11 +60,23 @@ class PolicySource:
             if not self.config.server_id:
                 raise ConfigError("a Rego directory needs --server-id (the id its policies use)")
             return [*rego_dir_bundles(self.config.policy, target), *self.extra]
-        policy = load_policy(self.config.policy, server_id=self.config.server_id)
+        path = str(self.config.policy)
+        if snapshot is None:
+            self.key = file_key(self.config.policy)
+            policy = load_policy(self.config.policy, server_id=self.config.server_id)
+            text = self.config.policy.read_text(encoding="utf-8")
+        else:
+            self.key = snapshot.key
+            try:
+                text = snapshot.data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise PolicySourceError([Problem(path, 1, 1, "", f"not UTF-8: {exc}")]) from None
+            server_id = self.config.server_id or default_server_id(path)
+            policy = parse_policy(text, source=path, server_id=server_id)
         # The bundle names the file, not the path it was reached by: the same policy gets the same
         # revision however -c spelled it, and no local directory leaks into the bundle.
         named = replace(policy, source=self.config.policy.name)
-        bundle = policy_bundle(named, self.config.policy.read_text(encoding="utf-8"))
+        bundle = policy_bundle(named, text)
         # The directory's name is the bundle's name in data.system.bundles: the server id.
         policy_dir = target / "policies" / policy.server_id
         write_bundle(bundle, policy_dir)
@@ -59,7 +85,9 @@ class PolicySource:
         return [target / "gate", policy_dir, *self.extra]
 
     def changed(self) -> bool:
-        return _mtime(self.config.policy) != self.mtime
+        if self.config.policy.is_dir():
+            return _mtime(self.config.policy) != self.mtime
+        return file_key(self.config.policy) != self.key
 
 
 def _mtime(path: Path) -> float:
@@ -79,8 +107,14 @@ async def watch_policy(
         await anyio.sleep(RELOAD_POLL_SECONDS)
         if not source.changed():
             continue
+        snapshot = None
+        if not source.config.policy.is_dir():
+            # Never a half-written file: wait until nobody writes it and it holds still.
+            snapshot = await read_when_stable(source.config.policy)
+            if snapshot is None or snapshot.key == source.key:
+                continue
         try:
-            bundles = source.build()
+            bundles = source.build(snapshot)
             await sidecar.reload(bundles)
         except PolicySourceError as exc:
             for problem in exc.problems:

@@ -32,6 +32,7 @@ from regogate.proxy.approval import open_approval_store
 from regogate.proxy.cli._failures import report_failure
 from regogate.proxy.cli._reload import PolicySource, watch_policy
 from regogate.proxy.cli._run_config import RunConfig, parse_args
+from regogate.proxy.cli._stable_read import install_lease_signal
 from regogate.proxy.lifecycle import private_dir, start_watchdog, sweep_stale_dirs
 from regogate.proxy.policy import (
     ArgumentHasher,
@@ -224,6 +225,7 @@ def main(argv: Sequence[str]) -> int:
         # Before any child exists: whatever ends regogate, its whole process tree goes with it.
         sweep_stale_dirs()
         start_watchdog()
+        install_lease_signal()  # the reload's writer check takes file leases
         return anyio.run(serve, config, backend_options={"use_uvloop": UVLOOP})
     except Exception as exc:  # the top-level boundary: one line saying what failed, never a traceback
         return report_failure(exc, debug=config.debug)
