@@ -107,12 +107,12 @@ test_push_budget_declares_its_limit if {
 }
 
 test_merge_needs_approval_requires_approval if {
-	rules := {v.rule | some v in policy.deny} with input as _call("merge_pull_request", {"merge_method": "squash"}, {}, {"type": "object"})
+	rules := {a.rule | some a in policy.approvals} with input as _call("merge_pull_request", {"merge_method": "squash"}, {}, {"type": "object"})
 	"merge-needs-approval" in rules
 }
 
 test_merge_needs_approval_skips_calls_it_does_not_match if {
-	rules := {v.rule | some v in policy.deny} with input as _call("merge_pull_request", {}, {}, {"type": "object"})
+	rules := {a.rule | some a in policy.approvals} with input as _call("merge_pull_request", {}, {}, {"type": "object"})
 	not "merge-needs-approval" in rules
 }
 

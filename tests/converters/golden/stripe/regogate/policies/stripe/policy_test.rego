@@ -121,7 +121,7 @@ test_customer_tags_denies if {
 }
 
 test_deleting_needs_approval_requires_approval if {
-	rules := {v.rule | some v in policy.deny} with input as _call("delete_customer", {}, {}, {"type": "object"})
+	rules := {a.rule | some a in policy.approvals} with input as _call("delete_customer", {}, {}, {"type": "object"})
 	"deleting-needs-approval" in rules
 }
 
