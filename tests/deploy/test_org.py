@@ -106,7 +106,8 @@ async def test_signed_bundles_verify_a_tampered_one_is_refused_and_decisions_rea
     shipped = {e["decision_id"]: e for e in collector.received()}
     for decision in decisions:
         event = shipped[decision["decision_id"]]
-        assert event["input"]["tool"]["arguments"] == {"sha256": decision["args_hash"].removeprefix("sha256:")}
+        assert "arguments" not in event["input"]["tool"]
+        assert event["input"]["tool"]["arguments_hash"] == decision["args_hash"]
     # OPA's event names the exact revision; the audit's stamp is the one regogate last read (each second).
     assert shipped[decisions[0]["decision_id"]]["bundles"]["python"]["revision"] == first["python"].revision
     assert decisions[0]["revisions"]["python"] == first["python"].revision
