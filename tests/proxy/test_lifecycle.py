@@ -29,7 +29,7 @@ SERVERS = ROOT / "tests" / "servers"
 START_TIMEOUT = 60.0
 #: The promise: within this long of regogate dying by a signal, nothing of its tree is left.
 DEATH_BUDGET = 2.0
-#: A clean exit (stdin closed) runs the upstream's stop sequence first (about 2 s at worst).
+#: A clean exit (stdin closed, SIGTERM) runs the upstream's stop sequence before regogate dies.
 EXIT_BUDGET = 6.0
 POLL = 0.05
 
@@ -132,7 +132,7 @@ def test_regogate_ending_takes_opa_the_server_and_the_servers_children(tree: tup
         else:
             proxy.send_signal(getattr(signal, how))
         proxy.wait(timeout=EXIT_BUDGET)
-        _gone_within(marker, DEATH_BUDGET if how == "SIGKILL" else EXIT_BUDGET)
+        _gone_within(marker, DEATH_BUDGET)  # counted from regogate's death, whatever ended it
     finally:
         _reap(proxy)
     assert list(tmp.iterdir()) == [], "private directories left behind"
