@@ -14,7 +14,6 @@ can withhold it unless ``--log-args full``.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
@@ -93,7 +92,7 @@ class ArgumentHasher:
 
     def digest(self, arguments: object) -> str:
         """``hmac-sha256:<hex>`` of the arguments' canonical JSON (sorted keys, compact, UTF-8)."""
-        return HASH_PREFIX + hmac.new(self._key, _canonical(arguments), hashlib.sha256).hexdigest()
+        return HASH_PREFIX + hmac.digest(self._key, _canonical(arguments), "sha256").hex()
 
 
 def _fragments(arguments: object) -> Iterator[str]:
