@@ -36,12 +36,12 @@ from regogate.proxy.cli._stable_read import install_lease_signal
 from regogate.proxy.lifecycle import private_dir, start_watchdog, sweep_stale_dirs
 from regogate.proxy.policy import (
     ArgumentHasher,
+    AuditLog,
     EmbeddedOpa,
     GateSettings,
     OfferedToolsCheck,
     OpaClient,
     PolicyGateway,
-    RevisionAudit,
     RevisionTracker,
     default_key_path,
     load_key,
@@ -123,12 +123,12 @@ def _shown_store(spec: str) -> str:
     return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else spec
 
 
-def _open_audit(config: RunConfig, server_id: str, clock: Clock) -> RevisionAudit:
+def _open_audit(config: RunConfig, server_id: str, clock: Clock) -> AuditLog:
     path = _audit_path(config, server_id)
     # The keyed hash joins the audit log and OPA's decision log without revealing the arguments.
     hasher = None if config.log_args == "none" else ArgumentHasher(load_key(default_key_path(config.state_dir)))
     try:
-        audit = RevisionAudit(path, clock, log_args=config.log_args, hasher=hasher)
+        audit = AuditLog(path, clock, log_args=config.log_args, hasher=hasher)
     except OSError as exc:
         raise ConfigError(f"audit log {path}: {exc} (--audit-log FILE puts it elsewhere, none turns it off)") from exc
     if path is not None:
@@ -140,7 +140,7 @@ async def serve(config: RunConfig) -> int:
     """Run the proxy until the client or the upstream ends; returns the exit status."""
     clock = SystemClock()
     workdir = private_dir("run")
-    audit: RevisionAudit | None = None
+    audit: AuditLog | None = None
     decision_log: IO[str] | None = None
     try:
         extra: list[Path] = list(config.bundles)
@@ -179,7 +179,16 @@ async def serve(config: RunConfig) -> int:
             approvals = open_approval_store(config.state, config.state_prefix)
             stack.push_async_callback(approvals.aclose)
             desk = ApprovalDesk(approvals, clock, audit, source.server_id, state_flag=approvals_flag(config))
-            gateway = PolicyGateway(client, store, clock, audit, settings, policy=source.policy, approvals=desk)
+            gateway = PolicyGateway(
+                client,
+                store,
+                clock,
+                audit,
+                settings,
+                policy=source.policy,
+                approvals=desk,
+                revisions=tracker.active,
+            )
             try:
                 opa_version = await client.version()
             except RegogateError:

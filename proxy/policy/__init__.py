@@ -19,7 +19,7 @@ from regogate.proxy.policy._policy_gateway import (
     counter_reads,
 )
 from regogate.proxy.policy._probe import check_probe_result, probe_decision, probe_input
-from regogate.proxy.policy._revisions import RevisionAudit, RevisionTracker, wait_for_bundles
+from regogate.proxy.policy._revisions import RevisionTracker, wait_for_bundles
 from regogate.proxy.policy._rotating import RotatingFile
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "OpaTransport",
     "PolicyGateway",
     "RateLimitDeclaration",
-    "RevisionAudit",
     "RevisionTracker",
     "RotatingFile",
     "check_probe_result",

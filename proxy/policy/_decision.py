@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from regogate.core import WINDOWS, DecisionError, Window
+from regogate.proxy.state import Reservation
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -140,13 +141,12 @@ class Reason:
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimitDeclaration:
-    """A limit the proxy must reserve before forwarding an allowed call; ``limit=None`` only counts."""
+class RateLimitDeclaration(Reservation):
+    """A limit the proxy must reserve before forwarding an allowed call; ``limit=None`` only counts.
 
-    key: str
-    limit: float | None
-    window: Window
-    cost: float
+    It is the store's ``Reservation`` plus the rule and message a refusal names.
+    """
+
     rule: str
     message: str
 

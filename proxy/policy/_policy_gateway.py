@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -16,7 +16,7 @@ from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._decision import CallInput, ListedTool, ListInput, parse_decision
 from regogate.proxy.policy._opa_client import OpaClient
 from regogate.proxy.relay import CallContext, Verdict
-from regogate.proxy.state import RateLimitStore, Refused, Reservation, Ticket, Window
+from regogate.proxy.state import RateLimitStore, Refused, Ticket, Window
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,15 @@ class GateSettings:
     dry_run: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Trace:
+    """One call as its audit event names it: decision id, when deciding began, the call's own fields."""
+
+    decision_id: str
+    started: float
+    fields: dict[str, object]
+
+
 @dataclass(frozen=True)
 class _Pending:
     """What ``settle`` needs to finish an allowed call."""
@@ -94,8 +103,13 @@ class PolicyGateway:
         *,
         policy: Policy | None = None,
         approvals: ApprovalDesk | None = None,
+        revisions: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
-        """``policy`` is the YAML policy OPA runs (``None`` for hand-written Rego); see ``load_policy``."""
+        """``policy`` is the YAML policy OPA runs (``None`` for hand-written Rego); see ``load_policy``.
+
+        ``revisions`` returns the bundle revisions OPA runs now; each decision event carries them.
+        """
+        self._revisions = revisions
         self._opa = opa
         self._store = store
         self._clock = clock
@@ -131,10 +145,9 @@ class PolicyGateway:
 
     async def check_call(self, call: CallContext) -> Verdict:
         """Decide one call; every fault becomes a denial naming its cause (or an allow under fail-open)."""
-        started = time.perf_counter()
-        now = self._clock.now()
-        decision_id = uuid.uuid4().hex
         fields: dict[str, object] = {"tool": call.tool_name, "request_id": call.request_id}
+        trace = _Trace(uuid.uuid4().hex, time.perf_counter(), fields)
+        now = self._clock.now()
         digest = self._audit.digest(call.arguments)
         fields.update(self._audit.arguments(call.arguments, digest))
         fields["_arguments"] = call.arguments  # for redacting messages; never written
@@ -156,102 +169,84 @@ class PolicyGateway:
                 arguments_hash=digest,
             )
             result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, call_input.to_document())
-            decision_id = opa_decision_id or decision_id
-            decision = parse_decision(result, kind="tools/call", decision_id=decision_id)
+            if opa_decision_id:
+                trace = _Trace(opa_decision_id, trace.started, fields)
+            decision = parse_decision(result, kind="tools/call", decision_id=trace.decision_id)
             if decision.approval is not None and self._approvals is not None:
-                answer = await self._approvals.obtain(call, decision.approval, decision_id)
+                answer = await self._approvals.obtain(call, decision.approval, trace.decision_id)
                 if isinstance(answer, Withheld):
                     if answer.approval_id is not None:
                         fields["approval_id"] = answer.approval_id
-                    return self._verdict(
-                        False, answer.message, decision.approval.rule, decision_id, None, started, fields, limit="none"
-                    )
+                    return self._verdict(trace, False, answer.message, decision.approval.rule, limit="none")
                 # OPA keeps the last word: the approved call is decided again, with who approved it.
                 approved = replace(call_input, approval=answer.document)
                 result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, approved.to_document())
-                decision_id = opa_decision_id or decision_id
-                decision = parse_decision(result, kind="tools/call", decision_id=decision_id)
+                if opa_decision_id:
+                    trace = _Trace(opa_decision_id, trace.started, fields)
+                decision = parse_decision(result, kind="tools/call", decision_id=trace.decision_id)
                 fields["approval_id"] = answer.approval.id
         except StateError as exc:
-            return self._fault("state_error", str(exc), decision_id, started, fields, state=True)
+            return self._fault(trace, "state_error", str(exc), state=True)
         except (RegogateError, ValueError, TypeError) as exc:
             code = exc.code if isinstance(exc, DecisionError) else "internal"
-            return self._fault(code, str(exc), decision_id, started, fields)
+            return self._fault(trace, code, str(exc))
         except Exception as exc:  # the boundary: whatever breaks, the call is not forwarded unless decided
             log.exception("unexpected error while deciding %s", call.tool_name)
-            return self._fault("internal", repr(exc), decision_id, started, fields)
+            return self._fault(trace, "internal", repr(exc))
 
         rule = decision.reasons[0].rule if decision.reasons else None
         if not decision.allow:
-            return self._verdict(False, decision.message, rule, decision_id, None, started, fields, limit="none")
+            return self._verdict(trace, False, decision.message, rule, limit="none")
 
         ticket: Ticket | None = None
         if decision.rate_limits:
-            reservations = [Reservation(d.key, d.limit, d.window, d.cost) for d in decision.rate_limits]
             try:
-                outcome = await self._store.reserve(reservations, now)
+                outcome = await self._store.reserve(decision.rate_limits, now)
             except StateError as exc:
-                return self._fault("state_error", str(exc), decision_id, started, fields, state=True)
+                return self._fault(trace, "state_error", str(exc), state=True)
             if isinstance(outcome, Refused):
                 refused = decision.rate_limits[outcome.index]
-                return self._verdict(
-                    False, refused.message, refused.rule, decision_id, None, started, fields, limit="refused"
-                )
+                return self._verdict(trace, False, refused.message, refused.rule, limit="refused")
             ticket = outcome
-        return self._verdict(
-            True, "", rule, decision_id, ticket, started, fields, limit="reserved" if ticket else "none"
-        )
+        return self._verdict(trace, True, "", rule, limit="reserved" if ticket else "none", ticket=ticket)
 
-    def _fault(
-        self,
-        code: str,
-        detail: str,
-        decision_id: str,
-        started: float,
-        fields: dict[str, object],
-        *,
-        state: bool = False,
-    ) -> Verdict:
+    def _fault(self, trace: _Trace, code: str, detail: str, *, state: bool = False) -> Verdict:
         """Deny the call for a fault, or admit it (uncounted, for a store fault) when its fail mode is open."""
-        detail = self._audit.redact(detail, fields.get("_arguments"))
+        detail = self._audit.redact(detail, trace.fields.get("_arguments"))
         if (self.settings.state_fail_mode if state else self.settings.fail_mode) == "open":
             flag = "--state-fail-mode" if state else "--fail-mode"
             log.warning("policy check failed (%s: %s); allowing the call because %s open", code, detail, flag)
             limit = "uncounted" if state else "none"
-            return self._verdict(True, "", f"regogate.{code}", decision_id, None, started, fields, limit=limit)
+            return self._verdict(trace, True, "", f"regogate.{code}", limit=limit)
         # The model reads a neutral reason: details can name hosts, paths or exception text.
         log.error("policy check failed (%s: %s); the call is denied", code, detail)
-        fields = {**fields, "detail": detail}
+        trace = _Trace(trace.decision_id, trace.started, {**trace.fields, "detail": detail})
         message = f"policy check unavailable ({code})"
-        return self._verdict(False, message, f"regogate.{code}", decision_id, None, started, fields, limit="none")
+        return self._verdict(trace, False, message, f"regogate.{code}", limit="none")
 
     def _verdict(
-        self,
-        allowed: bool,
-        message: str,
-        rule: str | None,
-        decision_id: str,
-        ticket: Ticket | None,
-        started: float,
-        fields: dict[str, object],
-        *,
-        limit: str,
+        self, trace: _Trace, allowed: bool, message: str, rule: str | None, *, limit: str, ticket: Ticket | None = None
     ) -> Verdict:
         enforced = allowed or self.settings.dry_run
+        decision_id = trace.decision_id
+        fields = trace.fields
         arguments = fields.pop("_arguments", None)
         logged_message = self._audit.redact(message, arguments) if message else None
-        self._audit.write(
-            "decision",
+        event: dict[str, object] = {
             **fields,
-            allow=allowed,
-            forwarded=enforced,
-            dry_run=self.settings.dry_run,
-            rule=rule,
-            message=logged_message,
-            decision_id=decision_id,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            limit=limit,
-        )
+            "allow": allowed,
+            "forwarded": enforced,
+            "dry_run": self.settings.dry_run,
+            "rule": rule,
+            "message": logged_message,
+            "decision_id": decision_id,
+            "latency_ms": round((time.perf_counter() - trace.started) * 1000, 3),
+            "limit": limit,
+        }
+        revisions = self._revisions() if self._revisions is not None else None
+        if revisions:
+            event["revisions"] = revisions
+        self._audit.write("decision", **event)
         if not allowed and self.settings.dry_run:
             log.info("dry-run: would deny %s (%s)", fields["tool"], logged_message)
         pending = _Pending(ticket, str(fields["tool"]), decision_id)

@@ -1,7 +1,7 @@
 """OPA's bundles as regogate sees them: ready at start-up, which revisions are active, and when they are lost.
 
-regogate reads ``data.system.bundles`` at start-up and every ``REVISION_POLL_SECONDS``, stamps the
-revisions on every audit decision event, and writes a ``bundles`` event when they change (an
+regogate reads ``data.system.bundles`` at start-up and every ``REVISION_POLL_SECONDS``, keeps the
+revisions for the gateway to stamp on every decision event, and writes a ``bundles`` event when they change (an
 external OPA pulled a new bundle) or when OPA stops reporting its bundles active (``ok: false``).
 OPA's own decision log carries the exact revisions of each decision under ``bundles``, and its
 ``decision_id`` is the audit event's, so the two logs join per call.
@@ -22,7 +22,6 @@ from regogate.proxy.policy._opa_client import OpaClient
 __all__ = [
     "BUNDLES_PATH",
     "REVISION_POLL_SECONDS",
-    "RevisionAudit",
     "RevisionTracker",
     "read_revisions",
     "wait_for_bundles",
@@ -82,24 +81,18 @@ async def read_revisions(client: OpaClient) -> dict[str, str]:
     return revisions
 
 
-class RevisionAudit(AuditLog):
-    """The audit log, with the bundle revisions OPA last reported active stamped on each decision."""
-
-    revisions: Mapping[str, str] = {}
-
-    def write(self, event: str, **fields: object) -> None:
-        if event == "decision" and self.revisions:
-            fields["revisions"] = self.revisions
-        super().write(event, **fields)
-
-
 class RevisionTracker:
     """Reads the active revisions and OPA's bundle health; records every change in the audit log."""
 
-    def __init__(self, client: OpaClient, audit: RevisionAudit) -> None:
+    def __init__(self, client: OpaClient, audit: AuditLog) -> None:
         self._client = client
         self._audit = audit
+        self._revisions: Mapping[str, str] = {}
         self.healthy = True
+
+    def active(self) -> Mapping[str, str]:
+        """The revisions OPA last reported active (``{}`` while its bundles are not); decisions carry them."""
+        return self._revisions
 
     async def refresh(self) -> Mapping[str, str]:
         """Read the revisions now; a change (or lost health) is logged and audited. Never raises."""
@@ -118,11 +111,11 @@ class RevisionTracker:
                 )
                 self._audit.write("bundles", ok=False, revisions={})
             self.healthy = False
-            self._audit.revisions = {}
-            return self._audit.revisions
-        if not self.healthy or revisions != self._audit.revisions:
-            previous = self._audit.revisions
-            self._audit.revisions = revisions
+            self._revisions = {}
+            return self._revisions
+        if not self.healthy or revisions != self._revisions:
+            previous = self._revisions
+            self._revisions = revisions
             if previous or not self.healthy:
                 log.warning("OPA activated bundle revisions %s", revisions)
                 self._audit.write("bundles", ok=True, revisions=revisions, previous=previous)

@@ -7,12 +7,13 @@ from typing import Final
 
 from regogate.proxy.state._store import (
     WINDOW_SECONDS,
-    Bucket,
+    BucketId,
     Refused,
     Reservation,
     ReserveResult,
     Ticket,
     Window,
+    plan_reservations,
     window_start,
 )
 
@@ -21,33 +22,26 @@ __all__ = ["MemoryStore"]
 #: How often (in clock seconds) buckets whose window has ended are dropped.
 PRUNE_INTERVAL: Final = 60.0
 
-_BucketId = tuple[str, Window, int]
-
 
 class MemoryStore:
     """Counters in a dict; atomic because no method awaits between reading and writing."""
 
     def __init__(self) -> None:
-        self._values: dict[_BucketId, float] = {}
+        self._values: dict[BucketId, float] = {}
         self._next_prune = 0.0
 
     async def reserve(self, items: Sequence[Reservation], now: float) -> ReserveResult:
         """See ``RateLimitStore.reserve``."""
         if now >= self._next_prune:
             self._prune(now)
-        pending: dict[_BucketId, float] = {}
-        buckets: list[Bucket] = []
-        for index, item in enumerate(items):
-            bucket_id = (item.key, item.window, window_start(item.window, now))
-            value = pending.get(bucket_id)
-            if value is None:
-                value = self._values.get(bucket_id, 0.0)
-            if item.limit is not None and value + item.cost > item.limit:
-                return Refused(index=index, reservation=item, current=value)
-            pending[bucket_id] = value + item.cost
-            buckets.append(Bucket(item.key, item.window, bucket_id[2], item.cost))
-        self._values.update(pending)
-        return Ticket(tuple(buckets))
+        plan = plan_reservations(items, now, self._read)
+        if isinstance(plan, Refused):
+            return plan
+        self._values.update(plan.totals)
+        return plan.ticket
+
+    def _read(self, bucket_id: BucketId) -> float:
+        return self._values.get(bucket_id, 0.0)
 
     async def commit(self, ticket: Ticket) -> None:
         """Nothing to do: reserved costs are already counted."""

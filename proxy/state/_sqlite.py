@@ -19,12 +19,13 @@ from typing import Final
 from regogate.core import StateError
 from regogate.proxy.state._store import (
     WINDOW_SECONDS,
-    Bucket,
+    BucketId,
     Refused,
     Reservation,
     ReserveResult,
     Ticket,
     Window,
+    plan_reservations,
     window_start,
 )
 
@@ -98,20 +99,16 @@ class SqliteStore:
             if now >= self._next_prune:
                 db.execute(_PRUNE, (int(now),))
                 self._next_prune = now + PRUNE_INTERVAL
-            pending: dict[tuple[str, Window, int], float] = {}
-            buckets: list[Bucket] = []
-            for index, item in enumerate(items):
-                start = window_start(item.window, now)
-                bucket_id = (item.key, item.window, start)
-                value = pending.get(bucket_id)
-                if value is None:
-                    row = db.execute(_SELECT, (prefix, item.key, item.window, start)).fetchone()
-                    value = float(row[0]) if row else 0.0
-                if item.limit is not None and value + item.cost > item.limit:
-                    db.execute("ROLLBACK")
-                    return Refused(index=index, reservation=item, current=value)
-                pending[bucket_id] = value + item.cost
-                buckets.append(Bucket(item.key, item.window, start, item.cost))
+
+            def read(bucket_id: BucketId) -> float:
+                row = db.execute(_SELECT, (prefix, *bucket_id)).fetchone()
+                return float(row[0]) if row else 0.0
+
+            plan = plan_reservations(items, now, read)
+            if isinstance(plan, Refused):
+                db.execute("ROLLBACK")
+                return plan
+            buckets = plan.ticket.buckets
             db.executemany(
                 _ADD,
                 [(prefix, b.key, b.window, b.start, b.start + WINDOW_SECONDS[b.window], b.cost) for b in buckets],
@@ -119,7 +116,7 @@ class SqliteStore:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._fail("reserve", exc) from exc
-        return Ticket(tuple(buckets))
+        return plan.ticket
 
     async def commit(self, ticket: Ticket) -> None:
         """Nothing to do: reserved costs are already counted."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -11,12 +11,15 @@ from regogate.core import Window
 __all__ = [
     "WINDOW_SECONDS",
     "Bucket",
+    "BucketId",
+    "Plan",
     "RateLimitStore",
     "Refused",
     "Reservation",
     "ReserveResult",
     "Ticket",
     "Window",
+    "plan_reservations",
     "window_start",
 ]
 
@@ -71,6 +74,38 @@ class Refused:
 
 
 ReserveResult = Ticket | Refused
+
+#: A counter in one window: (key, window, the window's start).
+BucketId = tuple[str, Window, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an admitted reservation changes: each touched bucket's new value, and its ticket."""
+
+    totals: dict[BucketId, float]
+    ticket: Ticket
+
+
+def plan_reservations(items: Sequence[Reservation], now: float, read: Callable[[BucketId], float]) -> Plan | Refused:
+    """Check ``items`` in order against the values ``read`` returns, each seeing what earlier items added.
+
+    The one reserve rule every store applies inside its own atomic step (a local store's
+    ``read`` must not await, a SQL store's runs inside its transaction).
+    """
+    totals: dict[BucketId, float] = {}
+    buckets: list[Bucket] = []
+    for index, item in enumerate(items):
+        start = window_start(item.window, now)
+        bucket_id = (item.key, item.window, start)
+        value = totals.get(bucket_id)
+        if value is None:
+            value = read(bucket_id)
+        if item.limit is not None and value + item.cost > item.limit:
+            return Refused(index=index, reservation=item, current=value)
+        totals[bucket_id] = value + item.cost
+        buckets.append(Bucket(item.key, item.window, start, item.cost))
+    return Plan(totals, Ticket(tuple(buckets)))
 
 
 class RateLimitStore(Protocol):
