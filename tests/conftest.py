@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
+import socket
 import subprocess
 from contextlib import suppress
 from pathlib import Path
 
 import pytest
+
+from regogate.core import ConfigError
+from regogate.proxy.policy import find_opa
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -19,15 +21,11 @@ pytest_plugins = ["tests.redis_server", "tests.opa_server"]
 
 
 def find_opa_binary() -> str:
-    """The pinned OPA that `make setup` built; tests never run without a real OPA."""
-    for candidate in (
-        os.environ.get("REGOGATE_OPA"),
-        str(Path(os.environ.get("REGOGATE_CACHE", Path.home() / ".cache" / "regogate")) / "bin" / "opa"),
-        shutil.which("opa"),
-    ):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    raise RuntimeError("no opa binary: run `make setup` (scripts/setup-opa.sh builds the pinned OPA)")
+    """The pinned OPA that `make setup` built, found as the product finds it; tests never run without one."""
+    try:
+        return find_opa(None)
+    except ConfigError as exc:
+        raise RuntimeError(f"{exc} (scripts/setup-opa.sh builds the pinned OPA)") from exc
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +44,23 @@ def private_state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     state = tmp_path_factory.mktemp("xdg-state")
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     return state
+
+
+def free_tcp_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def stop_process(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 5.0) -> None:

@@ -29,9 +29,8 @@ import httpx
 import pytest
 
 from tests import images
-from tests.conftest import find_opa_binary, stop_process
+from tests.conftest import find_opa_binary, free_tcp_port, stop_process
 from tests.engine import MODES, require_container, require_mode
-from tests.proxy.opa_fixtures import free_tcp_port
 
 #: The official image at the version the project pins; ``-static`` has no shell, so readiness is an HTTP probe.
 OPA_IMAGE = f"openpolicyagent/opa:{images.OPA_VERSION}-static"

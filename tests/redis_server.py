@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 import pytest
 
 from tests import images
+from tests.conftest import free_tcp_port
 from tests.engine import MODES, require_container, require_mode
 
 __all__ = ["RedisServer", "find_redis_server", "redis_container", "redis_local", "redis_server", "redis_url"]
@@ -57,13 +58,6 @@ def find_redis_server() -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _answers_ping(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=POLL_INTERVAL * 10) as sock:
@@ -77,7 +71,7 @@ class RedisServer:
     """One Redis on 127.0.0.1 at a fixed port, for the whole test session."""
 
     def __init__(self, workdir: Path, mode: Mode) -> None:
-        self.port = _free_port()
+        self.port = free_tcp_port()
         self.mode = mode
         self._workdir = workdir
         self._process: subprocess.Popen[bytes] | None = None

@@ -22,8 +22,7 @@ import pytest
 import yaml
 
 from regogate.converters import Bundle, gate_bundle, load_policy, mask_bundle, policy_bundle, sign_bundle, write_bundle
-from tests.conftest import POLICIES, ROOT, stop_process
-from tests.proxy.opa_fixtures import free_tcp_port
+from tests.conftest import POLICIES, ROOT, free_tcp_port, stop_process
 
 DEPLOY = ROOT / "deploy"
 #: nginx listens within milliseconds; the rest is CI slack.

@@ -31,11 +31,10 @@ from redis import Redis
 
 from regogate.converters import gate_bundle, mask_bundle, write_bundle
 from tests import images
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_tcp_port
 from tests.deploy.conftest import BUNDLE_NAMES, DEPLOY, FAST_POLLING, find_docker_compose, python_bundle, python_policy
 from tests.e2e.harness import SERVERS, text
 from tests.engine import docker_client, require_container
-from tests.proxy.opa_fixtures import free_tcp_port
 
 pytestmark = pytest.mark.anyio
 

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.conftest import free_tcp_port
 from tests.deploy.conftest import (
     BUNDLE_NAMES,
     DEPLOY,
@@ -28,7 +29,6 @@ from tests.deploy.conftest import (
 )
 from tests.e2e.harness import REGOGATE, STANDIN, gated_session, text
 from tests.opa_server import Mode, OpaServer, opa_server
-from tests.proxy.opa_fixtures import free_tcp_port
 
 pytestmark = pytest.mark.anyio
 

@@ -13,13 +13,12 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.conftest import POLICIES
+from tests.conftest import POLICIES, alive
 from tests.e2e.harness import (
     FILESYSTEM_SERVER,
     REGOGATE,
     STANDIN,
     TIME_SERVER,
-    alive,
     children,
     command_line,
     gated_session,

@@ -34,11 +34,6 @@ START_TIMEOUT = 30.0
 Message = dict[str, object]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _encode(message: Message | bytes) -> bytes:
     return message if isinstance(message, bytes) else json.dumps(message).encode()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Mapping
@@ -15,8 +14,9 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-from regogate.proxy.policy._embedded_opa import find_opa
-from regogate.proxy.policy._opa_client import OpaClient
+from regogate.core import DecisionError
+from regogate.proxy.policy import OpaClient, find_opa
+from tests.conftest import free_tcp_port
 
 #: OPA needs about 50 ms to listen here; the rest is slack for a loaded CI machine.
 OPA_START_TIMEOUT = 10.0
@@ -50,6 +50,31 @@ class FakeClock:
         self.value += seconds
 
 
+class FaultTransport:
+    """An ``OpaTransport`` that gives every request one fault a real OPA cannot make on demand.
+
+    It answers ``status`` and ``body``, or raises ``error``, or (``stall``) never answers.
+    """
+
+    def __init__(
+        self, status: int = 200, body: bytes = b"", *, error: DecisionError | None = None, stall: bool = False
+    ) -> None:
+        self.status, self.body, self.error, self.stall = status, body, error, stall
+        self.requests: list[tuple[str, str, bytes]] = []
+        self.closed = False
+
+    async def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+        self.requests.append((method, target, body))
+        if self.stall:
+            await anyio.sleep_forever()
+        if self.error is not None:
+            raise self.error
+        return self.status, self.body
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
 def write_bundle(directory: Path, files: Mapping[str, str]) -> Path:
     """Write ``files`` (relative path to text) under ``directory``; return it."""
     for name, text in files.items():
@@ -57,14 +82,6 @@ def write_bundle(directory: Path, files: Mapping[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return directory
-
-
-def free_tcp_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -19,7 +19,7 @@ from regogate.proxy.policy._policy_gateway import FailMode, GateSettings, Policy
 from regogate.proxy.relay._gateway import CallContext
 from regogate.proxy.state import MemoryStore, Reservation, ReserveResult, Window
 from tests.conftest import POLICIES
-from tests.proxy.opa_fixtures import FakeClock
+from tests.proxy.opa_fixtures import FakeClock, FaultTransport
 
 pytestmark = pytest.mark.anyio
 NOON = 1_795_521_600.0  # 2026-11-24T12:00:00Z
@@ -175,7 +175,14 @@ async def test_state_fail_open_admits_uncounted_and_opa_faults_stay_closed(tmp_p
     async with gateway_for(tmp_path, "filesystem", store=BrokenStore(), state_fail_mode="open") as (gateway, audit):
         write = await gateway.check_call(call("write_file", {"path": "/x.txt", "content": "x"}))
         bad = await gateway.check_call(call("write_file", {"path": "/x.sh", "content": "x"}))
+    clock = FakeClock(NOON)
+    settings = GateSettings(server_id="filesystem", state_fail_mode="open")
+    async with OpaClient("http://opa.invalid", transport=FaultTransport(500, b"{}")) as broken:
+        gateway = PolicyGateway(broken, BrokenStore(), clock, AuditLog(None, clock), settings)
+        faulted = await gateway.check_call(call("write_file", {"path": "/x.txt", "content": "x"}))
     assert write.allowed
     assert not bad.allowed  # the policy still decides; only counting is skipped
     event = json.loads(audit.read_text(encoding="utf-8").splitlines()[0])
     assert event["limit"] == "uncounted"
+    # An OPA fault is not a store fault: --state-fail-mode open leaves it denied.
+    assert not faulted.allowed and faulted.rule == "regogate.opa_error"

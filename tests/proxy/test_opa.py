@@ -11,9 +11,9 @@ import anyio
 import pytest
 
 from regogate.core import ConfigError, DecisionError
-from regogate.proxy.policy._opa_client import OpaClient
+from regogate.proxy.policy import OpaClient
 from tests.proxy.fake_http import Reply, Seen, fake_http, json_reply
-from tests.proxy.opa_fixtures import ALLOW_BUNDLE, running_opa, write_bundle
+from tests.proxy.opa_fixtures import ALLOW_BUNDLE, FaultTransport, running_opa, write_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +22,6 @@ pytestmark = pytest.mark.anyio
 TRANSPORTS = ["unix", "tcp"]
 #: Enough round trips for a stable median, few enough to keep the suite fast.
 ROUND_TRIPS = 200
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -325,3 +320,35 @@ async def test_answers_that_are_not_strict_json_are_malformed(body: str) -> None
         with pytest.raises(DecisionError) as caught:
             await client.evaluate("t/allow", {})
     assert caught.value.code == "decision_malformed"
+
+
+@pytest.mark.parametrize(
+    ("transport", "code"),
+    [
+        (FaultTransport(502, b"bad gateway"), "opa_error"),
+        (FaultTransport(200, b"<html>"), "decision_malformed"),
+        (FaultTransport(200, b"{}"), "decision_undefined"),
+        (FaultTransport(error=DecisionError("opa_unreachable", "refused")), "opa_unreachable"),
+        (FaultTransport(stall=True), "opa_timeout"),
+    ],
+)
+async def test_an_injected_transport_fault_maps_to_its_code(transport: FaultTransport, code: str) -> None:
+    async with OpaClient("http://opa.invalid", timeout=0.05, transport=transport) as client:
+        with anyio.fail_after(5), pytest.raises(DecisionError) as caught:
+            await client.evaluate("regogate/gate/decision", {"k": 1})
+    assert caught.value.code == code
+    assert transport.requests == [
+        ("POST", "/v1/data/regogate/gate/decision?strict-builtin-errors=true", b'{"input":{"k":1}}')
+    ]
+    assert transport.closed
+
+
+async def test_retarget_to_an_injected_transport_closes_the_old_one() -> None:
+    old, new = FaultTransport(200, b'{"result": "old"}'), FaultTransport(200, b'{"result": "new"}')
+    async with OpaClient("http://old.invalid", transport=old) as client:
+        assert (await client.evaluate("t/x", {}))[0] == "old"
+        await client.retarget("http://new.invalid", transport=new)
+        assert old.closed and not new.closed
+        assert (await client.evaluate("t/x", {}))[0] == "new"
+        assert client.url == "http://new.invalid"
+    assert new.closed

@@ -41,11 +41,6 @@ SHARED_LIMIT = 50
 PROCESS_TIMEOUT = 30
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(params=["memory", "sqlite", "redis", "redis-container"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RateLimitStore]:
     if request.param.startswith("redis"):

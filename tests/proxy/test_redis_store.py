@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from regogate.core import ConfigError, StateError
 from regogate.proxy.state import RedisStore, Refused, Reservation, Ticket, window_start
 from regogate.proxy.state._redis import CALL_TIMEOUT, EXPIRY_MARGIN, bucket_key
+from tests.conftest import free_tcp_port
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -61,13 +62,6 @@ async def raw(redis_url: str) -> AsyncIterator[Redis]:
 
 def _item(key: str = "t/_rate_minute", limit: float | None = 3, cost: float = 1) -> Reservation:
     return Reservation(key=key, limit=limit, window="minute", cost=cost)
-
-
-def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_counters_live_under_the_documented_keys(store: RedisStore, raw: Redis, prefix: str) -> None:
@@ -180,7 +174,7 @@ async def test_a_server_that_never_answers_is_a_state_error() -> None:
 
 
 async def test_errors_name_the_server_but_never_the_password() -> None:
-    port = _unused_port()
+    port = free_tcp_port()
     store = RedisStore(f"redis://regogate:hunter2@127.0.0.1:{port}/0")
     try:
         with pytest.raises(StateError, match=f"127.0.0.1:{port}") as caught:

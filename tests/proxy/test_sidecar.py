@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import stat
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from regogate.core import ConfigError, DecisionError
 from regogate.proxy.policy._embedded_opa import EmbeddedOpa, find_opa
+from tests.conftest import alive
 from tests.proxy.opa_fixtures import write_bundle
 
 logger = logging.getLogger(__name__)
@@ -25,19 +25,6 @@ BROKEN = {"t/t.rego": "package t\n\nallow := if {\n"}
 CALLERS = 4
 #: Decisions each caller makes after the reload, to show the new policy is in force.
 CALLS_AFTER_RELOAD = 20
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def test_it_starts_ready_and_decides(tmp_path: Path) -> None:
@@ -57,7 +44,7 @@ async def test_it_stops_leaving_no_process_and_no_directory(tmp_path: Path) -> N
         pid = opa.pid
         directory = Path(opa.url.removeprefix("unix://")).parent
         client = opa.client
-    assert not _alive(pid)
+    assert not alive(pid)
     assert not directory.exists()
     with pytest.raises(DecisionError) as caught:
         await client.evaluate("t/allow", {})
@@ -69,7 +56,7 @@ async def test_it_stops_when_the_body_fails(tmp_path: Path) -> None:
         async with EmbeddedOpa([write_bundle(tmp_path / "b", ALLOW)]) as opa:
             pid = opa.pid
             raise RuntimeError("body")
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 async def test_a_cancelled_body_still_stops_opa(tmp_path: Path) -> None:
@@ -78,7 +65,7 @@ async def test_a_cancelled_body_still_stops_opa(tmp_path: Path) -> None:
             pid = opa.pid
             scope.cancel()
             await anyio.Event().wait()
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.005, 0.02])
@@ -163,7 +150,7 @@ async def test_reload_changes_decisions_without_failing_calls_in_flight(tmp_path
                 reloaded.set()
         assert await opa.client.evaluate("t/allow", {}) == (False, None)
         assert opa.url != old_url
-        assert not _alive(old_pid)
+        assert not alive(old_pid)
         assert not Path(old_url.removeprefix("unix://")).parent.exists()
     assert failures == []
     assert seen[0] is True

@@ -14,6 +14,7 @@ import pytest
 
 from regogate.core import ConfigError
 from regogate.proxy.relay._upstream import Upstream, exit_status
+from tests.conftest import alive
 from tests.proxy.conftest import EOF_IGNORER, EVERYTHING, STEP, receive_json
 from tests.proxy.test_relay import initialize
 
@@ -25,12 +26,7 @@ TEARDOWN_BUDGET = 1.5
 
 def gone(pid: int) -> bool:
     """No such process, or only a zombie left for init to reap."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    return not alive(pid)
 
 
 async def wait_gone(pid: int, timeout: float) -> bool:
