@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from bench._bridge import bridge_section
 from bench._measure import PathSpec, Plan, embedded_opa_pid, embedded_opa_url, measure
 from bench._report import Results, machine_facts, render
 from bench._session import BenchError, Session
@@ -175,8 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="regogate-bench-") as workdir:
         started = time.monotonic()
         results = run(plan, workdir=Path(workdir), peers=args.peer)
+        bridge = bridge_section(plan, workdir=Path(workdir), regogate=REGOGATE, policy=POLICY, root=ROOT)
         elapsed = time.monotonic() - started
-    report = render(results, plan, command=command, facts=facts, elapsed=elapsed)
+    report = render(results, plan, command=command, facts=facts, elapsed=elapsed) + bridge
     if args.output:
         args.output.write_text(report, encoding="utf-8")
         sys.stderr.write(f"bench: wrote {args.output} in {elapsed:.0f} s\n")

@@ -38,7 +38,7 @@ class Mark:
 
 @dataclass(frozen=True)
 class Condition:
-    """One test on an argument (``args.a.b``) or a counter (``state.<scope>.<counter>``)."""
+    """One test on an argument (``args.a.b``), a counter (``state.<scope>.<counter>``) or a claim (``principal.x``)."""
 
     path: str
     op: Operator
@@ -49,6 +49,13 @@ class Condition:
     def arg_path(self) -> tuple[str, ...] | None:
         """The keys below ``arguments`` for an ``args.`` path, else None."""
         if self.path.startswith("args."):
+            return tuple(self.path.split(".")[1:])
+        return None
+
+    @property
+    def principal_path(self) -> tuple[str, ...] | None:
+        """The keys below ``input.principal`` for a ``principal.`` path (a regogate extension), else None."""
+        if self.path.startswith("principal."):
             return tuple(self.path.split(".")[1:])
         return None
 
@@ -98,6 +105,8 @@ class Rule:
     schema: bool
     approval_timeout: str | None
     mark: Mark
+    per_principal: bool = False
+    """``per: principal`` (a regogate extension): the rate limit is counted for each ``principal.id``."""
 
     @property
     def scope(self) -> str:

@@ -34,6 +34,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLAIN_YAML = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-/\[\]]*$")
 
 INPUT_ARGS = "input.tool.arguments"
+INPUT_PRINCIPAL = "input.principal"
 #: How long a person has to answer when a require_approval rule names no approval_timeout.
 DEFAULT_APPROVAL_TIMEOUT = "5m"
 INPUT_SCHEMA = "input.tool.input_schema"
@@ -125,6 +126,9 @@ def _target(condition: Condition) -> str:
     keys = condition.arg_path
     if keys is not None:
         return ref(INPUT_ARGS, keys)
+    claims = condition.principal_path
+    if claims is not None:
+        return ref(INPUT_PRINCIPAL, claims)
     counter = condition.counter
     assert counter is not None
     return ref("input.state", counter)
@@ -141,7 +145,7 @@ def condition_lines(condition: Condition, locals_taken: set[str], writer: _Write
     if op == "in":
         return [f"{target} in {rego_literal(value)}"]
     if op == "not_in":
-        last = (condition.arg_path or condition.counter or ("value",))[-1]
+        last = (condition.arg_path or condition.principal_path or condition.counter or ("value",))[-1]
         base = re.sub(r"[^a-z0-9_]+", "_", last.lower()).strip("_") or "arg"
         name = f"{base}_value"
         n = 2
@@ -165,6 +169,8 @@ def condition_lines(condition: Condition, locals_taken: set[str], writer: _Write
         return [f"{target} != null"]
     keys = condition.arg_path
     base, path = (INPUT_ARGS, list(keys)) if keys is not None else ("input.state", list(condition.counter or ()))
+    if condition.principal_path is not None:
+        base, path = "input", ["principal", *condition.principal_path]  # also when input.principal is absent
     return [f"object.get({base}, {rego_literal(path)}, null) == null"]
 
 
@@ -293,10 +299,14 @@ def _rule_rego(writer: _Writer, rule: Rule) -> None:
         )
     if declaration is not None:
         key, limit_text, window, cost_text, message = declaration
+        key_text = rego_literal(key)
+        if rule.per_principal:
+            # One counter per caller; a call without a principal id shares the "_anonymous" one, still limited.
+            key_text = f'concat("/", [{key_text}, "principal", object.get(input, ["principal", "id"], "_anonymous")])'
         writer.emit(
             writer.metadata(title, message, rule.mark.line, **meta_custom)
             + "rate_limits contains "
-            + f'{{"key": {rego_literal(key)}, "limit": {limit_text}, "window": {rego_literal(window)}, '
+            + f'{{"key": {key_text}, "limit": {limit_text}, "window": {rego_literal(window)}, '
             + f'"cost": {cost_text}, "rule": {rego_literal(rule.name)}, "message": {rego_literal(message)}}}'
             + _body(_tool_test(rule))
         )

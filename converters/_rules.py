@@ -32,6 +32,7 @@ RULE_KEYS = (
     "state",
     "validate",
     "approval_timeout",
+    "per",
 )
 CONDITION_KEYS = ("path", "op", "value")
 STATE_KEYS = ("counter", "window", "increment", "increment_from")
@@ -142,6 +143,15 @@ class RuleReader(NodeReader):
                         f"{where}.{key}",
                         f"rate_limit cannot be combined with {key}; put the limit in a rule of its own",
                     )
+        per_principal = False
+        if "per" in fields:
+            pnode = fields["per"]
+            if (self.scalar(pnode) if isinstance(pnode, yaml.ScalarNode) else None) != "principal":
+                self.problem(pnode, f"{where}.per", f"per must be principal, not {self.describe(pnode)}")
+            elif rate_limit is None:
+                self.problem(pnode, f"{where}.per", "per: principal goes with rate_limit")
+            else:
+                per_principal = True
         if len(self.problems) > problems_before:
             return None
         return Rule(
@@ -158,6 +168,7 @@ class RuleReader(NodeReader):
             required_args=required_args,
             schema=schema,
             approval_timeout=approval_timeout,
+            per_principal=per_principal,
             mark=mark_of(node),
         )
 
@@ -260,11 +271,11 @@ class RuleReader(NodeReader):
         if "path" not in fields or "op" not in fields:
             return None
         path = self.string(fields["path"], f"{where}.path", "path")
-        if path is not None and arg_keys(path) is None and state_ref(path) is None:
+        if path is not None and arg_keys(path) is None and state_ref(path) is None and principal_keys(path) is None:
             self.problem(
                 fields["path"],
                 f"{where}.path",
-                f"path must be args.<name>[.<name>…] or state.<scope>.<counter>, not {path!r}",
+                f"path must be args.<name>[.<name>…], state.<scope>.<counter> or principal.<claim>, not {path!r}",
             )
             path = None
         op_raw = self.scalar(fields["op"]) if isinstance(fields["op"], yaml.ScalarNode) else None
@@ -310,6 +321,13 @@ class RuleReader(NodeReader):
 
 def arg_keys(path: str) -> tuple[str, ...] | None:
     if not path.startswith("args."):
+        return None
+    keys = tuple(path.split(".")[1:])
+    return keys if keys and all(k.strip() for k in keys) else None
+
+
+def principal_keys(path: str) -> tuple[str, ...] | None:
+    if not path.startswith("principal."):
         return None
     keys = tuple(path.split(".")[1:])
     return keys if keys and all(k.strip() for k in keys) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import re._constants as sre_c  # type: ignore[import-not-found]  # no stubs; stable since 3.11
 import re._parser as sre_parse  # type: ignore[import-not-found]
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import re2
@@ -178,12 +178,14 @@ def _candidates(condition: Condition) -> list[object]:
 class _Example:
     arguments: dict[str, object]
     state: dict[str, dict[str, object]]
+    principal: dict[str, object] = field(default_factory=dict)
 
 
 def _place(example: _Example, condition: Condition, value: object) -> None:
-    if condition.arg_path is not None:
-        *parents, last = condition.arg_path
-        node = example.arguments
+    keys = condition.arg_path or condition.principal_path
+    if keys is not None:
+        *parents, last = keys
+        node = example.arguments if condition.arg_path is not None else example.principal
         for key in parents:
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
@@ -219,7 +221,9 @@ def _passing(conditions: list[Condition]) -> _Example | None:
 def _failing(conditions: list[Condition], base: _Example) -> _Example:
     """The passing example with its first condition broken."""
     first = conditions[0]
-    broken = _Example(_deep_copy(base.arguments), {k: dict(v) for k, v in base.state.items()})
+    broken = _Example(
+        _deep_copy(base.arguments), {k: dict(v) for k, v in base.state.items()}, _deep_copy(base.principal)
+    )
     _place(broken, first, "present" if first.op == "exists" and not first.value else MISSING)
     return broken
 
@@ -252,7 +256,10 @@ class _TestWriter:
         arguments = example.arguments if example else {}
         state = example.state if example else {}
         schema = {"type": "object"} if schema is None else schema
-        return f"_call({rego_literal(tool)}, {rego_literal(arguments)}, {rego_literal(state)}, {rego_literal(schema)})"
+        call = f"_call({rego_literal(tool)}, {rego_literal(arguments)}, {rego_literal(state)}, {rego_literal(schema)})"
+        if example is not None and example.principal:
+            call = f'object.union({call}, {{"principal": {rego_literal(example.principal)}}})'
+        return call
 
     def denial_test(self, name: str, rule_name: str, call: str, *, denied: bool) -> None:
         check = f"{rego_literal(rule_name)} in rules" if denied else f"not {rego_literal(rule_name)} in rules"
@@ -319,6 +326,9 @@ class _TestWriter:
                 f"_rate_{rule.rate_limit.window}" if rule.rate_limit else rule.counter.name if rule.counter else ""
             )
             key = f"{rule.scope}/{counter}"
+            if rule.per_principal:
+                passing = _Example(passing.arguments if passing else {}, {}, {"id": "regogate-test-principal"})
+                key = f"{key}/principal/regogate-test-principal"
             self.tests.append(
                 f"test_{ident}_declares_its_limit if {{\n"
                 f"\tlimits := {self.alias}.rate_limits with input as {self.call(tool, passing)}\n"

@@ -175,6 +175,7 @@ async def serve(config: RunConfig) -> int:
                 fail_mode=config.fail_mode,
                 state_fail_mode=config.state_fail_mode,
                 dry_run=config.dry_run,
+                principal=config.principal,
             )
             approvals = open_approval_store(config.state, config.state_prefix)
             stack.push_async_callback(approvals.aclose)
@@ -207,7 +208,9 @@ async def serve(config: RunConfig) -> int:
                 fail_mode=config.fail_mode,
                 state_fail_mode=config.state_fail_mode,
                 dry_run=config.dry_run,
-                upstream=list(config.upstream),
+                upstream=[config.target.display] if config.target else list(config.upstream),
+                upstream_headers=[name for name, _ in config.target.headers] if config.target else [],
+                principal=config.principal.get("id"),
             )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(tracker.run)
@@ -215,7 +218,13 @@ async def serve(config: RunConfig) -> int:
                     tg.start_soon(watch_policy, source, sidecar, gateway, audit, tracker)
                     tg.start_soon(supervise_opa, sidecar, audit)
                 checked = OfferedToolsCheck(gateway, source.policy, audit)
-                status = await run_relay(config.upstream, checked, deny_prefix=config.deny_prefix)
+                if config.target is not None:
+                    # Imported here: the HTTP client costs start-up time that a process upstream never needs.
+                    from regogate.proxy.transports._bridge import run_bridge
+
+                    status = await run_bridge(config.target, checked, deny_prefix=config.deny_prefix)
+                else:
+                    status = await run_relay(config.upstream, checked, deny_prefix=config.deny_prefix)
                 tg.cancel_scope.cancel()
             audit.write("shutdown", status=status)
             return status

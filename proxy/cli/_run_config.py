@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, cast
 
 from regogate.core import LogArgs
+from regogate.proxy.cli._upstream_flags import add_upstream_flags, quiet_http_logs, read_upstream_flags
 from regogate.proxy.cli._usage import UsageParser
 from regogate.proxy.policy import DEFAULT_DECISION_PATH, DEFAULT_TIMEOUT, FailMode
-from regogate.proxy.relay import DEFAULT_DENY_PREFIX
+from regogate.proxy.relay import DEFAULT_DENY_PREFIX, HttpTarget
 
 __all__ = ["DEFAULT_STATE", "OPA_READY_TIMEOUT", "RunConfig", "build_parser", "parse_args"]
 
@@ -32,6 +33,8 @@ examples:
   regogate run -c policies/python.yaml --decision-log /var/log/regogate/opa-decisions.jsonl -- python-mcp
   regogate run -c policies/github.yaml --opa-url http://127.0.0.1:8181 --opa-ready-timeout 60 \\
       --state redis://127.0.0.1:6379/0 -- github-mcp-server
+  MCP_AUTH='Bearer ...' regogate -c policies/github.yaml --upstream https://mcp.example.com/mcp \\
+      --header-env Authorization=MCP_AUTH --principal team=payments
 """
 
 
@@ -39,8 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The flags of ``regogate run``."""
     p = UsageParser(
         prog="regogate run",
-        usage="regogate [run] -c POLICY [flags] -- UPSTREAM_COMMAND [ARGS...]",
-        description="Relay MCP over stdio to UPSTREAM_COMMAND; every tools/call is decided by OPA first.",
+        usage="regogate [run] -c POLICY [flags] (-- UPSTREAM_COMMAND [ARGS...] | --upstream URL)",
+        description=(
+            "Relay MCP over stdio to UPSTREAM_COMMAND, or to a Streamable HTTP server at URL; "
+            "every tools/call is decided by OPA first."
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -161,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"prefix of denial texts (default: {DEFAULT_DENY_PREFIX!r})",
     )
     p.add_argument("--debug", action="store_true", help="on a failure, also print its traceback (for a bug report)")
+    add_upstream_flags(p)
     p.add_argument("upstream", nargs=argparse.REMAINDER, help="the MCP server command, after --")
     return p
 
@@ -190,6 +197,10 @@ class RunConfig:
     deny_prefix: str
     upstream: tuple[str, ...]
     debug: bool = False
+    target: HttpTarget | None = None
+    """The remote server when ``--upstream URL`` was given (then ``upstream`` is empty)."""
+    principal: Mapping[str, object] = field(default_factory=dict)
+    """Who is calling: ``input.principal``."""
 
 
 def parse_args(argv: Sequence[str]) -> RunConfig:
@@ -199,8 +210,7 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
     upstream = list(args.upstream)
     if upstream and upstream[0] == "--":
         upstream = upstream[1:]
-    if not upstream:
-        parser.error("no upstream MCP server command given after --")
+    target, principal = read_upstream_flags(parser, args, upstream)
     if args.opa_timeout <= 0:
         parser.error("--opa-timeout must be positive")
     if args.opa_ready_timeout <= 0:
@@ -220,6 +230,7 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
         level="WARNING" if args.log_level == "warn" else args.log_level.upper(),
         format="regogate %(levelname)s %(name)s: %(message)s",
     )
+    quiet_http_logs()
     return RunConfig(
         policy=Path(args.config),
         server_id=args.server_id,
@@ -241,4 +252,6 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
         deny_prefix=args.deny_prefix,
         upstream=tuple(upstream),
         debug=args.debug,
+        target=target,
+        principal=principal,
     )

@@ -56,6 +56,7 @@ class CallInput:
     ``protocol_version`` likewise. ``state`` maps scope to counter to its value in the current window.
     ``arguments_hash`` is the keyed hash of the arguments (the audit log's ``args_hash``), left out
     under ``--log-args none``; the decision-log mask keeps it where it erases the arguments.
+    ``principal`` is who is calling: claims with at least a string ``id``.
     """
 
     server_id: str
@@ -71,6 +72,7 @@ class CallInput:
     approval: JsonObject | None = None
     """``input.approval``: who approved this call, how and when; only on the decision after a person approved."""
     arguments_hash: str | None = None
+    principal: JsonObject = field(default_factory=dict)
 
     def to_document(self) -> dict[str, object]:
         """Return the JSON-ready input document OPA receives as ``input``."""
@@ -89,6 +91,7 @@ class CallInput:
             "kind": "tools/call",
             "server": {"id": self.server_id},
             "client": self.client,
+            "principal": self.principal,
             "request": request,
             "time": _time_document(self.now),
             "tool": tool,
@@ -114,6 +117,7 @@ class ListInput:
     server_id: str
     tools: tuple[ListedTool, ...]
     client: JsonObject = field(default_factory=dict)
+    principal: JsonObject = field(default_factory=dict)
 
     def to_document(self) -> dict[str, object]:
         """Return the JSON-ready input document OPA receives as ``input``."""
@@ -128,6 +132,7 @@ class ListInput:
             "kind": "tools/list",
             "server": {"id": self.server_id},
             "client": self.client,
+            "principal": self.principal,
             "tools": tools,
         }
 

@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from regogate.converters import Policy
@@ -70,6 +70,8 @@ class GateSettings:
     fail_mode: FailMode = "closed"
     state_fail_mode: FailMode = "closed"
     dry_run: bool = False
+    principal: Mapping[str, object] = field(default_factory=dict)
+    """Who is calling (``input.principal``): the same for every call of this process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,7 @@ class PolicyGateway:
                 annotations=annotations if isinstance(annotations, dict) else None,
                 state=await self._state(call.tool_name, now),
                 arguments_hash=digest,
+                principal=self.settings.principal,
             )
             result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, call_input.to_document())
             if opa_decision_id:
@@ -280,7 +283,9 @@ class PolicyGateway:
             for t in tools
         )
         try:
-            document = ListInput(server_id=self.settings.server_id, tools=listed).to_document()
+            document = ListInput(
+                server_id=self.settings.server_id, tools=listed, principal=self.settings.principal
+            ).to_document()
             result, decision_id = await self._opa.evaluate(self.settings.decision_path, document)
             decision = parse_decision(result, kind="tools/list", decision_id=decision_id)
         except Exception as exc:  # the boundary: a list we cannot filter shows nothing

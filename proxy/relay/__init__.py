@@ -3,6 +3,7 @@
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, PeerClosed
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
+from regogate.proxy.relay._http_target import READ_TIMEOUT, HttpTarget, parse_headers
 from regogate.proxy.relay._relay import DECISION_TIMEOUT, DEFAULT_DENY_PREFIX, Relay
 from regogate.proxy.relay._upstream import Upstream, exit_status
 from regogate.proxy.relay._wire import error_line
@@ -10,8 +11,10 @@ from regogate.proxy.relay._wire import error_line
 __all__ = [
     "DECISION_TIMEOUT",
     "DEFAULT_DENY_PREFIX",
+    "READ_TIMEOUT",
     "CallContext",
     "Gateway",
+    "HttpTarget",
     "LineReader",
     "LineWriter",
     "Oversize",
@@ -22,4 +25,5 @@ __all__ = [
     "encode",
     "error_line",
     "exit_status",
+    "parse_headers",
 ]

@@ -26,6 +26,7 @@ from regogate.proxy.relay._codec import BadLine, decode, encode
 from regogate.proxy.relay._framing import MAX_LINE_BYTES, LineReader, LineWriter, Oversize, PeerClosed, sniff_id
 from regogate.proxy.relay._gateway import CallContext, Elicit, Gateway, Verdict
 from regogate.proxy.relay._ledger import Cancel, Ledger, Phase, Refusal, Request
+from regogate.proxy.relay._pipes import LineSink, LineSource
 from regogate.proxy.relay._session import Session, call_problem
 from regogate.proxy.relay._tools import ToolCatalog
 from regogate.proxy.relay._wire import (
@@ -72,8 +73,8 @@ class Relay:
         *,
         client_in: LineReader,
         client_out: LineWriter,
-        upstream_in: LineReader,
-        upstream_out: LineWriter,
+        upstream_in: LineSource,
+        upstream_out: LineSink,
         on_client_closed: Callable[[], Awaitable[object]],
         deny_prefix: str = DEFAULT_DENY_PREFIX,
         decision_timeout: float = DECISION_TIMEOUT,

@@ -205,7 +205,7 @@ def test_invalid_policy_refuses_to_start_and_lists_every_problem(tmp_path: Path)
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["-c", "policies/python.yaml"], "no upstream MCP server command given after --"),
+        (["-c", "policies/python.yaml"], "no upstream MCP server: give a command after -- or --upstream URL"),
         (["-c", "policies/python.yaml", "--fail-mode", "sometimes", "--", "x"], "invalid choice: 'sometimes'"),
         (["--", "x"], "the following arguments are required: -c/--config"),
     ],

@@ -23,6 +23,10 @@ CALL_SNAPSHOT = """{
     "version": "2.1.0"
   },
   "kind": "tools/call",
+  "principal": {
+    "id": "alice",
+    "team": "payments"
+  },
   "request": {
     "id": 7,
     "protocol_version": "2025-11-25"
@@ -62,6 +66,9 @@ CALL_SNAPSHOT = """{
 LIST_SNAPSHOT = """{
   "client": {},
   "kind": "tools/list",
+  "principal": {
+    "id": "alice"
+  },
   "server": {
     "id": "python"
   },
@@ -103,6 +110,7 @@ def test_call_input_document_matches_the_snapshot() -> None:
         input_schema={"type": "object", "required": ["packages"]},
         annotations={"destructiveHint": False},
         state={"create_charge": {"daily_spend": 4200}},
+        principal={"id": "alice", "team": "payments"},
     )
     assert _snapshot(call.to_document()) == CALL_SNAPSHOT
 
@@ -114,11 +122,14 @@ def test_call_input_leaves_out_what_regogate_does_not_know() -> None:
     assert document["tool"] == {"name": "t", "arguments": {}}
     assert document["client"] == {}
     assert document["state"] == {}
+    assert document["principal"] == {}
     assert document["time"] == {"unix_ns": 1_795_000_000_750_000_000, "rfc3339": "2026-11-18T11:06:40Z"}
 
 
 def test_list_input_document_matches_the_snapshot() -> None:
-    listing = ListInput(server_id="python", tools=(ListedTool("conda", {}), ListedTool("pip-list")))
+    listing = ListInput(
+        server_id="python", tools=(ListedTool("conda", {}), ListedTool("pip-list")), principal={"id": "alice"}
+    )
     assert _snapshot(listing.to_document()) == LIST_SNAPSHOT
 
 

@@ -1,0 +1,180 @@
+"""One Streamable HTTP session's plumbing: the headers of each era, one bounded HTTP exchange, the DELETE.
+
+``open`` retries only a connection that was never made (the server cannot have seen the request),
+and turns every transport fault into a ``HttpFailure`` carrying the JSON-RPC error the request's
+caller gets. Nothing here logs or raises text that may hold a header value or the URL's secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+
+from regogate.proxy.relay._http_target import HttpTarget
+from regogate.proxy.relay._wire import PROTOCOL_VERSION_META_KEY, UPSTREAM_GONE, is_modern
+
+logger = logging.getLogger(__name__)
+
+UPSTREAM_UNAVAILABLE = -31003
+"""The server could not be reached, timed out, or answered with an HTTP error."""
+SESSION_ENDED = -31004
+"""The server ended the session (404 on a live ``Mcp-Session-Id``)."""
+
+CONNECT_ATTEMPTS = 3
+"""A refused connection is retried (the request never left): a restarting server gets a moment."""
+CONNECT_RETRY_DELAY = 0.2
+"""Pause between connection attempts."""
+MAX_CONNECTIONS = 66
+"""Concurrent requests in flight plus the GET stream and a DELETE."""
+CLOSE_TIMEOUT = 1.0
+"""Bound on closing a response and on the DELETE at shutdown; under a host's 2 s grace."""
+
+SESSION_HEADER = "mcp-session-id"
+VERSION_HEADER = "mcp-protocol-version"
+_NAME_PARAMS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+class HttpFailure(Exception):
+    """Why a request gets an error answer from the bridge instead of the server's."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def header_value(value: str) -> str:
+    """A header value as the 2026-07-28 transport encodes it: verbatim if plain ASCII, else base64."""
+    if value.isascii() and value.isprintable() and value == value.strip() and not value.startswith("=?base64?"):
+        return value
+    return f"=?base64?{base64.b64encode(value.encode()).decode()}?="
+
+
+def is_modern_message(message: dict[str, object]) -> bool:
+    """A 2026-07-28-era message: its protocol version travels in ``params._meta``."""
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and is_modern(meta.get(PROTOCOL_VERSION_META_KEY))
+
+
+class HttpSession:
+    """The HTTP client, the session id and the negotiated version for one upstream."""
+
+    def __init__(self, target: HttpTarget, client: httpx.AsyncClient) -> None:
+        self.target = target
+        self.client = client
+        self.session_id: str | None = None
+        self.version: str | None = None
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, target: HttpTarget) -> AsyncIterator[HttpSession]:
+        """A client with bounded timeouts, no redirects, no proxy settings from the environment."""
+        timeout = httpx.Timeout(target.read_timeout, connect=target.connect_timeout, pool=target.connect_timeout)
+        limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=8)
+        async with httpx.AsyncClient(
+            headers=list(target.headers), timeout=timeout, limits=limits, follow_redirects=False, trust_env=False
+        ) as client:
+            yield cls(target, client)
+
+    def restart(self) -> None:
+        """A new ``initialize`` is on its way: forget the old session."""
+        self.session_id, self.version = None, None
+
+    def headers(self, message: dict[str, object]) -> dict[str, str]:
+        """Headers for POSTing ``message``: the session's, or a 2026-07-28 request's own routing headers."""
+        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        if not is_modern_message(message):
+            headers.update(self.session_headers())
+            return headers
+        params = message["params"]
+        assert isinstance(params, dict)
+        meta = params["_meta"]
+        assert isinstance(meta, dict)
+        headers[VERSION_HEADER] = header_value(str(meta[PROTOCOL_VERSION_META_KEY]))
+        method = message.get("method")
+        if isinstance(method, str):
+            headers["mcp-method"] = header_value(method)
+            name = params.get(_NAME_PARAMS.get(method, ""))
+            if isinstance(name, str):
+                headers["mcp-name"] = header_value(name)
+        return headers
+
+    def session_headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.session_id is not None:
+            headers[SESSION_HEADER] = self.session_id
+        if self.version is not None:
+            headers[VERSION_HEADER] = self.version
+        return headers
+
+    def note_session(self, response: httpx.Response) -> None:
+        """Keep the session id the server assigned (the first one; later ones cannot move the session)."""
+        session = response.headers.get(SESSION_HEADER)
+        if session and self.session_id is None and session.isascii() and session.isprintable():
+            self.session_id = session
+
+    def note_version(self, message: dict[str, object]) -> None:
+        """Keep the protocol version from the ``initialize`` answer."""
+        result = message.get("result")
+        version = result.get("protocolVersion") if isinstance(result, dict) else None
+        if isinstance(version, str) and version.isascii() and version.isprintable():
+            self.version = version
+
+    @asynccontextmanager
+    async def open(
+        self, method: str, body: bytes | None, headers: dict[str, str], *, idle: bool = False
+    ) -> AsyncIterator[httpx.Response]:
+        """Send one HTTP request, retrying only a connection never made; the response streams.
+
+        ``idle``: the response may stay silent indefinitely (the GET stream), so no read timeout.
+
+        Raises:
+            HttpFailure: the exchange failed; its code and message are what the caller answers.
+        """
+        read = None if idle else self.target.read_timeout
+        timeout = httpx.Timeout(self.target.read_timeout, connect=self.target.connect_timeout, read=read)
+        request = self.client.build_request(method, self.target.url, content=body, headers=headers, timeout=timeout)
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                response = await self.client.send(request, stream=True)
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt + 1 == CONNECT_ATTEMPTS:
+                    raise HttpFailure(UPSTREAM_UNAVAILABLE, f"upstream unreachable: {self.describe(exc)}") from exc
+                await anyio.sleep(CONNECT_RETRY_DELAY)
+            except httpx.TimeoutException as exc:
+                raise HttpFailure(UPSTREAM_UNAVAILABLE, "upstream timed out") from exc
+            except httpx.HTTPError as exc:
+                raise HttpFailure(UPSTREAM_UNAVAILABLE, f"upstream connection failed: {self.describe(exc)}") from exc
+        try:
+            yield response
+        except httpx.TimeoutException as exc:
+            raise HttpFailure(UPSTREAM_UNAVAILABLE, "upstream timed out") from exc
+        except httpx.HTTPError as exc:
+            raise HttpFailure(UPSTREAM_GONE, f"upstream connection broke: {self.describe(exc)}") from exc
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+                await response.aclose()
+
+    async def delete(self) -> None:
+        """End the session on the server (bounded, best effort)."""
+        if self.session_id is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                response = await self.client.delete(self.target.url, headers=self.session_headers())
+                if response.status_code not in (200, 202, 204, 404, 405):
+                    logger.info("session DELETE answered HTTP %d", response.status_code)
+            except httpx.HTTPError as exc:
+                logger.info("session DELETE failed: %s", self.describe(exc))
+        self.session_id = None
+
+    def describe(self, exc: BaseException) -> str:
+        """An exception as text with no secret in it (no URL query, no header value)."""
+        detail = str(exc)
+        return self.target.scrub(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)

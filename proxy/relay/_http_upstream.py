@@ -1,0 +1,413 @@
+"""An MCP server reached over Streamable HTTP, presented to the relay as the same two line streams as a process.
+
+Every line the relay sends is POSTed. A request's answer comes back as ``application/json`` or as
+an event stream that may carry the server's own requests and notifications first; every message
+is handed to the relay as one line. ``Mcp-Session-Id`` and the negotiated ``MCP-Protocol-Version``
+go on every later request; a 2026-07-28 request (version in ``_meta``) is sent on its own with its
+``MCP-Protocol-Version``, ``Mcp-Method`` and ``Mcp-Name`` headers. Once a session exists, a GET
+stream carries server-initiated messages. A 404 on a live session means the server ended it: open
+requests are answered with an error and the upstream ends, as a server process exiting would.
+
+Every request that was sent gets exactly one answer: the server's, or an error for its id when the
+network fails, a timeout runs out, or the answer is unusable. Only failures to connect are retried
+(the server never saw the request), so a tool call never runs twice. Shutdown is bounded and
+DELETEs the session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+import httpx
+
+from regogate.proxy.relay._framing import Oversize, PeerClosed, sniff_id
+from regogate.proxy.relay._http_session import (
+    SESSION_ENDED,
+    SESSION_HEADER,
+    UPSTREAM_UNAVAILABLE,
+    HttpFailure,
+    HttpSession,
+    is_modern_message,
+)
+from regogate.proxy.relay._http_target import HttpTarget
+from regogate.proxy.relay._sse import SseDecoder
+from regogate.proxy.relay._wire import UPSTREAM_GONE, UPSTREAM_MALFORMED, Key, dumps, error_line, id_key
+
+logger = logging.getLogger(__name__)
+
+MAX_CONCURRENT_POSTS = 64
+"""Requests in flight at once; beyond it the relay's writer waits (backpressure, not a queue)."""
+INBOX_SIZE = 16
+"""Messages decoded but not yet taken by the relay."""
+ERROR_BODY_BYTES = 64 * 1024
+"""How much of an HTTP error body is read, looking for a JSON-RPC error."""
+GET_MAX_FAILURES = 3
+"""Consecutive failed attempts to (re)open the GET stream before living without it."""
+GET_RETRY_DELAY = 1.0
+"""Pause before reopening the GET stream when the server named no ``retry``."""
+GET_MAX_RETRY_DELAY = 30.0
+"""Cap on a server-chosen ``retry``."""
+END_TIMEOUT = 1.0
+"""After the server ends the session, how long open requests get to post their error answers."""
+
+
+@dataclass
+class _Post:
+    """One request POST in flight."""
+
+    request_id: str | int
+    method: str
+    modern: bool
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    answered: bool = False
+    silent: bool = False  # cancelled by the client, or the session is closing: no answer is owed
+
+
+def _one_line(data: bytes) -> tuple[bytes, object]:
+    """The message as one line, and its parsed form (``None`` if it is not JSON)."""
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return data, None
+    if b"\n" in data or b"\r" in data:
+        data = dumps(message)
+    return data, message
+
+
+class HttpUpstream:
+    """A Streamable HTTP MCP server; ``send`` takes client lines, ``receive`` yields server lines."""
+
+    def __init__(self, http: HttpSession, tg: anyio.abc.TaskGroup) -> None:
+        self.target = http.target
+        self._http = http
+        self._tg = tg
+        self._inbox_in, self._inbox = anyio.create_memory_object_stream[bytes | Oversize](INBOX_SIZE)
+        self._posts: dict[Key, _Post] = {}
+        self._slots = anyio.Semaphore(MAX_CONCURRENT_POSTS)
+        self._no_posts = anyio.Event()
+        self._no_posts.set()
+        self._handshake: anyio.Event | None = None
+        self._listening = False
+        self._listen_scope = anyio.CancelScope()
+        self._closed = False
+        self._ended: str | None = None  # why the upstream is over
+        self.status = 0
+        """0 after a normal end; 1 when the server ended the session."""
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, target: HttpTarget) -> AsyncIterator[HttpUpstream]:
+        """An upstream for ``target``; nothing is sent until the first line. DELETEs the session on exit."""
+        async with HttpSession.connect(target) as http, anyio.create_task_group() as tg:
+            upstream = cls(http, tg)
+            try:
+                yield upstream
+            finally:
+                await upstream.stop()
+                tg.cancel_scope.cancel()
+                upstream._inbox.close()
+
+    @property
+    def session_id(self) -> str | None:
+        """The server's ``Mcp-Session-Id``, while a session is open."""
+        return self._http.session_id
+
+    # --- the relay's side -----------------------------------------------------------------
+
+    async def receive(self) -> bytes | Oversize | None:
+        """The next server message as one line; ``None`` once the upstream is over."""
+        try:
+            return await self._inbox.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+
+    async def send(self, line: bytes) -> None:
+        """POST one client message; a request's answer arrives later through ``receive``.
+
+        Raises:
+            PeerClosed: the upstream is over (closed, or the server ended the session).
+        """
+        if self._closed or self._ended:
+            raise PeerClosed
+        _, message = _one_line(line)
+        if not isinstance(message, dict):
+            logger.warning("not sending a message that is not a JSON object")
+            return
+        method = message.get("method")
+        if method == "notifications/cancelled" and self._cancel(message):
+            return
+        if isinstance(method, str) and "id" in message:
+            await self._start_request(message, method, line)
+        else:
+            await self._deliver(line, self._http.headers(message))
+
+    async def aclose(self) -> None:
+        """The client sent its last message."""
+        self._closed = True
+
+    async def stop(self) -> int:
+        """End the session: stop in-flight POSTs and the GET stream, DELETE the session (bounded)."""
+        self._closed = True
+        for post in list(self._posts.values()):
+            post.silent = True
+            post.scope.cancel()
+        self._listen_scope.cancel()
+        if self._ended is None:
+            await self._http.delete()
+        self._inbox_in.close()
+        return self.status
+
+    # --- requests ---------------------------------------------------------------------------
+
+    async def _start_request(self, message: dict[str, object], method: str, line: bytes) -> None:
+        request_id = message["id"]
+        key = id_key(request_id)
+        if key is None or not isinstance(request_id, str | int):
+            logger.warning("not sending a request whose id is not a string or an integer")
+            return
+        if key in self._posts:  # the relay refuses duplicates; never let two answers race for one id
+            await self._push(error_line(request_id, UPSTREAM_MALFORMED, "request id is already in flight"))
+            return
+        post = _Post(request_id, method, modern=is_modern_message(message))
+        headers = self._http.headers(message)
+        await self._slots.acquire()
+        self._posts[key] = post
+        self._no_posts = anyio.Event() if self._no_posts.is_set() else self._no_posts
+        handshake = None
+        if method == "initialize":
+            self._http.restart()
+            handshake = self._handshake = anyio.Event()
+        self._tg.start_soon(self._request, key, post, line, headers)
+        if handshake is not None:
+            await handshake.wait()  # a later message needs the session id this answer brings
+
+    async def _request(self, key: Key, post: _Post, line: bytes, headers: dict[str, str]) -> None:
+        try:
+            failure = await self._exchange(post, line, headers)
+            if not (post.answered or post.silent):
+                if failure is None:
+                    reason = self._ended or "upstream answered nothing for this request"
+                    failure = HttpFailure(SESSION_ENDED if self._ended else UPSTREAM_GONE, reason)
+                logger.warning("answering request %r with an error: %s", post.request_id, failure.message)
+                await self._push(error_line(post.request_id, failure.code, failure.message))
+        finally:
+            self._posts.pop(key, None)
+            self._slots.release()
+            if self._handshake is not None and post.method == "initialize":
+                self._handshake.set()
+            if not self._posts:
+                self._no_posts.set()
+
+    async def _exchange(self, post: _Post, line: bytes, headers: dict[str, str]) -> HttpFailure | None:
+        """POST one request and pass its answer on; what went wrong, if anything."""
+        try:
+            with post.scope:
+                await self._post_request(post, line, headers)
+        except HttpFailure as exc:
+            return exc
+        except Exception as exc:  # boundary: whatever breaks, the request gets an answer
+            logger.error("request %r to the upstream failed: %s", post.request_id, self._http.describe(exc))
+            return HttpFailure(UPSTREAM_UNAVAILABLE, "upstream request failed")
+        return None
+
+    async def _post_request(self, post: _Post, line: bytes, headers: dict[str, str]) -> None:
+        async with self._http.open("POST", line, headers) as response:
+            if not post.modern:
+                self._http.note_session(response)
+            if post.method == "initialize" and self._handshake is not None:
+                self._handshake.set()
+            status = response.status_code
+            if status == 404 and SESSION_HEADER in headers:
+                await self._session_over()
+                raise HttpFailure(SESSION_ENDED, self._ended or "upstream session ended")
+            if status == 202:
+                raise HttpFailure(UPSTREAM_MALFORMED, "upstream accepted the request without answering it")
+            if status >= 300:
+                await self._error_status(post, response)
+                return
+            kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if kind == "application/json":
+                await self._json_answer(post, response)
+            elif kind == "text/event-stream":
+                await self._event_answer(post, response)
+            else:
+                raise HttpFailure(UPSTREAM_MALFORMED, f"upstream answered with content type {kind or 'none'!r}")
+
+    async def _json_answer(self, post: _Post, response: httpx.Response) -> None:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > self.target.max_message:
+                raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply too large")
+        await self._message(post, bytes(body))
+
+    async def _event_answer(self, post: _Post, response: httpx.Response) -> None:
+        decoder = SseDecoder(max_event=self.target.max_message)
+        async for chunk in response.aiter_bytes():
+            for event in decoder.feed(chunk):
+                if event.event != "message" or not event.data:  # a priming event (id only) carries nothing
+                    continue
+                if isinstance(event.data, Oversize):
+                    if sniff_id(event.data.head) in (post.request_id, None):
+                        raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply too large")
+                    await self._push(event.data)
+                    continue
+                await self._message(post, event.data)
+                if post.answered:
+                    return
+        if not post.answered:
+            raise HttpFailure(UPSTREAM_GONE, "upstream closed the answer stream before answering")
+
+    async def _message(self, post: _Post | None, data: bytes) -> None:
+        """Hand one server message to the relay; note whether it answers ``post``."""
+        line, message = _one_line(data)
+        if message is None:
+            if post is not None:
+                raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply is not JSON")
+            logger.warning("dropped a server message that is not JSON")
+            return
+        if (
+            post is not None
+            and isinstance(message, dict)
+            and "method" not in message
+            and id_key(message.get("id")) == id_key(post.request_id)
+        ):
+            post.answered = True
+            if post.method == "initialize":
+                self._http.note_version(message)
+        await self._push(line)
+
+    async def _error_status(self, post: _Post, response: httpx.Response) -> None:
+        """Pass on a JSON-RPC error the server sent with an HTTP error status, else make one."""
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > ERROR_BODY_BYTES:
+                break
+        try:
+            message = json.loads(body)
+        except ValueError:
+            message = None
+        if (
+            isinstance(message, dict)
+            and isinstance(message.get("error"), dict)
+            and id_key(message.get("id")) == id_key(post.request_id)
+        ):
+            post.answered = True
+            await self._push(dumps(message))
+            return
+        status = response.status_code
+        hint = " (redirects are not followed)" if 300 <= status < 400 else ""
+        raise HttpFailure(UPSTREAM_UNAVAILABLE, f"upstream answered HTTP {status}{hint}")
+
+    def _cancel(self, message: dict[str, object]) -> bool:
+        """A client cancel; True when it must not be POSTed (2026-07-28: cancelling is closing the stream)."""
+        params = message.get("params")
+        key = id_key(params.get("requestId")) if isinstance(params, dict) else None
+        post = self._posts.get(key) if key is not None else None
+        if post is None:
+            return False
+        post.silent = True  # the server owes no answer now; one that still comes is passed on
+        if not post.modern:
+            return False
+        post.scope.cancel()
+        return True
+
+    # --- messages without an answer ------------------------------------------------------------
+
+    async def _deliver(self, line: bytes, headers: dict[str, str]) -> None:
+        """POST a notification or an answer to a server request; the server owes nothing back."""
+        try:
+            async with self._http.open("POST", line, headers) as response:
+                status = response.status_code
+                if status == 404 and SESSION_HEADER in headers:
+                    await self._session_over()
+                elif status >= 300:
+                    logger.warning("upstream refused a notification or answer: HTTP %d", status)
+        except HttpFailure as exc:
+            logger.warning("could not deliver a notification or answer: %s", exc.message)
+            return
+        except Exception as exc:  # boundary: a lost notification must not end the session
+            logger.error("could not deliver a notification or answer: %s", self._http.describe(exc))
+            return
+        if self._http.session_id is not None and not self._listening and self._ended is None:
+            self._listening = True
+            self._tg.start_soon(self._listen)
+
+    # --- the GET stream ---------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Carry server-initiated messages from the GET stream while the session lasts."""
+        try:
+            await self._listen_loop()
+        except Exception as exc:  # boundary: without the GET stream the session still works
+            logger.error("GET stream failed: %s", self._http.describe(exc))
+
+    async def _listen_loop(self) -> None:
+        decoder = SseDecoder(max_event=self.target.max_message)
+        failures = 0
+        with self._listen_scope:
+            while not self._closed and self._ended is None and failures < GET_MAX_FAILURES:
+                headers = self._http.session_headers()
+                if decoder.last_id is not None:
+                    headers["last-event-id"] = decoder.last_id
+                try:
+                    async with self._http.open("GET", None, headers, idle=True) as response:
+                        if response.status_code == 405:
+                            logger.info("the server offers no GET stream")
+                            return
+                        if response.status_code == 404:
+                            await self._session_over()
+                            return
+                        kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+                        if response.status_code != 200 or kind != "text/event-stream":
+                            failures += 1
+                            logger.info("GET stream refused: HTTP %d", response.status_code)
+                        else:
+                            failures = 0
+                            async for chunk in response.aiter_bytes():
+                                for event in decoder.feed(chunk):
+                                    if event.event == "message" and event.data:
+                                        if isinstance(event.data, Oversize):
+                                            await self._push(event.data)
+                                        else:
+                                            await self._message(None, event.data)
+                except (HttpFailure, httpx.HTTPError) as exc:
+                    failures += 1
+                    detail = exc.message if isinstance(exc, HttpFailure) else self._http.describe(exc)
+                    logger.info("GET stream interrupted: %s", detail)
+                delay = decoder.retry / 1000 if decoder.retry is not None else GET_RETRY_DELAY
+                await anyio.sleep(min(delay, GET_MAX_RETRY_DELAY))
+        if failures >= GET_MAX_FAILURES:
+            logger.warning("GET stream unavailable; server-initiated messages arrive only with answers")
+
+    # --- the end -------------------------------------------------------------------------------
+
+    async def _session_over(self) -> None:
+        """The server ended the session: answer every open request, then end like an exited server."""
+        if self._ended is not None:
+            return
+        self._ended = "upstream session ended by the server (HTTP 404)"
+        self.status = 1
+        logger.warning("%s", self._ended)
+        for post in list(self._posts.values()):
+            post.scope.cancel()
+        self._listen_scope.cancel()
+        self._tg.start_soon(self._close_after_answers)
+
+    async def _close_after_answers(self) -> None:
+        with anyio.move_on_after(END_TIMEOUT):
+            await self._no_posts.wait()
+        self._inbox_in.close()
+
+    async def _push(self, line: bytes | Oversize) -> None:
+        try:
+            await self._inbox_in.send(line)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            logger.debug("relay gone; server message dropped")

@@ -1,0 +1,77 @@
+"""Run one stdio session bridged to a Streamable HTTP server: relay until either side ends, DELETE the session.
+
+Kept apart from ``_stdio`` so that the process path never imports the HTTP client (start-up time).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import anyio
+import anyio.abc
+
+from regogate.proxy.relay._framing import LineReader, LineWriter
+from regogate.proxy.relay._gateway import Gateway
+from regogate.proxy.relay._http_target import HttpTarget
+from regogate.proxy.relay._http_upstream import HttpUpstream
+from regogate.proxy.relay._relay import DECISION_TIMEOUT, DEFAULT_DENY_PREFIX, Relay
+from regogate.proxy.transports._stdio import FORWARDED_SIGNALS, _guard_stdout
+
+logger = logging.getLogger(__name__)
+
+
+async def run_bridge(
+    target: HttpTarget,
+    gateway: Gateway,
+    *,
+    deny_prefix: str = DEFAULT_DENY_PREFIX,
+    decision_timeout: float = DECISION_TIMEOUT,
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+) -> int:
+    """Relay ``stdin_fd``/``stdout_fd`` to the Streamable HTTP server ``target`` until one side ends.
+
+    Returns 0, or 1 when the server ended the session. A signal ends the session (the server's
+    session is DELETEd). Must run in the main thread (it installs signal handlers).
+    """
+    wire_fd = _guard_stdout(stdout_fd)
+    client_in, client_out = LineReader(stdin_fd), LineWriter(wire_fd)
+    try:
+        async with HttpUpstream.connect(target) as upstream, anyio.create_task_group() as outer:
+            with anyio.CancelScope() as session_scope:
+                await outer.start(_end_on_signals, session_scope)
+                relay = Relay(
+                    gateway,
+                    client_in=client_in,
+                    client_out=client_out,
+                    upstream_in=upstream,
+                    upstream_out=upstream,
+                    on_client_closed=upstream.stop,
+                    deny_prefix=deny_prefix,
+                    decision_timeout=decision_timeout,
+                )
+                await relay.run()
+            status = await upstream.stop()
+            outer.cancel_scope.cancel()
+    finally:
+        client_in.close()
+        client_out.close()
+        if wire_fd != stdout_fd:
+            sys.stdout.flush()
+            os.dup2(wire_fd, stdout_fd)
+            os.close(wire_fd)
+    return status
+
+
+async def _end_on_signals(
+    session_scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """End the session on SIGTERM, SIGINT or SIGHUP; keep catching them through teardown."""
+    with anyio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
+        task_status.started()
+        async for signum in signals:
+            logger.info("got %s: ending the session", signal.Signals(signum).name)
+            session_scope.cancel()

@@ -1,0 +1,178 @@
+"""regogate's own Streamable HTTP MCP server for the bridge tests, built on the official Python SDK.
+
+It exists because no published server has the tools these tests need: a call that takes a set
+time, an answer of a set size, a sampling request sent on the GET stream after the call that
+asked for it, a counter of calls received, and a way to end every session from outside.
+
+Usage: ``python http_server.py [--json] [--token TOKEN]``; binds 127.0.0.1 on a free port and
+prints ``PORT <n>`` on stdout once it accepts connections. ``POST /forget`` ends every session
+(404 from then on). With ``--token``, requests without ``Authorization: Bearer TOKEN`` get 401.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import uvicorn
+from mcp import types
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+_background: list[anyio.abc.TaskGroup] = []
+calls = {"count": 0}
+
+
+@asynccontextmanager
+async def lifespan(_: MCPServer[Any]) -> AsyncIterator[None]:
+    async with anyio.create_task_group() as tg:
+        _background.append(tg)
+        yield
+        tg.cancel_scope.cancel()
+
+
+server = MCPServer("regogate-test-http", lifespan=lifespan)
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Return the text."""
+    calls["count"] += 1
+    return text
+
+
+@server.tool()
+def count() -> int:
+    """How many echo/slow/big calls this server has run."""
+    return calls["count"]
+
+
+@server.tool()
+async def slow(seconds: float, ctx: Context) -> str:
+    """Report progress three times, then wait ``seconds``."""
+    calls["count"] += 1
+    for step in range(3):
+        await ctx.report_progress(step + 1, 3, f"step {step + 1}")
+    await anyio.sleep(seconds)
+    return f"slept {seconds}"
+
+
+@server.tool()
+def big(size: int) -> str:
+    """A text of ``size`` bytes."""
+    calls["count"] += 1
+    return "x" * size
+
+
+@server.tool()
+async def shout(text: str, ctx: Context) -> str:
+    """Log ``text`` on the answer stream, then return it upper-cased."""
+    await ctx.info(f"shouting {text}")
+    return text.upper()
+
+
+@server.tool()
+async def sample(prompt: str, ctx: Context) -> str:
+    """Ask the client's model (sampling, on this call's answer stream)."""
+    result = await ctx.session.create_message(
+        messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))],
+        max_tokens=20,
+        related_request_id=ctx.request_id,
+    )
+    content = result.content
+    return str(getattr(content, "text", content))
+
+
+class Answer(BaseModel):
+    answer: str
+
+
+@server.tool()
+async def ask(question: str, ctx: Context) -> str:
+    """Ask the user (form elicitation)."""
+    result = await ctx.elicit(question, Answer)
+    return result.data.answer if result.action == "accept" and result.data else result.action
+
+
+@server.tool()
+async def sample_later(prompt: str, ctx: Context) -> str:
+    """Return at once; then ask the client's model on the GET stream and log what it said there."""
+    session = ctx.session
+
+    async def later() -> None:
+        await anyio.sleep(0.1)
+        result = await session.create_message(
+            messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))],
+            max_tokens=20,
+        )
+        await session.send_log_message("info", f"sampled later: {getattr(result.content, 'text', '')}")
+
+    _background[-1].start_soon(later)
+    return "scheduled"
+
+
+class Bearer:
+    """Refuse requests without the expected bearer token."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != self.expected:
+            await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def forget_route() -> Callable[[Request], Awaitable[Response]]:
+    async def forget(_: Request) -> Response:
+        manager = server.session_manager
+        # Test-only reach into the SDK: end every session as an expiring server would.
+        for session_id, transport in list(manager._server_instances.items()):
+            await manager._discard_session(session_id, transport)
+        return JSONResponse({"forgotten": True})
+
+    return forget
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", action="store_true", help="answer with application/json, not event streams")
+    parser.add_argument("--token")
+    args = parser.parse_args()
+    server.custom_route("/forget", methods=["POST"])(forget_route())
+    security = TransportSecuritySettings(
+        allowed_hosts=["127.0.0.1:*", "localhost:*"], allowed_origins=["http://127.0.0.1:*"]
+    )
+    app: ASGIApp = server.streamable_http_app(json_response=args.json, transport_security=security)
+    if args.token:
+        app = Bearer(app, args.token)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    uv = uvicorn.Server(config)
+
+    async def serve() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uv.serve, [sock])
+            while not uv.started:
+                await anyio.sleep(0.01)
+            sys.stdout.write(f"PORT {sock.getsockname()[1]}\n")
+            sys.stdout.flush()
+
+    anyio.run(serve)
+
+
+if __name__ == "__main__":
+    main()
