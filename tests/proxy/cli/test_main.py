@@ -33,4 +33,4 @@ def test_an_unknown_command_says_so_and_lists_the_commands(cli: Cli) -> None:
 def test_the_drop_in_form_still_means_run(cli: Cli) -> None:
     out = cli("-c", "policy.yaml")
     assert out.returncode == 2
-    assert out.stderr.startswith("regogate run: no upstream MCP server command given after --")
+    assert out.stderr.startswith("regogate run: no upstream MCP server: give a command after -- or --upstream URL")
