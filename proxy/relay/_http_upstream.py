@@ -26,6 +26,7 @@ import anyio
 import anyio.abc
 import httpx
 
+from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._framing import Oversize, PeerClosed, sniff_id
 from regogate.proxy.relay._http_session import (
     SESSION_ENDED,
@@ -37,7 +38,7 @@ from regogate.proxy.relay._http_session import (
 )
 from regogate.proxy.relay._http_target import HttpTarget
 from regogate.proxy.relay._sse import SseDecoder
-from regogate.proxy.relay._wire import UPSTREAM_GONE, UPSTREAM_MALFORMED, Key, dumps, error_line, id_key
+from regogate.proxy.relay._wire import UPSTREAM_GONE, UPSTREAM_MALFORMED, Key, error_line, id_key
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def _one_line(data: bytes) -> tuple[bytes, object]:
     except ValueError:
         return data, None
     if b"\n" in data or b"\r" in data:
-        data = dumps(message)
+        data = encode(message)
     return data, message
 
 
@@ -300,7 +301,7 @@ class HttpUpstream:
             and id_key(message.get("id")) == id_key(post.request_id)
         ):
             post.answered = True
-            await self._push(dumps(message))
+            await self._push(encode(message))
             return
         status = response.status_code
         hint = " (redirects are not followed)" if 300 <= status < 400 else ""
