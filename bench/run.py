@@ -93,7 +93,9 @@ def peer_path(option: str) -> PathSpec:
 
 
 def _paths(opa_url: str, opa_pid: int, workdir: Path, rep: int, peers: Sequence[str] = ()) -> list[PathSpec]:
-    gated = [REGOGATE, "-c", str(POLICY), "--log-level", "error"]
+    # The memory store unless a path says otherwise (embedded-sqlite's later --state wins): the default
+    # store is a file in the user's home, which a benchmark must not touch.
+    gated = [REGOGATE, "-c", str(POLICY), "--log-level", "error", "--state", "memory"]
     sqlite = f"sqlite:///{workdir}/state-{rep}.db"
     return [
         PathSpec("direct", ECHO, gated=False),

@@ -19,6 +19,7 @@ from regogate.converters._model import (
 )
 from regogate.converters._nodes import Node, kind_of, mark_of
 from regogate.converters._rules import RuleReader
+from regogate.converters._yaml12 import Yaml12Loader, yaml11_differences
 from regogate.core import WILDCARD, PolicySourceError, Problem
 
 TOP_KEYS = ("version", "description", "default", "hide", "tools")
@@ -65,7 +66,7 @@ class _Loader(RuleReader):
     # --- the document -------------------------------------------------------
     def load(self) -> Policy:
         try:
-            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+            root = yaml.compose(self.text, Loader=Yaml12Loader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -92,6 +93,10 @@ class _Loader(RuleReader):
                 f"server id {self.server_id!r} must be lowercase letters, digits and underscores, "
                 "starting with a letter (pass --server-id)",
             )
+        warnings = [
+            Problem(self.source, mark_of(node).line, mark_of(node).column, "", f"warning: {text}")
+            for node, text in yaml11_differences(root)
+        ]
         top = self.mapping(root, "", TOP_KEYS, "the policy")
         version = self.load_version(root, top)
         description = self.string(top["description"], "description", "description") if "description" in top else None
@@ -100,8 +105,11 @@ class _Loader(RuleReader):
         tools = self.load_tools(top)
         self.check_counters(tools)
         if self.problems:
+            # The YAML 1.1 notes often explain an error (exists: yes is the string "yes"), so they come along.
+            self.problems += warnings
             raise self.fail()
         return Policy(
+            warnings=tuple(warnings),
             source=self.source,
             server_id=self.server_id,
             version=version,
@@ -215,11 +223,7 @@ class _Loader(RuleReader):
         declared: dict[tuple[str, str], str] = {}
         for tool in tools:
             for rule in tool.rules:
-                names = []
-                if rule.rate_limit is not None:
-                    names.append(f"_rate_{rule.rate_limit.window}")
-                if rule.counter is not None:
-                    names.append(rule.counter.name)
+                names = [rule.counter.name] if rule.counter is not None else []
                 for counter in names:
                     key = (rule.scope, counter)
                     where = f"tools.{tool.name}.rules[{rule.index}]"

@@ -6,10 +6,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from regogate.core import WILDCARD, Window
+from regogate.converters._gotext import go_quote
+from regogate.core import WILDCARD, Problem, Window
 
 Action = Literal["evaluate", "deny", "allow", "require_approval"]
-Operator = Literal["eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "regex", "contains", "exists"]
+Operator = Literal[
+    "eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "regex", "not_regex", "contains", "not_contains", "exists"
+]
 
 ACTIONS: tuple[Action, ...] = ("evaluate", "deny", "allow", "require_approval")
 OPERATORS: tuple[Operator, ...] = (
@@ -22,9 +25,13 @@ OPERATORS: tuple[Operator, ...] = (
     "gt",
     "gte",
     "regex",
+    "not_regex",
     "contains",
+    "not_contains",
     "exists",
 )
+#: Operators that pass when their positive counterpart fails (the path must still resolve).
+NEGATIVE_OPERATORS: frozenset[Operator] = frozenset(("neq", "not_in", "not_regex", "not_contains"))
 GLOBAL_SCOPE = "_global"
 
 
@@ -82,7 +89,7 @@ class Counter:
 
     name: str
     window: Window
-    increment: float
+    increment: int
     increment_from: tuple[str, ...] | None  # keys below ``arguments``
     mark: Mark
 
@@ -116,7 +123,35 @@ class Rule:
     @property
     def message(self) -> str:
         """What a denial by this rule says."""
-        return self.on_deny if self.on_deny is not None else f'Denied by rule "{self.name}"'
+        if self.on_deny is not None:
+            return self.on_deny
+        if self.rate_limit is not None:
+            return f"Rate limit of {self.rate_limit.limit} per {self.rate_limit.window} reached. Try again later."
+        return f"Denied by rule {go_quote(self.name)}"
+
+    @property
+    def limit_message(self) -> str:
+        """What a refused reservation of this rule's counter says."""
+        if self.on_deny is None and self.rate_limit is None:
+            return f"Rate limit exceeded for {self.name}"
+        return self.message
+
+    @property
+    def limit_condition(self) -> Condition | None:
+        """The first ``lt``/``lte`` on the rule's own counter: its limit, as Intercept finds it."""
+        if self.counter is None:
+            return None
+        own = (self.scope, self.counter.name)
+        return next((c for c in self.conditions if c.counter == own and c.op in ("lt", "lte")), None)
+
+    @property
+    def limit(self) -> tuple[float, bool] | None:
+        """``(bound, exclusive)`` of the limit condition; without one the rule never reserves (its counter stays)."""
+        condition = self.limit_condition
+        if condition is None:
+            return None
+        assert isinstance(condition.value, int | float)
+        return condition.value, condition.op == "lt"
 
 
 @dataclass(frozen=True)
@@ -141,6 +176,8 @@ class Policy:
     hide: tuple[str, ...]
     hide_mark: Mark | None
     tools: tuple[Tool, ...]  # file order, the wildcard included
+    #: Plain scalars a YAML 1.1 reader would take differently (``NO``, ``12:00``, ``0o17`` ...).
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def listed(self) -> tuple[str, ...]:

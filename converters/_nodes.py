@@ -7,6 +7,7 @@ import difflib
 import yaml
 
 from regogate.converters._model import Mark
+from regogate.converters._yaml12 import Yaml12Loader
 from regogate.core import PolicySourceError, Problem
 
 Node = yaml.Node
@@ -18,7 +19,7 @@ class NodeReader:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[Problem] = []
-        self._constructor = yaml.SafeLoader("")
+        self._constructor = Yaml12Loader("")
 
     # --- reporting ---------------------------------------------------------
     def problem(self, node: Node | None, where: str, message: str) -> None:

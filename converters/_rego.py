@@ -4,55 +4,24 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from regogate.converters._model import Condition, Policy, Rule
+from regogate.converters._conditions import INPUT_ARGS, Helpers, condition_lines, ref, rego_literal
+from regogate.converters._gotext import go_quote
+from regogate.converters._model import Policy, Rule
 from regogate.core import WILDCARD
 
-# Rego keywords, which cannot follow a dot in a reference.
-RESERVED = frozenset(
-    (
-        "as",
-        "contains",
-        "default",
-        "else",
-        "every",
-        "false",
-        "if",
-        "import",
-        "in",
-        "not",
-        "null",
-        "package",
-        "some",
-        "true",
-        "with",
-    )
-)
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLAIN_YAML = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-/\[\]]*$")
 
-INPUT_ARGS = "input.tool.arguments"
 INPUT_PRINCIPAL = "input.principal"
 #: How long a person has to answer when a require_approval rule names no approval_timeout.
 DEFAULT_APPROVAL_TIMEOUT = "5m"
 INPUT_SCHEMA = "input.tool.input_schema"
+#: Reasons found only after every rule passed (an amount that cannot be counted) sort after the rules'.
+AMOUNT_ORDER = 1_000_000
+#: Go's int64 ends here; a larger amount cannot be counted.
+MAX_AMOUNT = 9223372036854775807
 UNKNOWN_SCHEMA = "cannot check the arguments: the input schema of this tool is unknown"
-
-CONTAINS_HELPER = """\
-# contains_value holds when needle is a substring of a string haystack or a member of a list haystack.
-contains_value(haystack, needle) if {
-\tis_string(haystack)
-\tis_string(needle)
-\tcontains(haystack, needle)
-}
-
-contains_value(haystack, needle) if {
-\tis_array(haystack)
-\tneedle in haystack
-}
-"""
 
 PRESENT_HELPER = """\
 # argument_present holds when the argument is there and neither null nor an empty string.
@@ -69,32 +38,15 @@ def package_name(policy: Policy) -> str:
     return f"regogate.policies.{policy.server_id}"
 
 
-def rego_literal(value: object) -> str:
-    """A JSON value written as a Rego term (JSON is valid Rego)."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
-def ref(base: str, keys: Iterable[str]) -> str:
-    """``base.a.b``, with brackets for keys that are not plain identifiers."""
-    out = base
-    for key in keys:
-        out += f".{key}" if _IDENT.match(key) and key not in RESERVED else f"[{rego_literal(key)}]"
-    return out
-
-
 def _yaml_value(text: str) -> str:
     return text if _PLAIN_YAML.match(text) else rego_literal(text)
-
-
-def _regex_literal(pattern: str) -> str:
-    return f"`{pattern}`" if "`" not in pattern else rego_literal(pattern)
 
 
 @dataclass
 class _Writer:
     policy: Policy
     chunks: list[str] = field(default_factory=list)
-    helpers: set[str] = field(default_factory=set)
+    helpers: Helpers = field(default_factory=Helpers)
 
     def metadata(self, title: str, description: str, line: int, **custom: str) -> str:
         lines = ["# METADATA", f"# title: {_yaml_value(title)}", f"# description: {rego_literal(description)}"]
@@ -122,75 +74,6 @@ def _tool_test(rule: Rule) -> list[str]:
     return [] if rule.tool == WILDCARD else [f"input.tool.name == {rego_literal(rule.tool)}"]
 
 
-def _target(condition: Condition) -> str:
-    keys = condition.arg_path
-    if keys is not None:
-        return ref(INPUT_ARGS, keys)
-    claims = condition.principal_path
-    if claims is not None:
-        return ref(INPUT_PRINCIPAL, claims)
-    counter = condition.counter
-    assert counter is not None
-    return ref("input.state", counter)
-
-
-def condition_lines(condition: Condition, locals_taken: set[str], writer: _Writer) -> list[str]:
-    """Rego expressions that all hold exactly when the condition passes."""
-    target = _target(condition)
-    value, op = condition.value, condition.op
-    if op == "eq":
-        return [f"{target} == {rego_literal(value)}"]
-    if op == "neq":
-        return [f"{target} != {rego_literal(value)}"]
-    if op == "in":
-        return [f"{target} in {rego_literal(value)}"]
-    if op == "not_in":
-        last = (condition.arg_path or condition.principal_path or condition.counter or ("value",))[-1]
-        base = re.sub(r"[^a-z0-9_]+", "_", last.lower()).strip("_") or "arg"
-        name = f"{base}_value"
-        n = 2
-        while name in locals_taken:
-            name, n = f"{base}_value_{n}", n + 1
-        locals_taken.add(name)
-        return [f"{name} := {target}", f"not {name} in {rego_literal(value)}"]
-    if op in ("lt", "lte", "gt", "gte"):
-        symbol = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}[op]
-        return [f"is_number({target})", f"{target} {symbol} {rego_literal(value)}"]
-    if op == "regex":
-        assert isinstance(value, str)
-        return [f"is_string({target})", f"regex.match({_regex_literal(value)}, {target})"]
-    if op == "contains":
-        if isinstance(value, str):
-            writer.helpers.add(CONTAINS_HELPER)
-            return [f"contains_value({target}, {rego_literal(value)})"]
-        return [f"is_array({target})", f"{rego_literal(value)} in {target}"]
-    # exists
-    if value:
-        return [f"{target} != null"]
-    keys = condition.arg_path
-    base, path = (INPUT_ARGS, list(keys)) if keys is not None else ("input.state", list(condition.counter or ()))
-    if condition.principal_path is not None:
-        base, path = "input", ["principal", *condition.principal_path]  # also when input.principal is absent
-    return [f"object.get({base}, {rego_literal(path)}, null) == null"]
-
-
-def own_limit(rule: Rule) -> tuple[float | None, list[Condition]]:
-    """Split a rule's conditions: the limit on its own counter, and the rest."""
-    if rule.counter is None:
-        return None, list(rule.conditions)
-    own = (rule.scope, rule.counter.name)
-    limit: float | None = None
-    rest: list[Condition] = []
-    for condition in rule.conditions:
-        if condition.counter == own and condition.op in ("lte", "lt"):
-            assert isinstance(condition.value, int | float)
-            bound = condition.value if condition.op == "lte" else condition.value - 1
-            limit = bound if limit is None else min(limit, bound)
-        else:
-            rest.append(condition)
-    return limit, rest
-
-
 def approval_timeout_seconds(rule: Rule) -> float:
     """The seconds a person has to answer (and an approval lasts): ``approval_timeout``, else 5 minutes."""
     text = rule.approval_timeout or DEFAULT_APPROVAL_TIMEOUT
@@ -212,7 +95,7 @@ def _approval_rego(writer: _Writer, rule: Rule, meta_custom: dict[str, str]) -> 
     lines = _tool_test(rule)
     taken: set[str] = set()
     for condition in rule.conditions:
-        lines += condition_lines(condition, taken, writer)
+        lines += condition_lines(condition, taken, writer.helpers)
     timeout = approval_timeout_seconds(rule)
     request = (
         f'{{"order": {rule.order}, "rule": {rego_literal(rule.name)}, "message": {message}, '
@@ -239,28 +122,10 @@ def _rule_rego(writer: _Writer, rule: Rule) -> None:
         _approval_rego(writer, rule, meta_custom)
         return
 
-    limit, conditions = own_limit(rule)
-    counter = rule.counter
     passes: list[str] = []
     taken: set[str] = set()
-    for condition in conditions:
-        passes += condition_lines(condition, taken, writer)
-    cost = "1"
-    if counter is not None:
-        cost = rego_literal(counter.increment)
-        if counter.increment_from is not None:
-            cost = ref(INPUT_ARGS, counter.increment_from)
-            argument = ".".join(counter.increment_from)
-            message = f'argument "{argument}" must be a positive number: it counts against "{counter.name}"'
-            writer.emit(
-                writer.metadata(title, message, rule.mark.line, **meta_custom)
-                + f"deny contains {_violation(rule.order, rule.name, rego_literal(message))}"
-                + _body([*_tool_test(rule), f"not {rule.ident}_cost_valid"])
-            )
-            writer.emit(
-                f"# {rule.ident}_cost_valid holds when the call says how much it adds to {counter.name}.\n"
-                f"{rule.ident}_cost_valid" + _body([f"is_number({cost})", f"{cost} > 0"])
-            )
+    for condition in rule.conditions:
+        passes += condition_lines(condition, taken, writer.helpers)
     if passes:
         helper = f"{rule.ident}_passes"
         writer.emit(
@@ -269,47 +134,55 @@ def _rule_rego(writer: _Writer, rule: Rule) -> None:
             + _body([*_tool_test(rule), f"not {helper}"])
         )
         writer.emit(f"# {helper} holds when every condition of {rule.name} holds.\n{helper}" + _body(passes))
-
     if rule.required_args or rule.schema:
         _validation_rego(writer, rule)
+    if rule.counter is not None:
+        _counter_rego(writer, rule)
 
-    declaration = None
-    if rule.rate_limit is not None:
-        limit_message = rule.on_deny or (
-            f"Rate limit of {rule.rate_limit.limit} per {rule.rate_limit.window} reached. Try again later."
+
+def _counter_rego(writer: _Writer, rule: Rule) -> None:
+    """What a call adds to the rule's counter, and the limit the proxy reserves against (if the rule has one)."""
+    counter = rule.counter
+    assert counter is not None
+    meta_custom = {"tool": rule.tool, "action": rule.action}
+    cost = rego_literal(counter.increment)
+    guard: list[str] = []
+    if counter.increment_from is not None:
+        argument = ref(INPUT_ARGS, counter.increment_from)
+        shown = "args." + ".".join(counter.increment_from)
+        message = (
+            f"Internal policy error: {shown} must be a number of at least 0; "
+            f'it is what a call adds to counter "{counter.name}" of rule {go_quote(rule.name)}'
         )
-        declaration = (
-            f"{rule.scope}/_rate_{rule.rate_limit.window}",
-            rego_literal(rule.rate_limit.limit),
-            rule.rate_limit.window,
-            "1",
-            limit_message,
-        )
-    elif counter is not None:
-        shown_limit = "no limit" if limit is None else f"{limit:g}"
-        limit_message = rule.on_deny or (
-            f'Limit of {shown_limit} per {counter.window} on counter "{counter.name}" reached. Try again later.'
-        )
-        declaration = (
-            f"{rule.scope}/{counter.name}",
-            rego_literal(limit),
-            counter.window,
-            cost,
-            limit_message,
-        )
-    if declaration is not None:
-        key, limit_text, window, cost_text, message = declaration
-        key_text = rego_literal(key)
-        if rule.per_principal:
-            # One counter per caller; a call without a principal id shares the "_anonymous" one, still limited.
-            key_text = f'concat("/", [{key_text}, "principal", object.get(input, ["principal", "id"], "_anonymous")])'
+        counted = f"{rule.ident}_amount_known"
+        # Intercept resolves the amount only once every rule passed, so this reason sorts after all of them.
         writer.emit(
-            writer.metadata(title, message, rule.mark.line, **meta_custom)
-            + "rate_limits contains "
-            + f'{{"key": {key_text}, "limit": {limit_text}, "window": {rego_literal(window)}, '
-            + f'"cost": {cost_text}, "rule": {rego_literal(rule.name)}, "message": {rego_literal(message)}}}'
-            + _body(_tool_test(rule))
+            writer.metadata(rule.name, message, rule.mark.line, **meta_custom)
+            + f"deny contains {_violation(AMOUNT_ORDER + rule.order, rule.name, rego_literal(message))}"
+            + _body([*_tool_test(rule), f"not {counted}"])
         )
+        writer.emit(
+            f"# {counted} holds when {shown} is a number Intercept can count (a fraction counts its whole part).\n"
+            f"{counted}" + _body([f"is_number({argument})", f"{argument} > -1", f"{argument} < {MAX_AMOUNT}"])
+        )
+        cost = f"floor(abs({argument}))"
+        guard = [counted]
+    limit = rule.limit
+    if limit is None:
+        return
+    bound, exclusive = limit
+    key_text = rego_literal(f"{rule.scope}/{counter.name}")
+    if rule.per_principal:
+        # One counter per caller; a call without a principal id shares the "_anonymous" one, still limited.
+        key_text = f'concat("/", [{key_text}, "principal", object.get(input, ["principal", "id"], "_anonymous")])'
+    writer.emit(
+        writer.metadata(rule.name, rule.limit_message, rule.mark.line, **meta_custom)
+        + "rate_limits contains "
+        + f'{{"key": {key_text}, "limit": {rego_literal(bound)}, '
+        + f'"exclusive": {rego_literal(exclusive)}, "window": {rego_literal(counter.window)}, '
+        + f'"cost": {cost}, "rule": {rego_literal(rule.name)}, "message": {rego_literal(rule.limit_message)}}}'
+        + _body([*_tool_test(rule), *guard])
+    )
 
 
 def _validation_rego(writer: _Writer, rule: Rule) -> None:
@@ -322,7 +195,7 @@ def _validation_rego(writer: _Writer, rule: Rule) -> None:
         + _body([*tool, f"not {INPUT_SCHEMA}"])
     )
     if rule.required_args:
-        writer.helpers.add(PRESENT_HELPER)
+        writer.helpers.need(PRESENT_HELPER)
         message = f'sprintf("{_go_escape(prefix)}missing required argument %q", [name])'
         writer.emit(
             writer.metadata(rule.name, f"{prefix}missing required argument <name>", rule.mark.line, **meta)
@@ -401,6 +274,6 @@ def generate_rego(policy: Policy) -> str:
     for rule in policy.rules:
         _rule_rego(writer, rule)
     body = "\n\n".join(writer.chunks)
-    helpers = "\n".join(sorted(writer.helpers))
+    helpers = "\n".join(sorted(writer.helpers.texts))
     text = "\n".join(header) + body + ("\n\n" + helpers if helpers else "")
     return text.rstrip("\n") + "\n"

@@ -11,6 +11,8 @@ import yaml
 
 from regogate.converters._model import (
     ACTIONS,
+    GLOBAL_SCOPE,
+    NEGATIVE_OPERATORS,
     OPERATORS,
     Action,
     Condition,
@@ -39,7 +41,7 @@ STATE_KEYS = ("counter", "window", "increment", "increment_from")
 VALIDATE_KEYS = ("required_args", "schema")
 NUMERIC_OPS = ("lt", "lte", "gt", "gte")
 
-_RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*([A-Za-z]+)\s*$")
+_RATE_LIMIT = re.compile(r"^\s*(\+?\d+)\s*/\s*([A-Za-z]+)\s*$")
 _DURATION = re.compile(r"^\d+(ms|s|m|h)$")
 _COUNTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
@@ -154,6 +156,20 @@ class RuleReader(NodeReader):
                 per_principal = True
         if len(self.problems) > problems_before:
             return None
+        if action == "evaluate" and not conditions and rate_limit is None and not (required_args or schema):
+            # Reported, yet the rule is kept so the checks across rules (names, counters) still run.
+            self.problem(
+                node,
+                where,
+                "evaluate rules must have at least one condition (write conditions, a rate_limit, or use action: deny)",
+            )
+        if rate_limit is not None:
+            # Intercept's rewrite: an ordinary counter with its own lte condition, which other rules may read.
+            scope = GLOBAL_SCOPE if tool == WILDCARD else tool
+            counter_name = f"_rate_{rate_limit.window}"
+            limit_mark = mark_of(fields["rate_limit"])
+            counter = Counter(counter_name, rate_limit.window, 1, None, limit_mark)
+            conditions = [Condition(f"state.{scope}.{counter_name}", "lte", rate_limit.limit, limit_mark)]
         return Rule(
             name=name,
             ident=ident,
@@ -222,18 +238,19 @@ class RuleReader(NodeReader):
                     f"unknown window {self.describe(fields['window'])}; expected minute, hour or day",
                 )
                 ok = False
-        increment: float = 1
+        increment = 1
         if "increment" in fields:
             raw_inc = self.scalar(fields["increment"]) if isinstance(fields["increment"], yaml.ScalarNode) else None
-            if isinstance(raw_inc, bool) or not isinstance(raw_inc, int | float) or raw_inc <= 0:
+            if isinstance(raw_inc, bool) or not isinstance(raw_inc, int) or raw_inc < 0:
                 self.problem(
                     fields["increment"],
                     f"{where}.increment",
-                    f"increment must be a positive number, not {self.describe(fields['increment'])}",
+                    "increment must be a whole number of at least 0 (0 means 1), "
+                    f"not {self.describe(fields['increment'])}",
                 )
                 ok = False
             else:
-                increment = raw_inc
+                increment = raw_inc or 1  # as Intercept: 0 or nothing counts 1
         increment_from = None
         if "increment_from" in fields:
             raw_from = self.string(fields["increment_from"], f"{where}.increment_from", "increment_from")
@@ -283,8 +300,8 @@ class RuleReader(NodeReader):
         if op_raw in OPERATORS:
             op = op_raw
         else:
-            hint = difflib.get_close_matches(str(op_raw), OPERATORS, n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; expected one of: {', '.join(OPERATORS)}"
+            hint = suggest_operator(str(op_raw))
+            suggestion = f"; did you mean {hint!r}?" if hint else f"; expected one of: {', '.join(OPERATORS)}"
             self.problem(fields["op"], f"{where}.op", f"unknown operator {self.describe(fields['op'])}{suggestion}")
         if "value" not in fields:
             self.problem(node, f"{where}.value", "a condition needs value")
@@ -293,8 +310,6 @@ class RuleReader(NodeReader):
         value = self.value(vnode)
         if op is not None:
             self.check_value(op, value, vnode, f"{where}.value")
-            if path is not None and state_ref(path) is not None and op in ("in", "not_in", "regex", "contains"):
-                self.problem(fields["op"], f"{where}.op", f"a counter is a number; {op} does not apply to {path}")
         if path is None or op is None:
             return None
         return Condition(path=path, op=op, value=value, mark=mark_of(node))
@@ -307,16 +322,27 @@ class RuleReader(NodeReader):
             self.problem(node, where, f"{op} needs a list of values, not {shown}")
         elif op == "exists" and not isinstance(value, bool):
             self.problem(node, where, f"exists takes true or false, not {shown}")
-        elif op == "contains" and isinstance(value, list | dict):
-            self.problem(node, where, f"contains looks for one value (a substring or a list member), not {shown}")
-        elif op == "regex":
+        elif op in ("regex", "not_regex"):
             if not isinstance(value, str):
-                self.problem(node, where, f"regex needs a pattern string, not {shown}")
+                self.problem(node, where, f"{op} needs a pattern string, not {shown}")
             else:
                 try:
                     re2.compile(value)
                 except re2.error as exc:
                     self.problem(node, where, f"regex {value!r} does not compile as RE2: {exc}")
+
+
+def _negative(text: str) -> bool:
+    lowered = text.strip().lower()
+    return lowered.startswith(("not", "no_", "no-", "!", "ne", "nin", "n_"))
+
+
+def suggest_operator(typed: str) -> str | None:
+    """The closest known operator of the same polarity: never ``contains`` for ``not_contain``."""
+    negative = _negative(typed)
+    same_side = [op for op in OPERATORS if (op in NEGATIVE_OPERATORS) == negative]
+    hint = difflib.get_close_matches(typed.strip().lower(), same_side, n=1, cutoff=0.5)
+    return hint[0] if hint else None
 
 
 def arg_keys(path: str) -> tuple[str, ...] | None:

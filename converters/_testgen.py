@@ -10,8 +10,10 @@ from typing import Any
 
 import re2
 
+from regogate.converters._conditions import rego_literal
+from regogate.converters._gotext import go_text
 from regogate.converters._model import Condition, Policy, Rule
-from regogate.converters._rego import own_limit, package_name, rego_literal
+from regogate.converters._rego import package_name
 from regogate.core import WILDCARD
 
 #: The name the generated tests give the policy package under test.
@@ -29,33 +31,41 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _equal(a: object, b: object) -> bool:
-    if _number(a) and _number(b):
-        return a == b
-    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
-        return type(a) is type(b) and a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
+def _as_json(value: object) -> object:
+    """A value as Intercept holds a JSON argument: every number a float64."""
+    if _number(value):
+        return float(value)  # type: ignore[arg-type]
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    return value
+
+
+def _equal(actual: object, expected: object) -> bool:
+    """Intercept's eq: numbers by value, anything else by Go's %v text."""
+    if _number(actual) and _number(expected):
+        return actual == expected
+    return go_text(_as_json(actual)) == go_text(expected)
 
 
 def condition_holds(condition: Condition, actual: object) -> bool:
     """The documented meaning of a condition, in Python (to choose test values)."""
     op, expected = condition.op, condition.value
+    if condition.counter is not None and actual is MISSING:
+        actual = 0  # a counter never written reads 0
     if op == "exists":
         return (actual is not MISSING and actual is not None) == expected
     if actual is MISSING:
         return False
+    if op in ("neq", "not_regex", "not_contains", "not_in"):
+        positive = {"neq": "eq", "not_regex": "regex", "not_contains": "contains", "not_in": "in"}[op]
+        return not condition_holds(Condition(condition.path, positive, expected, condition.mark), actual)  # type: ignore[arg-type]
     if op == "eq":
         return _equal(actual, expected)
-    if op == "neq":
-        return not _equal(actual, expected)
-    if op in ("in", "not_in"):
+    if op == "in":
         assert isinstance(expected, list)
-        found = any(_equal(actual, v) for v in expected)
-        return found if op == "in" else not found
+        return any(_equal(actual, v) for v in expected)
     if op in ("lt", "lte", "gt", "gte"):
         if not isinstance(actual, int | float) or isinstance(actual, bool) or not isinstance(expected, int | float):
             return False
@@ -161,7 +171,7 @@ def _candidates(condition: Condition) -> list[object]:
         return [f"{value}-other" if isinstance(value, str) else "other"]
     if op == "in":
         return list(value)[:1] if isinstance(value, list) else []
-    if op == "not_in":
+    if op in ("not_in", "not_regex", "not_contains"):
         return ["regogate-test-value", 0]
     if op in ("lt", "lte", "gt", "gte"):
         step = {"lt": -1, "lte": 0, "gt": 1, "gte": 0}[op]
@@ -224,7 +234,12 @@ def _failing(conditions: list[Condition], base: _Example) -> _Example:
     broken = _Example(
         _deep_copy(base.arguments), {k: dict(v) for k, v in base.state.items()}, _deep_copy(base.principal)
     )
-    _place(broken, first, "present" if first.op == "exists" and not first.value else MISSING)
+    value: object = "present" if first.op == "exists" and not first.value else MISSING
+    if first.counter is not None:
+        bound = first.value if _number(first.value) else 0
+        tries: list[object] = [bound + 1, bound - 1, bound, -1, 10**9]  # type: ignore[operator]
+        value = next((v for v in tries if not condition_holds(first, v)), value)
+    _place(broken, first, value)
     return broken
 
 
@@ -233,10 +248,10 @@ def _deep_copy(value: dict[str, object]) -> dict[str, object]:
 
 
 def _gate_conditions(rule: Rule) -> list[Condition]:
-    """The conditions that decide whether the rule passes, including a positive increment_from argument."""
-    _, conditions = own_limit(rule)
+    """The conditions that decide whether the rule passes, including a countable increment_from argument."""
+    conditions = list(rule.conditions)
     if rule.counter is not None and rule.counter.increment_from is not None:
-        conditions.append(Condition("args." + ".".join(rule.counter.increment_from), "gt", 0, rule.mark))
+        conditions.append(Condition("args." + ".".join(rule.counter.increment_from), "gte", 1, rule.mark))
     return conditions
 
 
@@ -321,11 +336,8 @@ class _TestWriter:
             self.denial_test(
                 f"{ident}_denies_arguments_against_schema", rule.name, self.call(tool, bad, schema), denied=True
             )
-        if rule.rate_limit is not None or rule.counter is not None:
-            counter = (
-                f"_rate_{rule.rate_limit.window}" if rule.rate_limit else rule.counter.name if rule.counter else ""
-            )
-            key = f"{rule.scope}/{counter}"
+        if rule.counter is not None and rule.limit is not None:
+            key = f"{rule.scope}/{rule.counter.name}"
             if rule.per_principal:
                 passing = _Example(passing.arguments if passing else {}, {}, {"id": "regogate-test-principal"})
                 key = f"{key}/principal/regogate-test-principal"

@@ -1,6 +1,6 @@
 """What every part of regogate shares: the error hierarchy, the policy vocabulary and the clock."""
 
-from regogate.core._clock import Clock, SystemClock
+from regogate.core._clock import Clock, FileClock, SystemClock
 from regogate.core._errors import (
     DECISION_ERROR_CODES,
     ConfigError,
@@ -27,6 +27,7 @@ __all__ = [
     "ConfigError",
     "DecisionError",
     "DecisionErrorCode",
+    "FileClock",
     "LogArgs",
     "PolicySourceError",
     "Problem",

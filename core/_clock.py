@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock"]
+__all__ = ["Clock", "FileClock", "SystemClock"]
 
 
 class Clock(Protocol):
@@ -24,3 +24,17 @@ class SystemClock:
     def now(self) -> float:
         """Return the current time in unix seconds (UTC)."""
         return time.time()
+
+
+class FileClock:
+    """For tests only: the unix seconds written in a file, read on every call (``REGOGATE_TEST_CLOCK``)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def now(self) -> float:
+        """Return the time the file holds."""
+        with open(self.path, encoding="utf-8") as handle:
+            return float(handle.read().strip())

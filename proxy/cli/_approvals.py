@@ -16,6 +16,7 @@ from regogate.core import ConfigError, StateError
 from regogate.proxy.approval import Approval, ApprovalError, ApprovalStore, MemoryApprovalStore, open_approval_store
 from regogate.proxy.cli._state_flags import add_state_flags
 from regogate.proxy.cli._usage import EXIT_USAGE, UsageParser
+from regogate.proxy.state import default_state_spec
 
 __all__ = ["main"]
 
@@ -81,7 +82,7 @@ def _describe(approval: Approval, now: float) -> str:
 
 
 async def _act(args: argparse.Namespace) -> int:
-    spec = args.state
+    spec = args.state or default_state_spec(args.state_dir)
     store: ApprovalStore = open_approval_store(spec, args.state_prefix)
     if isinstance(store, MemoryApprovalStore):
         raise ConfigError(

@@ -34,7 +34,7 @@ from regogate.proxy.policy import (
     parse_opa_version,
     probe_input,
 )
-from regogate.proxy.state import Reservation, Ticket
+from regogate.proxy.state import Reservation, Ticket, default_state_spec
 
 Level = Literal["ok", "warn", "FAIL"]
 #: The key the store check reserves and rolls back; it never collides with a policy's ``<scope>/<counter>``.
@@ -101,7 +101,8 @@ async def _check_opa(report: _Report, explicit: str | None) -> str | None:
 
 
 async def _check_store(report: _Report, args: argparse.Namespace, server_id: str) -> None:
-    shown = args.state.split("@")[-1] if "@" in args.state else args.state
+    spec = args.state or default_state_spec()
+    shown = spec.split("@")[-1] if "@" in spec else spec
     try:
         store = open_state(args, server_id)
     except RegogateError as exc:
@@ -162,7 +163,7 @@ def _snippet(args: argparse.Namespace, opa_bin: str | None, server_id: str) -> s
     command = shutil.which("regogate") or str(Path(sys.argv[0]).resolve())
     policy = str(Path(args.config).resolve()) if args.config else "/path/to/policy.yaml"
     flags = ["-c", policy]
-    if args.state != "memory":
+    if args.state not in (None, "memory"):
         flags += ["--state", args.state]
     entry: dict[str, object] = {"command": command, "args": [*flags, "--", "YOUR-MCP-SERVER", "ITS-ARGS"]}
     if opa_bin is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import shlex
 import shutil
 import sys
@@ -23,6 +24,7 @@ from regogate.converters import mask_bundle, write_bundle
 from regogate.core import (
     Clock,
     ConfigError,
+    FileClock,
     RegogateError,
     StateError,
     SystemClock,
@@ -138,7 +140,9 @@ def _open_audit(config: RunConfig, server_id: str, clock: Clock) -> AuditLog:
 
 async def serve(config: RunConfig) -> int:
     """Run the proxy until the client or the upstream ends; returns the exit status."""
-    clock = SystemClock()
+    # Test-only: a file holding unix seconds moves regogate's clock (window boundaries through the CLI).
+    test_clock = os.environ.get("REGOGATE_TEST_CLOCK")
+    clock: Clock = FileClock(test_clock) if test_clock else SystemClock()
     workdir = private_dir("run")
     audit: AuditLog | None = None
     decision_log: IO[str] | None = None
@@ -153,6 +157,8 @@ async def serve(config: RunConfig) -> int:
         audit = _open_audit(config, source.server_id, clock)
         decision_log = _open_decision_log(config.decision_log)
         async with AsyncExitStack() as stack:
+            if config.state_default:
+                sys.stderr.write(f"regogate: rate-limit counters {config.state} (--state memory: this session only)\n")
             store = open_store(config.state, config.state_prefix)
             stack.push_async_callback(store.aclose)
             try:

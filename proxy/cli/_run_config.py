@@ -10,16 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, cast
 
-from regogate.core import LogArgs
+from regogate.core import LogArgs, StateError
 from regogate.proxy.cli._upstream_flags import add_upstream_flags, quiet_http_logs, read_upstream_flags
 from regogate.proxy.cli._usage import UsageParser
 from regogate.proxy.policy import DEFAULT_DECISION_PATH, DEFAULT_TIMEOUT, FailMode
 from regogate.proxy.relay import DEFAULT_DENY_PREFIX, HttpTarget
+from regogate.proxy.state import default_state_spec
 
 __all__ = ["DEFAULT_STATE", "OPA_READY_TIMEOUT", "RunConfig", "build_parser", "parse_args"]
 
 #: Where ``regogate run`` counts when given no ``--state``; ``status``, ``explain`` and ``doctor`` read the same.
-DEFAULT_STATE: Final = "memory"
+#: No --state: the default store, a SQLite file in the state directory (resolved by parse_args).
+DEFAULT_STATE: Final = None
 #: How long an external OPA may take to activate its bundles (a first download from a bundle server).
 OPA_READY_TIMEOUT: Final = 30.0
 
@@ -120,13 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="state",
         default=DEFAULT_STATE,
         metavar="STORE",
-        help="rate-limit counters: memory (default), sqlite:///path/state.db, or redis://[user:pass@]host:port/db "
+        help="rate-limit counters: sqlite:///path/state.db, redis://[user:pass@]host:port/db, or memory (gone when "
+        "the session ends); default: STATE_DIR/state.db, one SQLite file shared by all your regogate processes "
         "(--state-dsn is Intercept's spelling)",
     )
     p.add_argument(
         "--state-dir",
         metavar="DIR",
-        help="regogate's state directory: one directory per server id holds its audit log "
+        help="regogate's state directory: the default counter store, and one directory per server id for its audit log "
         "(default: $XDG_STATE_HOME/regogate, i.e. ~/.local/state/regogate)",
     )
     p.add_argument("--state-prefix", default="", metavar="PREFIX", help="namespace for counters in a shared store")
@@ -201,6 +204,8 @@ class RunConfig:
     """The remote server when ``--upstream URL`` was given (then ``upstream`` is empty)."""
     principal: Mapping[str, object] = field(default_factory=dict)
     """Who is calling: ``input.principal``."""
+    #: ``state`` is the default store (no ``--state`` given): regogate says where it is at start.
+    state_default: bool = False
 
 
 def parse_args(argv: Sequence[str]) -> RunConfig:
@@ -225,6 +230,10 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
             )
     if args.decision_log and args.opa_url:
         parser.error("--decision-log is for the embedded OPA; an external OPA logs decisions as its config says")
+    try:
+        state = args.state or default_state_spec(args.state_dir)
+    except StateError as exc:
+        parser.error(str(exc))
     logging.basicConfig(
         stream=sys.stderr,
         level="WARNING" if args.log_level == "warn" else args.log_level.upper(),
@@ -243,7 +252,7 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
         fail_mode=cast(FailMode, args.fail_mode),  # argparse choices= checked it
         state_fail_mode=cast(FailMode, args.state_fail_mode),
         dry_run=args.dry_run,
-        state=args.state,
+        state=state,
         state_prefix=args.state_prefix,
         audit_log=args.audit_log,
         state_dir=args.state_dir,
@@ -254,4 +263,5 @@ def parse_args(argv: Sequence[str]) -> RunConfig:
         debug=args.debug,
         target=target,
         principal=principal,
+        state_default=args.state is None,
     )

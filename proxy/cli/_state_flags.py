@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from regogate.proxy.cli._run_config import DEFAULT_STATE
-from regogate.proxy.state import RateLimitStore, open_store
+from regogate.proxy.state import RateLimitStore, ServerCounters, default_state_spec, open_store
 
 __all__ = ["DEFAULT_STATE", "add_state_flags", "open_state"]
 
@@ -19,7 +19,7 @@ def add_state_flags(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_STATE,
         metavar="STORE",
         help="the counters' store as given to regogate run: memory, sqlite:///path/state.db, redis://host:port/db "
-        f"(default: {DEFAULT_STATE})",
+        "(default: the SQLite file regogate run uses by default, in the state directory)",
     )
     parser.add_argument("--state-prefix", default="", metavar="PREFIX", help="the --state-prefix regogate run uses")
     parser.add_argument(
@@ -36,6 +36,4 @@ def open_state(args: argparse.Namespace, server_id: str) -> RateLimitStore:
         ConfigError: an unknown store spec.
         StateError: the store cannot be opened.
     """
-    del server_id  # stores are not split per server id (yet); the prefix is the namespace
-    store: RateLimitStore = open_store(args.state, args.state_prefix)
-    return store
+    return ServerCounters(open_store(args.state or default_state_spec(), args.state_prefix), server_id)

@@ -22,7 +22,7 @@ from regogate.converters import Policy, Rule, load_policy
 from regogate.core import AUDIT_FILE, WILDCARD, ConfigError, RegogateError, state_dir
 from regogate.proxy.cli._state_flags import DEFAULT_STATE, add_state_flags
 from regogate.proxy.cli._usage import Commands
-from regogate.proxy.state import WINDOW_SECONDS, Window, open_store, window_start
+from regogate.proxy.state import WINDOW_SECONDS, ServerCounters, Window, default_state_spec, open_store, window_start
 
 #: Only the tail of an audit log is searched for its last start event.
 AUDIT_TAIL_BYTES: Final = 4 * 1024 * 1024
@@ -88,10 +88,7 @@ def _own_limit(rule: Rule) -> float | None:
 
 def _declared(policy: Policy) -> Iterator[tuple[Rule, str, Window, float | None]]:
     for rule in policy.rules:
-        if rule.rate_limit is not None:
-            window = rule.rate_limit.window
-            yield rule, f"{rule.scope}/_rate_{window}", window, float(rule.rate_limit.limit)
-        elif rule.counter is not None:
+        if rule.counter is not None:  # a rate_limit shorthand has its _rate_<window> counter too
             yield rule, f"{rule.scope}/{rule.counter.name}", rule.counter.window, _own_limit(rule)
 
 
@@ -118,7 +115,8 @@ def _last_start(audit: Path) -> dict[str, object] | None:
 def _servers(args: argparse.Namespace) -> list[_Server]:
     if args.config:
         policy = load_policy(args.config, server_id=args.server_id)
-        return [_Server(policy.server_id, Path(args.config), args.state, args.state_prefix)]
+        state = args.state or default_state_spec()
+        return [_Server(policy.server_id, Path(args.config), state, args.state_prefix)]
     root = state_dir(args.state_dir)
     found = []
     for audit in sorted(root.glob(f"*/{AUDIT_FILE}")):
@@ -131,7 +129,7 @@ def _servers(args: argparse.Namespace) -> list[_Server]:
             _Server(
                 str(start["server_id"]),
                 Path(str(start["policy"])),
-                str(state or DEFAULT_STATE),
+                str(state or default_state_spec()),
                 str(prefix) if isinstance(prefix, str) else "",
             )
         )
@@ -147,7 +145,7 @@ async def counters(server: _Server, now: float) -> list[Counter]:
         RegogateError: the policy is invalid, or the store cannot be read.
     """
     policy = load_policy(server.policy, server_id=server.server_id)
-    store = open_store(server.state, server.prefix)
+    store = ServerCounters(open_store(server.state, server.prefix), server.server_id)
     try:
         out = []
         for rule, key, window, limit in _declared(policy):

@@ -50,6 +50,8 @@ def add_parsers(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate; with a server command, also compare tool names."""
     policy = load_policy(args.config, server_id=args.server_id)
+    for note in policy.warnings:
+        sys.stderr.write(f"{note}\n")
     sys.stdout.write(
         f"{args.config}: valid: {len(policy.tools)} tool entries, {len(policy.rules)} rules, default {policy.default}\n"
     )

@@ -264,8 +264,11 @@ def _declaration(item: object, where: str) -> RateLimitDeclaration:
     cost = _number(raw_cost)
     if cost is None:
         raise _malformed(f"{where}.cost must be a number, got {_type_name(raw_cost)}")
-    if not cost > 0:
-        raise _malformed(f"{where}.cost must be greater than 0, got {raw_cost}")
+    if not cost >= 0:
+        raise _malformed(f"{where}.cost must be at least 0, got {raw_cost}")
+    exclusive = entry.get("exclusive", False)
+    if not isinstance(exclusive, bool):
+        raise _malformed(f"{where}.exclusive must be a boolean, got {_type_name(exclusive)}")
     return RateLimitDeclaration(
         key=key,
         limit=limit,
@@ -273,6 +276,7 @@ def _declaration(item: object, where: str) -> RateLimitDeclaration:
         cost=cost,
         rule=_string(entry, "rule", where),
         message=_string(entry, "message", where),
+        exclusive=exclusive,
     )
 
 

@@ -16,7 +16,7 @@ from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._decision import CallInput, ListedTool, ListInput, parse_decision
 from regogate.proxy.policy._opa_client import OpaClient
 from regogate.proxy.relay import CallContext, Verdict
-from regogate.proxy.state import RateLimitStore, Refused, Ticket, Window
+from regogate.proxy.state import RateLimitStore, Refused, Ticket, Window, counter_key
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,10 @@ def counter_reads(policy: Policy | None) -> dict[str, tuple[CounterRead, ...]]:
             windows[(r.scope, f"_rate_{r.rate_limit.window}")] = r.rate_limit.window
     reads: dict[str, set[tuple[str, str]]] = {}
     for rule in policy.rules:
-        own = (rule.scope, rule.counter.name) if rule.counter is not None else None
         for condition in rule.conditions:
-            if condition.counter is not None and condition.counter != own:
+            # The limit condition needs no read: the reservation checks the value after adding the cost,
+            # which is stricter (one store round trip per call instead of two).
+            if condition.counter is not None and condition is not rule.limit_condition:
                 if condition.counter not in windows:
                     scope, counter = condition.counter
                     raise ConfigError(
@@ -134,7 +135,9 @@ class PolicyGateway:
         reads = self._counter_reads
         for read in (*reads.get(tool, ()), *reads.get(WILDCARD, ())):
             try:
-                value = await self._store.current(f"{read.scope}/{read.counter}", read.window, now)
+                value = await self._store.current(
+                    counter_key(self.settings.server_id, f"{read.scope}/{read.counter}"), read.window, now
+                )
             except StateError as exc:
                 if self.settings.state_fail_mode == "closed":
                     raise
@@ -204,7 +207,9 @@ class PolicyGateway:
         ticket: Ticket | None = None
         if decision.rate_limits:
             try:
-                outcome = await self._store.reserve(decision.rate_limits, now)
+                # Keys carry the server id, so servers sharing a store never share a counter.
+                keyed = [replace(d, key=counter_key(self.settings.server_id, d.key)) for d in decision.rate_limits]
+                outcome = await self._store.reserve(keyed, now)
             except StateError as exc:
                 return self._fault(trace, "state_error", str(exc), state=True)
             if isinstance(outcome, Refused):

@@ -1,6 +1,7 @@
 """Rate-limit state: OPA declares the limits of a call, a store counts them atomically.
 
-``open_store`` picks a store from a spec: ``memory``, ``sqlite:///path/to/file.db`` or a bare path
+``open_store`` picks a store from a spec (``default_state_spec()`` when the user names none):
+``memory``, ``sqlite:///path/to/file.db`` or a bare path
 ending in ``.db``, ``.sqlite`` or ``.sqlite3``, or ``redis://[user:pass@]host:port/db`` (``rediss://``
 for TLS) for a budget shared by proxies on many hosts.
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from regogate.core import ConfigError
+from regogate.proxy.state._location import default_state_spec
 from regogate.proxy.state._memory import MemoryStore
+from regogate.proxy.state._server_keys import ServerCounters, counter_key
 from regogate.proxy.state._sqlite import SqliteStore
 from regogate.proxy.state._store import (
     WINDOW_SECONDS,
@@ -36,9 +39,12 @@ __all__ = [
     "Refused",
     "Reservation",
     "ReserveResult",
+    "ServerCounters",
     "SqliteStore",
     "Ticket",
     "Window",
+    "counter_key",
+    "default_state_spec",
     "open_store",
     "window_start",
 ]

@@ -65,7 +65,8 @@ EXPIRY_MARGIN: Final = 60
 #: Port a redis:// URL means when it names none.
 DEFAULT_PORT: Final = 6379
 
-# KEYS[i] is declaration i's bucket; ARGV holds (cost, limit or "", ttl) for each in turn.
+# KEYS[i] is declaration i's bucket; ARGV holds (cost, limit or "", ttl) for each in turn; a limit
+# written "<N" is exclusive (the counter must stay below N).
 # Returns {0} when every cost was added, or {i, value} for the first refused declaration (1-based),
 # with the value it saw as a %.17g string (exact for a double; a Lua number reply would truncate).
 _RESERVE: Final = """
@@ -77,8 +78,12 @@ for i, key in ipairs(KEYS) do
   if value == nil then
     value = tonumber(redis.call('GET', key) or '0')
   end
-  if limit ~= '' and value + cost > tonumber(limit) then
-    return {i, string.format('%.17g', value)}
+  if limit ~= '' then
+    local exclusive = string.sub(limit, 1, 1) == '<'
+    local bound = tonumber(exclusive and string.sub(limit, 2) or limit)
+    if value + cost > bound or (exclusive and value + cost >= bound) then
+      return {i, string.format('%.17g', value)}
+    end
   end
   seen[key] = value + cost
 end
@@ -211,7 +216,8 @@ class RedisStore:
         args: list[str] = []
         for item, bucket in zip(items, buckets, strict=True):
             ttl = math.ceil(bucket.start + WINDOW_SECONDS[bucket.window] - now) + EXPIRY_MARGIN
-            args += [_number(item.cost), "" if item.limit is None else _number(item.limit), str(ttl)]
+            limit = "" if item.limit is None else ("<" if item.exclusive else "") + _number(item.limit)
+            args += [_number(item.cost), limit, str(ttl)]
         async with self._guard("reserve"):
             reply = await self._reserve(keys=keys, args=args)
         index = int(reply[0])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from regogate.core import Window
@@ -38,13 +38,21 @@ class Reservation:
     """One declaration to count: add ``cost`` to ``key`` in its current ``window``.
 
     ``limit=None`` counts without limiting; otherwise the call is admitted iff the counter's value
-    plus ``cost`` stays ``<= limit``.
+    plus ``cost`` stays ``<= limit``, or ``< limit`` when ``exclusive``.
     """
 
     key: str
     limit: float | None
     window: Window
     cost: float
+    exclusive: bool = field(default=False, kw_only=True)
+
+    def admits(self, value: float) -> bool:
+        """Whether adding ``cost`` to ``value`` keeps within the limit."""
+        if self.limit is None:
+            return True
+        total = value + self.cost
+        return total < self.limit if self.exclusive else total <= self.limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +109,7 @@ def plan_reservations(items: Sequence[Reservation], now: float, read: Callable[[
         value = totals.get(bucket_id)
         if value is None:
             value = read(bucket_id)
-        if item.limit is not None and value + item.cost > item.limit:
+        if not item.admits(value):
             return Refused(index=index, reservation=item, current=value)
         totals[bucket_id] = value + item.cost
         buckets.append(Bucket(item.key, item.window, start, item.cost))

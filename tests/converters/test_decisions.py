@@ -88,6 +88,7 @@ def test_seed_policy_decisions(opa_url: str) -> None:
         {
             "key": "pip-install/_rate_hour",
             "limit": 30,
+            "exclusive": False,
             "window": "hour",
             "cost": 1,
             "rule": "pip-install[0]",
@@ -252,11 +253,13 @@ def test_stripe_policy(
 def test_stripe_counters_are_declared_with_cost_from_arguments(opa_url: str) -> None:
     decision = decide(opa_url, "stripe", "create_charge", {"amount": 1234.5, "currency": "gbp"})
     declared = {lim["key"]: (lim["limit"], lim["window"], lim["cost"]) for lim in decision["rate_limits"]}
-    assert declared == {"create_charge/daily_volume": (1000000, "day", 1234.5), "_global/calls": (1000, "hour", 1)}
+    # Intercept counts the whole-number part of the amount.
+    assert declared == {"create_charge/daily_volume": (1000000, "day", 1234), "_global/calls": (1000, "hour", 1)}
     refund = decide(
         opa_url, "stripe", "create_refund", {"metadata": {"reason": "x"}}, state={"create_charge": {"daily_volume": 5}}
     )
-    assert {lim["key"]: lim["limit"] for lim in refund["rate_limits"]}["create_refund/refunds_today"] == 10  # lt 11
+    limits = {lim["key"]: (lim["limit"], lim["exclusive"]) for lim in refund["rate_limits"]}
+    assert limits["create_refund/refunds_today"] == (11, True)  # lt 11
 
 
 def test_stripe_schema_validation_names_the_field(opa_url: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from regogate.converters import load_policy, parse_policy
 from regogate.proxy import PolicySourceError
+from regogate.proxy.cli._main import main
 from tests.conftest import POLICIES
 
 
@@ -54,8 +55,7 @@ def test_all_errors_are_listed_at_once_with_location_and_line() -> None:
     assert found == [
         "p.yaml:5:9: tools.a.rules[0].on_denny: unknown key 'on_denny' in a rule; did you mean 'on_deny'?",
         "p.yaml:6:9: tools.a.rules[0].rate_limt: unknown key 'rate_limt' in a rule; did you mean 'rate_limit'?",
-        "p.yaml:9:17: tools.a.rules[1].conditions[0].op: unknown operator 'equals'; "
-        "expected one of: eq, neq, in, not_in, lt, lte, gt, gte, regex, contains, exists",
+        "p.yaml:9:17: tools.a.rules[1].conditions[0].op: unknown operator 'equals'; did you mean 'eq'?",
     ]
 
 
@@ -125,3 +125,87 @@ def test_a_listed_tool_with_no_rules_is_fine_and_names_are_generated() -> None:
     assert [r.name for r in policy.rules] == ["*[0]"]
     assert policy.rules[0].scope == "_global"
     assert policy.rules[0].ident == "all_tools_0"
+
+
+def test_plain_scalars_are_read_as_yaml_1_2_and_the_1_1_traps_are_warned_about() -> None:
+    policy = parse_policy(
+        textwrap.dedent(
+            """\
+            version: "1"
+            tools:
+              t:
+                rules:
+                  - name: r
+                    conditions:
+                      - {path: args.at, op: eq, value: 12:00}
+                      - {path: args.country, op: in, value: [NO, SE]}
+                      - {path: args.mode, op: not_in, value: [on, off, yes]}
+                      - {path: args.perm, op: eq, value: 0o17}
+                      - {path: args.big, op: eq, value: 1_000}
+                      - {path: args.ratio, op: lt, value: 1e3}
+            """
+        ),
+        source="p.yaml",
+        server_id="p",
+    )
+    values = [c.value for c in policy.rules[0].conditions]
+    assert values == ["12:00", ["NO", "SE"], ["on", "off", "yes"], 15, "1_000", 1000.0]
+    warned = {(w.line, w.column): w.message for w in policy.warnings}
+    assert sorted(warned) == [(7, 44), (8, 50), (9, 51), (9, 55), (9, 60), (10, 46), (11, 45), (12, 47)]
+    assert warned[(8, 50)] == (
+        "warning: NO is the string 'NO' in YAML 1.2 (how regogate and Intercept read it) but false in YAML 1.1; "
+        "quote it if you mean the text"
+    )
+    assert "the number 720 in YAML 1.1" in warned[(7, 44)]
+
+
+def test_exists_yes_is_a_string_in_yaml_1_2_so_validation_says_so() -> None:
+    found = problems(
+        """\
+        version: "1"
+        tools:
+          t:
+            rules:
+              - conditions: [{path: args.x, op: exists, value: yes}]
+        """
+    )
+    assert found == [
+        "p.yaml:5:56: warning: yes is the string 'yes' in YAML 1.2 (how regogate and Intercept read it) "
+        "but true in YAML 1.1; quote it if you mean the text",
+        "p.yaml:5:56: tools.t.rules[0].conditions[0].value: exists takes true or false, not 'yes'",
+    ]
+
+
+def test_validation_follows_intercept() -> None:
+    # +5 is a count Go's Atoi accepts; an evaluate rule without conditions is an error with its place.
+    plus = parse_policy(
+        'version: "1"\ntools:\n  t:\n    rules:\n      - rate_limit: +5/hour\n', source="p", server_id="p"
+    )
+    assert plus.rules[0].rate_limit is not None and plus.rules[0].rate_limit.limit == 5
+    assert problems('version: "1"\ntools:\n  t:\n    rules:\n      - name: empty\n        on_deny: nope\n') == [
+        "p.yaml:5:9: tools.t.rules[0]: evaluate rules must have at least one condition "
+        "(write conditions, a rate_limit, or use action: deny)",
+    ]
+    assert problems(
+        'version: "1"\ntools:\n  t:\n    rules:\n      - conditions: [{path: args.x, op: not_contain, value: a}]\n'
+    ) == [
+        "p.yaml:5:41: tools.t.rules[0].conditions[0].op: unknown operator 'not_contain'; did you mean 'not_contains'?"
+    ]
+    assert problems(
+        'version: "1"\ntools:\n  t:\n    rules:\n      - conditions: [{path: args.x, op: contain, value: a}]\n'
+    ) == ["p.yaml:5:41: tools.t.rules[0].conditions[0].op: unknown operator 'contain'; did you mean 'contains'?"]
+
+
+def test_validate_prints_the_yaml_1_1_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        'version: "1"\ntools:\n  t:\n    rules:\n      - conditions: [{path: args.c, op: in, value: [NO, SE]}]\n',
+        encoding="utf-8",
+    )
+    assert main(["validate", "-c", str(policy)]) == 0
+    captured = capsys.readouterr()
+    assert "valid" in captured.out
+    assert captured.err == (
+        f"{policy}:5:53: warning: NO is the string 'NO' in YAML 1.2 (how regogate and Intercept read it) "
+        "but false in YAML 1.1; quote it if you mean the text\n"
+    )

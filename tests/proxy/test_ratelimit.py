@@ -6,6 +6,7 @@ What only Redis promises is in test_redis_store.py.
 from __future__ import annotations
 
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -25,6 +26,7 @@ from regogate.proxy.state import (
     Reservation,
     SqliteStore,
     Ticket,
+    default_state_spec,
     open_store,
     window_start,
 )
@@ -152,6 +154,22 @@ async def test_tenths_add_up_to_the_limit(store: RateLimitStore) -> None:
     assert await store.current("charge/daily_spend", "day", NOW) == pytest.approx(1.0)
 
 
+async def test_an_exclusive_limit_keeps_the_counter_below_it(store: RateLimitStore) -> None:
+    # lt 10 with amounts of 4: 4 and 8 pass, 12 would not; then 1 brings it to 9, and 1 more would reach 10.
+    def spend(cost: float) -> Reservation:
+        return Reservation("charge/spend", 10, "day", cost, exclusive=True)
+
+    outcomes = [isinstance(await store.reserve([spend(c)], NOW), Ticket) for c in (4, 4, 4, 1, 1)]
+    assert outcomes == [True, True, False, True, False]
+    assert await store.current("charge/spend", "day", NOW) == 9.0
+
+
+async def test_a_zero_cost_is_admitted_even_at_the_limit(store: RateLimitStore) -> None:
+    assert isinstance(await store.reserve([_one(limit=1)], NOW), Ticket)
+    assert isinstance(await store.reserve([_one(limit=1, cost=0)], NOW), Ticket)
+    assert isinstance(await store.reserve([_one(limit=1)], NOW), Refused)
+
+
 async def test_count_only_declarations_never_refuse(store: RateLimitStore) -> None:
     for _ in range(5):
         assert isinstance(await store.reserve([_one(limit=None, cost=100)], NOW), Ticket)
@@ -276,3 +294,41 @@ def test_sqlite_shared_by_processes_never_admits_more_than_the_limit(tmp_path: P
             worker.kill()
             worker.wait()
     assert sum(admitted) == SHARED_LIMIT
+
+
+async def test_sqlite_waiting_for_a_lock_leaves_the_event_loop_running(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    store = SqliteStore(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    ticks = 0
+    outcome: list[object] = []
+
+    async def reserve() -> None:
+        outcome.append(await store.reserve([_one()], NOW))
+
+    try:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reserve)
+                while ticks < 20:  # the loop keeps turning while the reservation waits
+                    await anyio.sleep(0.01)
+                    ticks += 1
+                assert outcome == []
+                other.execute("COMMIT")
+    finally:
+        other.close()
+        await store.aclose()
+    assert isinstance(outcome[0], Ticket)
+
+
+async def test_default_store_is_a_private_file_in_the_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    spec = default_state_spec()
+    assert spec == f"sqlite://{tmp_path / 'xdg' / 'regogate' / 'state.db'}"
+    store = open_store(spec)
+    await store.aclose()
+    assert stat.S_IMODE((tmp_path / "xdg" / "regogate").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "xdg" / "regogate" / "state.db").stat().st_mode) == 0o600

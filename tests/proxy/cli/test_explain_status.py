@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from regogate.proxy.state import Reservation, SqliteStore
+from regogate.proxy.state import Reservation, SqliteStore, counter_key
 from tests.conftest import POLICIES
 from tests.e2e.harness import STANDIN, gated_session
 from tests.proxy.cli.conftest import Cli
@@ -18,6 +18,9 @@ GITHUB = str(POLICIES / "github.yaml")
 
 
 def _use(db: Path, key: str, window: str, times: int) -> None:
+    """Count ``times`` calls on the github policy's ``key``, as regogate run does (under the server id)."""
+    key = counter_key("github", key)
+
     async def reserve() -> None:
         store = SqliteStore(db)
         try:

@@ -40,7 +40,25 @@ deny contains {"order": 1, "rule": "default", "message": sprintf("Tool %q is not
 #   source: policies/filesystem.yaml:11
 #   tool: read_text_file
 #   action: evaluate
-rate_limits contains {"key": "read_text_file/_rate_minute", "limit": 120, "window": "minute", "cost": 1, "rule": "read-budget", "message": "Rate limit of 120 per minute reached. Try again later."} if {
+deny contains {"order": 2, "rule": "read-budget", "message": "Rate limit of 120 per minute reached. Try again later."} if {
+	input.tool.name == "read_text_file"
+	not read_budget_passes
+}
+
+# read_budget_passes holds when every condition of read-budget holds.
+read_budget_passes if {
+	is_number(counter("read_text_file", "_rate_minute"))
+	counter("read_text_file", "_rate_minute") <= 120
+}
+
+# METADATA
+# title: read-budget
+# description: "Rate limit of 120 per minute reached. Try again later."
+# custom:
+#   source: policies/filesystem.yaml:11
+#   tool: read_text_file
+#   action: evaluate
+rate_limits contains {"key": "read_text_file/_rate_minute", "limit": 120, "exclusive": false, "window": "minute", "cost": 1, "rule": "read-budget", "message": "Rate limit of 120 per minute reached. Try again later."} if {
 	input.tool.name == "read_text_file"
 }
 
@@ -51,7 +69,25 @@ rate_limits contains {"key": "read_text_file/_rate_minute", "limit": 120, "windo
 #   source: policies/filesystem.yaml:29
 #   tool: create_directory
 #   action: evaluate
-rate_limits contains {"key": "create_directory/_rate_minute", "limit": 10, "window": "minute", "cost": 1, "rule": "directory-budget", "message": "Rate limit of 10 per minute reached. Try again later."} if {
+deny contains {"order": 3, "rule": "directory-budget", "message": "Rate limit of 10 per minute reached. Try again later."} if {
+	input.tool.name == "create_directory"
+	not directory_budget_passes
+}
+
+# directory_budget_passes holds when every condition of directory-budget holds.
+directory_budget_passes if {
+	is_number(counter("create_directory", "_rate_minute"))
+	counter("create_directory", "_rate_minute") <= 10
+}
+
+# METADATA
+# title: directory-budget
+# description: "Rate limit of 10 per minute reached. Try again later."
+# custom:
+#   source: policies/filesystem.yaml:29
+#   tool: create_directory
+#   action: evaluate
+rate_limits contains {"key": "create_directory/_rate_minute", "limit": 10, "exclusive": false, "window": "minute", "cost": 1, "rule": "directory-budget", "message": "Rate limit of 10 per minute reached. Try again later."} if {
 	input.tool.name == "create_directory"
 }
 
@@ -123,7 +159,25 @@ deny contains {"order": 6, "rule": "write-needs-content", "message": sprintf("mi
 #   source: policies/filesystem.yaml:48
 #   tool: write_file
 #   action: evaluate
-rate_limits contains {"key": "write_file/_rate_minute", "limit": 5, "window": "minute", "cost": 1, "rule": "write-budget", "message": "At most 5 writes a minute"} if {
+deny contains {"order": 7, "rule": "write-budget", "message": "At most 5 writes a minute"} if {
+	input.tool.name == "write_file"
+	not write_budget_passes
+}
+
+# write_budget_passes holds when every condition of write-budget holds.
+write_budget_passes if {
+	is_number(counter("write_file", "_rate_minute"))
+	counter("write_file", "_rate_minute") <= 5
+}
+
+# METADATA
+# title: write-budget
+# description: "At most 5 writes a minute"
+# custom:
+#   source: policies/filesystem.yaml:48
+#   tool: write_file
+#   action: evaluate
+rate_limits contains {"key": "write_file/_rate_minute", "limit": 5, "exclusive": false, "window": "minute", "cost": 1, "rule": "write-budget", "message": "At most 5 writes a minute"} if {
 	input.tool.name == "write_file"
 }
 
@@ -141,7 +195,7 @@ deny contains {"order": 8, "rule": "no-dry-run-skipping", "message": "Edits must
 
 # no_dry_run_skipping_passes holds when every condition of no-dry-run-skipping holds.
 no_dry_run_skipping_passes if {
-	input.tool.arguments.dryRun == true
+	input.tool.arguments.dryRun in {true, "true"}
 }
 
 # argument_present holds when the argument is there and neither null nor an empty string.
@@ -150,3 +204,6 @@ argument_present(arguments, name) if {
 	value != null
 	value != ""
 }
+
+# counter is a counter's value in its current window, as the proxy reads it; one never written is 0.
+counter(scope, name) := object.get(input.state, [scope, name], 0)

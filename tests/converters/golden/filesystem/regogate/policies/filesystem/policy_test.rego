@@ -27,24 +27,34 @@ test_listed_tool_permitted if {
 }
 
 test_read_budget_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("read_text_file", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("read_text_file", {}, {"read_text_file": {"_rate_minute": 120}}, {"type": "object"})
 	not "read-budget" in rules
 }
 
+test_read_budget_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("read_text_file", {}, {"read_text_file": {"_rate_minute": 121}}, {"type": "object"})
+	"read-budget" in rules
+}
+
 test_read_budget_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("read_text_file", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("read_text_file", {}, {"read_text_file": {"_rate_minute": 120}}, {"type": "object"})
 	some limit in limits
 	limit.key == "read_text_file/_rate_minute"
 	limit.rule == "read-budget"
 }
 
 test_directory_budget_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("create_directory", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("create_directory", {}, {"create_directory": {"_rate_minute": 10}}, {"type": "object"})
 	not "directory-budget" in rules
 }
 
+test_directory_budget_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("create_directory", {}, {"create_directory": {"_rate_minute": 11}}, {"type": "object"})
+	"directory-budget" in rules
+}
+
 test_directory_budget_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("create_directory", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("create_directory", {}, {"create_directory": {"_rate_minute": 10}}, {"type": "object"})
 	some limit in limits
 	limit.key == "create_directory/_rate_minute"
 	limit.rule == "directory-budget"
@@ -87,12 +97,17 @@ test_write_needs_content_denies_when_schema_unknown if {
 }
 
 test_write_budget_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("write_file", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("write_file", {}, {"write_file": {"_rate_minute": 5}}, {"type": "object"})
 	not "write-budget" in rules
 }
 
+test_write_budget_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("write_file", {}, {"write_file": {"_rate_minute": 6}}, {"type": "object"})
+	"write-budget" in rules
+}
+
 test_write_budget_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("write_file", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("write_file", {}, {"write_file": {"_rate_minute": 5}}, {"type": "object"})
 	some limit in limits
 	limit.key == "write_file/_rate_minute"
 	limit.rule == "write-budget"

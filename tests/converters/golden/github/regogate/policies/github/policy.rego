@@ -40,7 +40,25 @@ deny contains {"order": 1, "rule": "default", "message": sprintf("Tool %q is not
 #   source: policies/github.yaml:13
 #   tool: search_code
 #   action: evaluate
-rate_limits contains {"key": "search_code/_rate_minute", "limit": 30, "window": "minute", "cost": 1, "rule": "search-rate", "message": "Code search is limited to 30 queries a minute"} if {
+deny contains {"order": 2, "rule": "search-rate", "message": "Code search is limited to 30 queries a minute"} if {
+	input.tool.name == "search_code"
+	not search_rate_passes
+}
+
+# search_rate_passes holds when every condition of search-rate holds.
+search_rate_passes if {
+	is_number(counter("search_code", "_rate_minute"))
+	counter("search_code", "_rate_minute") <= 30
+}
+
+# METADATA
+# title: search-rate
+# description: "Code search is limited to 30 queries a minute"
+# custom:
+#   source: policies/github.yaml:13
+#   tool: search_code
+#   action: evaluate
+rate_limits contains {"key": "search_code/_rate_minute", "limit": 30, "exclusive": false, "window": "minute", "cost": 1, "rule": "search-rate", "message": "Code search is limited to 30 queries a minute"} if {
 	input.tool.name == "search_code"
 }
 
@@ -118,7 +136,8 @@ deny contains {"order": 6, "rule": "no-force-push", "message": "Force pushes are
 
 # no_force_push_passes holds when every condition of no-force-push holds.
 no_force_push_passes if {
-	input.tool.arguments.force != true
+	force_value := input.tool.arguments.force
+	not force_value in {true, "true"}
 }
 
 # METADATA
@@ -136,7 +155,7 @@ deny contains {"order": 7, "rule": "protected-branches", "message": "Pushes to p
 # protected_branches_passes holds when every condition of protected-branches holds.
 protected_branches_passes if {
 	branch_value := input.tool.arguments.branch
-	not branch_value in ["main", "master", "release"]
+	not branch_value in {"main", "master", "release"}
 }
 
 # METADATA
@@ -146,7 +165,25 @@ protected_branches_passes if {
 #   source: policies/github.yaml:48
 #   tool: push_files
 #   action: evaluate
-rate_limits contains {"key": "push_files/_rate_hour", "limit": 20, "window": "hour", "cost": 1, "rule": "push-budget", "message": "Rate limit of 20 per hour reached. Try again later."} if {
+deny contains {"order": 8, "rule": "push-budget", "message": "Rate limit of 20 per hour reached. Try again later."} if {
+	input.tool.name == "push_files"
+	not push_budget_passes
+}
+
+# push_budget_passes holds when every condition of push-budget holds.
+push_budget_passes if {
+	is_number(counter("push_files", "_rate_hour"))
+	counter("push_files", "_rate_hour") <= 20
+}
+
+# METADATA
+# title: push-budget
+# description: "Rate limit of 20 per hour reached. Try again later."
+# custom:
+#   source: policies/github.yaml:48
+#   tool: push_files
+#   action: evaluate
+rate_limits contains {"key": "push_files/_rate_hour", "limit": 20, "exclusive": false, "window": "hour", "cost": 1, "rule": "push-budget", "message": "Rate limit of 20 per hour reached. Try again later."} if {
 	input.tool.name == "push_files"
 }
 
@@ -176,7 +213,7 @@ deny contains {"order": 10, "rule": "pr-base-allowed", "message": "Denied by rul
 
 # pr_base_allowed_passes holds when every condition of pr-base-allowed holds.
 pr_base_allowed_passes if {
-	input.tool.arguments.base in ["main", "develop"]
+	input.tool.arguments.base in {"main", "develop"}
 	input.tool.arguments.draft != null
 }
 
@@ -198,7 +235,24 @@ deny contains {"order": 11, "rule": "delete_branch[0]", "message": "Branch delet
 #   source: policies/github.yaml:75
 #   tool: "*"
 #   action: evaluate
-rate_limits contains {"key": "_global/_rate_hour", "limit": 600, "window": "hour", "cost": 1, "rule": "global-call-budget", "message": "Rate limit of 600 per hour reached. Try again later."}
+deny contains {"order": 12, "rule": "global-call-budget", "message": "Rate limit of 600 per hour reached. Try again later."} if {
+	not global_call_budget_passes
+}
+
+# global_call_budget_passes holds when every condition of global-call-budget holds.
+global_call_budget_passes if {
+	is_number(counter("_global", "_rate_hour"))
+	counter("_global", "_rate_hour") <= 600
+}
+
+# METADATA
+# title: global-call-budget
+# description: "Rate limit of 600 per hour reached. Try again later."
+# custom:
+#   source: policies/github.yaml:75
+#   tool: "*"
+#   action: evaluate
+rate_limits contains {"key": "_global/_rate_hour", "limit": 600, "exclusive": false, "window": "hour", "cost": 1, "rule": "global-call-budget", "message": "Rate limit of 600 per hour reached. Try again later."}
 
 # argument_present holds when the argument is there and neither null nor an empty string.
 argument_present(arguments, name) if {
@@ -218,3 +272,6 @@ contains_value(haystack, needle) if {
 	is_array(haystack)
 	needle in haystack
 }
+
+# counter is a counter's value in its current window, as the proxy reads it; one never written is 0.
+counter(scope, name) := object.get(input.state, [scope, name], 0)

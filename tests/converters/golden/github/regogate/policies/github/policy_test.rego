@@ -27,12 +27,17 @@ test_listed_tool_permitted if {
 }
 
 test_search_rate_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("search_code", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("search_code", {}, {"search_code": {"_rate_minute": 30}}, {"type": "object"})
 	not "search-rate" in rules
 }
 
+test_search_rate_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("search_code", {}, {"search_code": {"_rate_minute": 31}}, {"type": "object"})
+	"search-rate" in rules
+}
+
 test_search_rate_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("search_code", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("search_code", {}, {"search_code": {"_rate_minute": 30}}, {"type": "object"})
 	some limit in limits
 	limit.key == "search_code/_rate_minute"
 	limit.rule == "search-rate"
@@ -95,12 +100,17 @@ test_protected_branches_denies if {
 }
 
 test_push_budget_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("push_files", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("push_files", {}, {"push_files": {"_rate_hour": 20}}, {"type": "object"})
 	not "push-budget" in rules
 }
 
+test_push_budget_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("push_files", {}, {"push_files": {"_rate_hour": 21}}, {"type": "object"})
+	"push-budget" in rules
+}
+
 test_push_budget_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("push_files", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("push_files", {}, {"push_files": {"_rate_hour": 20}}, {"type": "object"})
 	some limit in limits
 	limit.key == "push_files/_rate_hour"
 	limit.rule == "push-budget"
@@ -137,12 +147,17 @@ test_delete_branch_0_spares_other_tools if {
 }
 
 test_global_call_budget_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("get_file_contents", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("get_file_contents", {}, {"_global": {"_rate_hour": 600}}, {"type": "object"})
 	not "global-call-budget" in rules
 }
 
+test_global_call_budget_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("get_file_contents", {}, {"_global": {"_rate_hour": 601}}, {"type": "object"})
+	"global-call-budget" in rules
+}
+
 test_global_call_budget_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("get_file_contents", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("get_file_contents", {}, {"_global": {"_rate_hour": 600}}, {"type": "object"})
 	some limit in limits
 	limit.key == "_global/_rate_hour"
 	limit.rule == "global-call-budget"

@@ -48,6 +48,24 @@ deny contains {"order": 3, "rule": "poetry[0]", "message": "Destructive operatio
 
 # METADATA
 # title: uv-run[0]
+# description: "Rate limit of 10 per hour reached. Try again later."
+# custom:
+#   source: policies/python.yaml:27
+#   tool: uv-run
+#   action: allow
+deny contains {"order": 4, "rule": "uv-run[0]", "message": "Rate limit of 10 per hour reached. Try again later."} if {
+	input.tool.name == "uv-run"
+	not uv_run_0_passes
+}
+
+# uv_run_0_passes holds when every condition of uv-run[0] holds.
+uv_run_0_passes if {
+	is_number(counter("uv-run", "_rate_hour"))
+	counter("uv-run", "_rate_hour") <= 10
+}
+
+# METADATA
+# title: uv-run[0]
 # description: "cannot check the arguments: the input schema of this tool is unknown"
 # custom:
 #   source: policies/python.yaml:27
@@ -78,7 +96,7 @@ deny contains {"order": 4, "rule": "uv-run[0]", "message": sprintf("missing requ
 #   source: policies/python.yaml:27
 #   tool: uv-run
 #   action: allow
-rate_limits contains {"key": "uv-run/_rate_hour", "limit": 10, "window": "hour", "cost": 1, "rule": "uv-run[0]", "message": "Rate limit of 10 per hour reached. Try again later."} if {
+rate_limits contains {"key": "uv-run/_rate_hour", "limit": 10, "exclusive": false, "window": "hour", "cost": 1, "rule": "uv-run[0]", "message": "Rate limit of 10 per hour reached. Try again later."} if {
 	input.tool.name == "uv-run"
 }
 
@@ -89,7 +107,25 @@ rate_limits contains {"key": "uv-run/_rate_hour", "limit": 10, "window": "hour",
 #   source: policies/python.yaml:33
 #   tool: black
 #   action: allow
-rate_limits contains {"key": "black/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "black[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+deny contains {"order": 5, "rule": "black[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "black"
+	not black_0_passes
+}
+
+# black_0_passes holds when every condition of black[0] holds.
+black_0_passes if {
+	is_number(counter("black", "_rate_minute"))
+	counter("black", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: black[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:33
+#   tool: black
+#   action: allow
+rate_limits contains {"key": "black/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "black[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
 	input.tool.name == "black"
 }
 
@@ -100,7 +136,25 @@ rate_limits contains {"key": "black/_rate_minute", "limit": 60, "window": "minut
 #   source: policies/python.yaml:37
 #   tool: mypy
 #   action: allow
-rate_limits contains {"key": "mypy/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "mypy[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+deny contains {"order": 6, "rule": "mypy[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "mypy"
+	not mypy_0_passes
+}
+
+# mypy_0_passes holds when every condition of mypy[0] holds.
+mypy_0_passes if {
+	is_number(counter("mypy", "_rate_minute"))
+	counter("mypy", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: mypy[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:37
+#   tool: mypy
+#   action: allow
+rate_limits contains {"key": "mypy/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "mypy[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
 	input.tool.name == "mypy"
 }
 
@@ -111,7 +165,25 @@ rate_limits contains {"key": "mypy/_rate_minute", "limit": 60, "window": "minute
 #   source: policies/python.yaml:41
 #   tool: pip-audit
 #   action: allow
-rate_limits contains {"key": "pip-audit/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "pip-audit[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+deny contains {"order": 7, "rule": "pip-audit[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "pip-audit"
+	not pip_audit_0_passes
+}
+
+# pip_audit_0_passes holds when every condition of pip-audit[0] holds.
+pip_audit_0_passes if {
+	is_number(counter("pip-audit", "_rate_minute"))
+	counter("pip-audit", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: pip-audit[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:41
+#   tool: pip-audit
+#   action: allow
+rate_limits contains {"key": "pip-audit/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "pip-audit[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
 	input.tool.name == "pip-audit"
 }
 
@@ -122,7 +194,25 @@ rate_limits contains {"key": "pip-audit/_rate_minute", "limit": 60, "window": "m
 #   source: policies/python.yaml:45
 #   tool: pip-list
 #   action: allow
-rate_limits contains {"key": "pip-list/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "pip-list[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+deny contains {"order": 8, "rule": "pip-list[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "pip-list"
+	not pip_list_0_passes
+}
+
+# pip_list_0_passes holds when every condition of pip-list[0] holds.
+pip_list_0_passes if {
+	is_number(counter("pip-list", "_rate_minute"))
+	counter("pip-list", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: pip-list[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:45
+#   tool: pip-list
+#   action: allow
+rate_limits contains {"key": "pip-list/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "pip-list[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
 	input.tool.name == "pip-list"
 }
 
@@ -133,7 +223,25 @@ rate_limits contains {"key": "pip-list/_rate_minute", "limit": 60, "window": "mi
 #   source: policies/python.yaml:49
 #   tool: pip-show
 #   action: allow
-rate_limits contains {"key": "pip-show/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "pip-show[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+deny contains {"order": 9, "rule": "pip-show[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "pip-show"
+	not pip_show_0_passes
+}
+
+# pip_show_0_passes holds when every condition of pip-show[0] holds.
+pip_show_0_passes if {
+	is_number(counter("pip-show", "_rate_minute"))
+	counter("pip-show", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: pip-show[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:49
+#   tool: pip-show
+#   action: allow
+rate_limits contains {"key": "pip-show/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "pip-show[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
 	input.tool.name == "pip-show"
 }
 
@@ -144,7 +252,25 @@ rate_limits contains {"key": "pip-show/_rate_minute", "limit": 60, "window": "mi
 #   source: policies/python.yaml:53
 #   tool: pyenv
 #   action: allow
-rate_limits contains {"key": "pyenv/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "pyenv[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+deny contains {"order": 10, "rule": "pyenv[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "pyenv"
+	not pyenv_0_passes
+}
+
+# pyenv_0_passes holds when every condition of pyenv[0] holds.
+pyenv_0_passes if {
+	is_number(counter("pyenv", "_rate_minute"))
+	counter("pyenv", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: pyenv[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:53
+#   tool: pyenv
+#   action: allow
+rate_limits contains {"key": "pyenv/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "pyenv[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
 	input.tool.name == "pyenv"
 }
 
@@ -155,7 +281,25 @@ rate_limits contains {"key": "pyenv/_rate_minute", "limit": 60, "window": "minut
 #   source: policies/python.yaml:57
 #   tool: pytest
 #   action: allow
-rate_limits contains {"key": "pytest/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "pytest[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+deny contains {"order": 11, "rule": "pytest[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "pytest"
+	not pytest_0_passes
+}
+
+# pytest_0_passes holds when every condition of pytest[0] holds.
+pytest_0_passes if {
+	is_number(counter("pytest", "_rate_minute"))
+	counter("pytest", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: pytest[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:57
+#   tool: pytest
+#   action: allow
+rate_limits contains {"key": "pytest/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "pytest[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
 	input.tool.name == "pytest"
 }
 
@@ -166,7 +310,25 @@ rate_limits contains {"key": "pytest/_rate_minute", "limit": 60, "window": "minu
 #   source: policies/python.yaml:61
 #   tool: ruff-check
 #   action: allow
-rate_limits contains {"key": "ruff-check/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "ruff-check[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+deny contains {"order": 12, "rule": "ruff-check[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "ruff-check"
+	not ruff_check_0_passes
+}
+
+# ruff_check_0_passes holds when every condition of ruff-check[0] holds.
+ruff_check_0_passes if {
+	is_number(counter("ruff-check", "_rate_minute"))
+	counter("ruff-check", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: ruff-check[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:61
+#   tool: ruff-check
+#   action: allow
+rate_limits contains {"key": "ruff-check/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "ruff-check[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
 	input.tool.name == "ruff-check"
 }
 
@@ -177,7 +339,25 @@ rate_limits contains {"key": "ruff-check/_rate_minute", "limit": 60, "window": "
 #   source: policies/python.yaml:65
 #   tool: ruff-format
 #   action: allow
-rate_limits contains {"key": "ruff-format/_rate_minute", "limit": 60, "window": "minute", "cost": 1, "rule": "ruff-format[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+deny contains {"order": 13, "rule": "ruff-format[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
+	input.tool.name == "ruff-format"
+	not ruff_format_0_passes
+}
+
+# ruff_format_0_passes holds when every condition of ruff-format[0] holds.
+ruff_format_0_passes if {
+	is_number(counter("ruff-format", "_rate_minute"))
+	counter("ruff-format", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: ruff-format[0]
+# description: "Rate limit of 60 per minute reached. Try again later."
+# custom:
+#   source: policies/python.yaml:65
+#   tool: ruff-format
+#   action: allow
+rate_limits contains {"key": "ruff-format/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "ruff-format[0]", "message": "Rate limit of 60 per minute reached. Try again later."} if {
 	input.tool.name == "ruff-format"
 }
 
@@ -188,7 +368,25 @@ rate_limits contains {"key": "ruff-format/_rate_minute", "limit": 60, "window": 
 #   source: policies/python.yaml:69
 #   tool: pip-install
 #   action: allow
-rate_limits contains {"key": "pip-install/_rate_hour", "limit": 30, "window": "hour", "cost": 1, "rule": "pip-install[0]", "message": "Rate limit of 30 per hour reached. Try again later."} if {
+deny contains {"order": 14, "rule": "pip-install[0]", "message": "Rate limit of 30 per hour reached. Try again later."} if {
+	input.tool.name == "pip-install"
+	not pip_install_0_passes
+}
+
+# pip_install_0_passes holds when every condition of pip-install[0] holds.
+pip_install_0_passes if {
+	is_number(counter("pip-install", "_rate_hour"))
+	counter("pip-install", "_rate_hour") <= 30
+}
+
+# METADATA
+# title: pip-install[0]
+# description: "Rate limit of 30 per hour reached. Try again later."
+# custom:
+#   source: policies/python.yaml:69
+#   tool: pip-install
+#   action: allow
+rate_limits contains {"key": "pip-install/_rate_hour", "limit": 30, "exclusive": false, "window": "hour", "cost": 1, "rule": "pip-install[0]", "message": "Rate limit of 30 per hour reached. Try again later."} if {
 	input.tool.name == "pip-install"
 }
 
@@ -199,7 +397,25 @@ rate_limits contains {"key": "pip-install/_rate_hour", "limit": 30, "window": "h
 #   source: policies/python.yaml:73
 #   tool: uv-install
 #   action: allow
-rate_limits contains {"key": "uv-install/_rate_hour", "limit": 30, "window": "hour", "cost": 1, "rule": "uv-install[0]", "message": "Rate limit of 30 per hour reached. Try again later."} if {
+deny contains {"order": 15, "rule": "uv-install[0]", "message": "Rate limit of 30 per hour reached. Try again later."} if {
+	input.tool.name == "uv-install"
+	not uv_install_0_passes
+}
+
+# uv_install_0_passes holds when every condition of uv-install[0] holds.
+uv_install_0_passes if {
+	is_number(counter("uv-install", "_rate_hour"))
+	counter("uv-install", "_rate_hour") <= 30
+}
+
+# METADATA
+# title: uv-install[0]
+# description: "Rate limit of 30 per hour reached. Try again later."
+# custom:
+#   source: policies/python.yaml:73
+#   tool: uv-install
+#   action: allow
+rate_limits contains {"key": "uv-install/_rate_hour", "limit": 30, "exclusive": false, "window": "hour", "cost": 1, "rule": "uv-install[0]", "message": "Rate limit of 30 per hour reached. Try again later."} if {
 	input.tool.name == "uv-install"
 }
 
@@ -209,3 +425,6 @@ argument_present(arguments, name) if {
 	value != null
 	value != ""
 }
+
+# counter is a counter's value in its current window, as the proxy reads it; one never written is 0.
+counter(scope, name) := object.get(input.state, [scope, name], 0)

@@ -42,155 +42,215 @@ test_poetry_0_spares_other_tools if {
 }
 
 test_uv_run_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("uv-run", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("uv-run", {}, {"uv-run": {"_rate_hour": 10}}, {"type": "object"})
 	not "uv-run[0]" in rules
 }
 
+test_uv_run_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("uv-run", {}, {"uv-run": {"_rate_hour": 11}}, {"type": "object"})
+	"uv-run[0]" in rules
+}
+
 test_uv_run_0_denies_missing_required_argument if {
-	rules := {v.rule | some v in policy.deny} with input as _call("uv-run", {}, {}, {"required": ["regogate_test_arg"], "type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("uv-run", {}, {"uv-run": {"_rate_hour": 10}}, {"required": ["regogate_test_arg"], "type": "object"})
 	"uv-run[0]" in rules
 }
 
 test_uv_run_0_denies_when_schema_unknown if {
-	call := json.remove(_call("uv-run", {}, {}, {"type": "object"}), ["tool/input_schema"])
+	call := json.remove(_call("uv-run", {}, {"uv-run": {"_rate_hour": 10}}, {"type": "object"}), ["tool/input_schema"])
 	rules := {v.rule | some v in policy.deny} with input as call
 	"uv-run[0]" in rules
 }
 
 test_uv_run_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("uv-run", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("uv-run", {}, {"uv-run": {"_rate_hour": 10}}, {"type": "object"})
 	some limit in limits
 	limit.key == "uv-run/_rate_hour"
 	limit.rule == "uv-run[0]"
 }
 
 test_black_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("black", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("black", {}, {"black": {"_rate_minute": 60}}, {"type": "object"})
 	not "black[0]" in rules
 }
 
+test_black_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("black", {}, {"black": {"_rate_minute": 61}}, {"type": "object"})
+	"black[0]" in rules
+}
+
 test_black_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("black", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("black", {}, {"black": {"_rate_minute": 60}}, {"type": "object"})
 	some limit in limits
 	limit.key == "black/_rate_minute"
 	limit.rule == "black[0]"
 }
 
 test_mypy_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("mypy", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("mypy", {}, {"mypy": {"_rate_minute": 60}}, {"type": "object"})
 	not "mypy[0]" in rules
 }
 
+test_mypy_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("mypy", {}, {"mypy": {"_rate_minute": 61}}, {"type": "object"})
+	"mypy[0]" in rules
+}
+
 test_mypy_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("mypy", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("mypy", {}, {"mypy": {"_rate_minute": 60}}, {"type": "object"})
 	some limit in limits
 	limit.key == "mypy/_rate_minute"
 	limit.rule == "mypy[0]"
 }
 
 test_pip_audit_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("pip-audit", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("pip-audit", {}, {"pip-audit": {"_rate_minute": 60}}, {"type": "object"})
 	not "pip-audit[0]" in rules
 }
 
+test_pip_audit_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("pip-audit", {}, {"pip-audit": {"_rate_minute": 61}}, {"type": "object"})
+	"pip-audit[0]" in rules
+}
+
 test_pip_audit_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("pip-audit", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("pip-audit", {}, {"pip-audit": {"_rate_minute": 60}}, {"type": "object"})
 	some limit in limits
 	limit.key == "pip-audit/_rate_minute"
 	limit.rule == "pip-audit[0]"
 }
 
 test_pip_list_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("pip-list", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("pip-list", {}, {"pip-list": {"_rate_minute": 60}}, {"type": "object"})
 	not "pip-list[0]" in rules
 }
 
+test_pip_list_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("pip-list", {}, {"pip-list": {"_rate_minute": 61}}, {"type": "object"})
+	"pip-list[0]" in rules
+}
+
 test_pip_list_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("pip-list", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("pip-list", {}, {"pip-list": {"_rate_minute": 60}}, {"type": "object"})
 	some limit in limits
 	limit.key == "pip-list/_rate_minute"
 	limit.rule == "pip-list[0]"
 }
 
 test_pip_show_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("pip-show", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("pip-show", {}, {"pip-show": {"_rate_minute": 60}}, {"type": "object"})
 	not "pip-show[0]" in rules
 }
 
+test_pip_show_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("pip-show", {}, {"pip-show": {"_rate_minute": 61}}, {"type": "object"})
+	"pip-show[0]" in rules
+}
+
 test_pip_show_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("pip-show", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("pip-show", {}, {"pip-show": {"_rate_minute": 60}}, {"type": "object"})
 	some limit in limits
 	limit.key == "pip-show/_rate_minute"
 	limit.rule == "pip-show[0]"
 }
 
 test_pyenv_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("pyenv", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("pyenv", {}, {"pyenv": {"_rate_minute": 60}}, {"type": "object"})
 	not "pyenv[0]" in rules
 }
 
+test_pyenv_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("pyenv", {}, {"pyenv": {"_rate_minute": 61}}, {"type": "object"})
+	"pyenv[0]" in rules
+}
+
 test_pyenv_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("pyenv", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("pyenv", {}, {"pyenv": {"_rate_minute": 60}}, {"type": "object"})
 	some limit in limits
 	limit.key == "pyenv/_rate_minute"
 	limit.rule == "pyenv[0]"
 }
 
 test_pytest_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("pytest", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("pytest", {}, {"pytest": {"_rate_minute": 60}}, {"type": "object"})
 	not "pytest[0]" in rules
 }
 
+test_pytest_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("pytest", {}, {"pytest": {"_rate_minute": 61}}, {"type": "object"})
+	"pytest[0]" in rules
+}
+
 test_pytest_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("pytest", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("pytest", {}, {"pytest": {"_rate_minute": 60}}, {"type": "object"})
 	some limit in limits
 	limit.key == "pytest/_rate_minute"
 	limit.rule == "pytest[0]"
 }
 
 test_ruff_check_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("ruff-check", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("ruff-check", {}, {"ruff-check": {"_rate_minute": 60}}, {"type": "object"})
 	not "ruff-check[0]" in rules
 }
 
+test_ruff_check_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("ruff-check", {}, {"ruff-check": {"_rate_minute": 61}}, {"type": "object"})
+	"ruff-check[0]" in rules
+}
+
 test_ruff_check_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("ruff-check", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("ruff-check", {}, {"ruff-check": {"_rate_minute": 60}}, {"type": "object"})
 	some limit in limits
 	limit.key == "ruff-check/_rate_minute"
 	limit.rule == "ruff-check[0]"
 }
 
 test_ruff_format_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("ruff-format", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("ruff-format", {}, {"ruff-format": {"_rate_minute": 60}}, {"type": "object"})
 	not "ruff-format[0]" in rules
 }
 
+test_ruff_format_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("ruff-format", {}, {"ruff-format": {"_rate_minute": 61}}, {"type": "object"})
+	"ruff-format[0]" in rules
+}
+
 test_ruff_format_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("ruff-format", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("ruff-format", {}, {"ruff-format": {"_rate_minute": 60}}, {"type": "object"})
 	some limit in limits
 	limit.key == "ruff-format/_rate_minute"
 	limit.rule == "ruff-format[0]"
 }
 
 test_pip_install_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("pip-install", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("pip-install", {}, {"pip-install": {"_rate_hour": 30}}, {"type": "object"})
 	not "pip-install[0]" in rules
 }
 
+test_pip_install_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("pip-install", {}, {"pip-install": {"_rate_hour": 31}}, {"type": "object"})
+	"pip-install[0]" in rules
+}
+
 test_pip_install_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("pip-install", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("pip-install", {}, {"pip-install": {"_rate_hour": 30}}, {"type": "object"})
 	some limit in limits
 	limit.key == "pip-install/_rate_hour"
 	limit.rule == "pip-install[0]"
 }
 
 test_uv_install_0_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("uv-install", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("uv-install", {}, {"uv-install": {"_rate_hour": 30}}, {"type": "object"})
 	not "uv-install[0]" in rules
 }
 
+test_uv_install_0_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("uv-install", {}, {"uv-install": {"_rate_hour": 31}}, {"type": "object"})
+	"uv-install[0]" in rules
+}
+
 test_uv_install_0_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("uv-install", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("uv-install", {}, {"uv-install": {"_rate_hour": 30}}, {"type": "object"})
 	some limit in limits
 	limit.key == "uv-install/_rate_hour"
 	limit.rule == "uv-install[0]"

@@ -29,7 +29,7 @@ deny contains {"order": 2, "rule": "charge-currency", "message": "Only USD, EUR 
 
 # charge_currency_passes holds when every condition of charge-currency holds.
 charge_currency_passes if {
-	input.tool.arguments.currency in ["usd", "eur", "gbp"]
+	input.tool.arguments.currency in {"usd", "eur", "gbp"}
 }
 
 # METADATA
@@ -54,20 +54,39 @@ charge_amount_cap_passes if {
 
 # METADATA
 # title: daily-charge-volume
-# description: "argument \"amount\" must be a positive number: it counts against \"daily_volume\""
+# description: "Daily charge volume of 10,000.00 reached"
 # custom:
 #   source: policies/stripe.yaml:24
 #   tool: create_charge
 #   action: evaluate
-deny contains {"order": 4, "rule": "daily-charge-volume", "message": "argument \"amount\" must be a positive number: it counts against \"daily_volume\""} if {
+deny contains {"order": 4, "rule": "daily-charge-volume", "message": "Daily charge volume of 10,000.00 reached"} if {
 	input.tool.name == "create_charge"
-	not daily_charge_volume_cost_valid
+	not daily_charge_volume_passes
 }
 
-# daily_charge_volume_cost_valid holds when the call says how much it adds to daily_volume.
-daily_charge_volume_cost_valid if {
+# daily_charge_volume_passes holds when every condition of daily-charge-volume holds.
+daily_charge_volume_passes if {
+	is_number(counter("create_charge", "daily_volume"))
+	counter("create_charge", "daily_volume") <= 1000000
+}
+
+# METADATA
+# title: daily-charge-volume
+# description: "Internal policy error: args.amount must be a number of at least 0; it is what a call adds to counter \"daily_volume\" of rule \"daily-charge-volume\""
+# custom:
+#   source: policies/stripe.yaml:24
+#   tool: create_charge
+#   action: evaluate
+deny contains {"order": 1000004, "rule": "daily-charge-volume", "message": "Internal policy error: args.amount must be a number of at least 0; it is what a call adds to counter \"daily_volume\" of rule \"daily-charge-volume\""} if {
+	input.tool.name == "create_charge"
+	not daily_charge_volume_amount_known
+}
+
+# daily_charge_volume_amount_known holds when args.amount is a number Intercept can count (a fraction counts its whole part).
+daily_charge_volume_amount_known if {
 	is_number(input.tool.arguments.amount)
-	input.tool.arguments.amount > 0
+	input.tool.arguments.amount > -1
+	input.tool.arguments.amount < 9223372036854775807
 }
 
 # METADATA
@@ -77,8 +96,9 @@ daily_charge_volume_cost_valid if {
 #   source: policies/stripe.yaml:24
 #   tool: create_charge
 #   action: evaluate
-rate_limits contains {"key": "create_charge/daily_volume", "limit": 1000000, "window": "day", "cost": input.tool.arguments.amount, "rule": "daily-charge-volume", "message": "Daily charge volume of 10,000.00 reached"} if {
+rate_limits contains {"key": "create_charge/daily_volume", "limit": 1000000, "exclusive": false, "window": "day", "cost": floor(abs(input.tool.arguments.amount)), "rule": "daily-charge-volume", "message": "Daily charge volume of 10,000.00 reached"} if {
 	input.tool.name == "create_charge"
+	daily_charge_volume_amount_known
 }
 
 # METADATA
@@ -88,7 +108,25 @@ rate_limits contains {"key": "create_charge/daily_volume", "limit": 1000000, "wi
 #   source: policies/stripe.yaml:36
 #   tool: create_refund
 #   action: evaluate
-rate_limits contains {"key": "create_refund/refunds_today", "limit": 10, "window": "day", "cost": 1, "rule": "refund-count", "message": "At most 10 refunds a day"} if {
+deny contains {"order": 5, "rule": "refund-count", "message": "At most 10 refunds a day"} if {
+	input.tool.name == "create_refund"
+	not refund_count_passes
+}
+
+# refund_count_passes holds when every condition of refund-count holds.
+refund_count_passes if {
+	is_number(counter("create_refund", "refunds_today"))
+	counter("create_refund", "refunds_today") < 11
+}
+
+# METADATA
+# title: refund-count
+# description: "At most 10 refunds a day"
+# custom:
+#   source: policies/stripe.yaml:36
+#   tool: create_refund
+#   action: evaluate
+rate_limits contains {"key": "create_refund/refunds_today", "limit": 11, "exclusive": true, "window": "day", "cost": 1, "rule": "refund-count", "message": "At most 10 refunds a day"} if {
 	input.tool.name == "create_refund"
 }
 
@@ -124,8 +162,8 @@ deny contains {"order": 7, "rule": "refund-after-charges", "message": "Refunds n
 
 # refund_after_charges_passes holds when every condition of refund-after-charges holds.
 refund_after_charges_passes if {
-	is_number(input.state.create_charge.daily_volume)
-	input.state.create_charge.daily_volume >= 1
+	is_number(counter("create_charge", "daily_volume"))
+	counter("create_charge", "daily_volume") >= 1
 }
 
 # METADATA
@@ -160,7 +198,8 @@ deny contains {"order": 9, "rule": "customer-not-vip", "message": "Denied by rul
 
 # customer_not_vip_passes holds when every condition of customer-not-vip holds.
 customer_not_vip_passes if {
-	input.tool.arguments.tier != "vip"
+	tier_value := input.tool.arguments.tier
+	tier_value != "vip"
 }
 
 # METADATA
@@ -197,8 +236,7 @@ deny contains {"order": 11, "rule": "customer-tags", "message": "Denied by rule 
 
 # customer_tags_passes holds when every condition of customer-tags holds.
 customer_tags_passes if {
-	is_array(input.tool.arguments.tags)
-	7 in input.tool.arguments.tags
+	contains_like(input.tool.arguments.tags, 7, {7, "7"}, set())
 	contains_value(input.tool.arguments.note, "ok")
 }
 
@@ -255,7 +293,38 @@ deny contains {"order": 14, "rule": "schema-check", "message": sprintf("argument
 #   source: policies/stripe.yaml:100
 #   tool: "*"
 #   action: evaluate
-rate_limits contains {"key": "_global/calls", "limit": 1000, "window": "hour", "cost": 1, "rule": "hourly-spend-guard", "message": "Stripe calls are limited to 1000 an hour"}
+deny contains {"order": 15, "rule": "hourly-spend-guard", "message": "Stripe calls are limited to 1000 an hour"} if {
+	not hourly_spend_guard_passes
+}
+
+# hourly_spend_guard_passes holds when every condition of hourly-spend-guard holds.
+hourly_spend_guard_passes if {
+	is_number(counter("_global", "calls"))
+	counter("_global", "calls") <= 1000
+}
+
+# METADATA
+# title: hourly-spend-guard
+# description: "Stripe calls are limited to 1000 an hour"
+# custom:
+#   source: policies/stripe.yaml:100
+#   tool: "*"
+#   action: evaluate
+rate_limits contains {"key": "_global/calls", "limit": 1000, "exclusive": false, "window": "hour", "cost": 1, "rule": "hourly-spend-guard", "message": "Stripe calls are limited to 1000 an hour"}
+
+# contains_like holds when needle is a substring of a string haystack, or when a member of a list
+# haystack equals needle as Intercept's eq does (one of the alternatives, or printed as one of the texts).
+contains_like(haystack, needle, _, _) if {
+	is_string(haystack)
+	is_string(needle)
+	contains(haystack, needle)
+}
+
+contains_like(haystack, _, alternatives, texts) if {
+	is_array(haystack)
+	some item in haystack
+	one_of(item, alternatives, texts)
+}
 
 # contains_value holds when needle is a substring of a string haystack or a member of a list haystack.
 contains_value(haystack, needle) if {
@@ -268,3 +337,60 @@ contains_value(haystack, needle) if {
 	is_array(haystack)
 	needle in haystack
 }
+
+# counter is a counter's value in its current window, as the proxy reads it; one never written is 0.
+counter(scope, name) := object.get(input.state, [scope, name], 0)
+
+# go_printed is a list or map of scalars as Go's %v prints it: [a b], map[k:v] (keys sorted).
+go_printed(value) := sprintf("[%s]", [concat(" ", [go_scalar(item) | some item in value])]) if {
+	is_array(value)
+	every item in value {
+		go_scalar(item)
+	}
+}
+
+go_printed(value) := sprintf("map[%s]", [concat(" ", pairs)]) if {
+	is_object(value)
+	pairs := [sprintf("%s:%s", [key, go_scalar(value[key])]) | some key in sort(object.keys(value))]
+	count(pairs) == count(value)
+}
+
+# go_scalar is a string, number, boolean or null as Go's %v prints it (a JSON number is a float64).
+go_scalar(value) := value if is_string(value)
+
+go_scalar(value) := sprintf("%v", [value]) if is_boolean(value)
+
+go_scalar(value) := "<nil>" if is_null(value)
+
+go_scalar(value) := sprintf("%v", [value]) if {
+	is_number(value)
+	value != floor(value)
+}
+
+go_scalar(value) := format_int(value, 10) if {
+	is_number(value)
+	value == floor(value)
+	abs(value) < 1000000
+}
+
+# From 1e6 on, Go prints a whole float64 in exponent form: 1.5e+06.
+go_scalar(value) := sprintf("%s%se+%02d", [go_sign(value), go_mantissa(trim_right(whole, "0")), count(whole) - 1]) if {
+	is_number(value)
+	value == floor(value)
+	abs(value) >= 1000000
+	whole := format_int(abs(value), 10)
+}
+
+go_sign(value) := "-" if value < 0
+
+go_sign(value) := "" if value >= 0
+
+go_mantissa(digits) := digits if count(digits) == 1
+
+go_mantissa(digits) := concat(".", [substring(digits, 0, 1), substring(digits, 1, -1)]) if count(digits) > 1
+
+# one_of holds when value is one of the alternatives, or is a list or map that Go's %v prints as one
+# of the texts (Intercept compares anything but two numbers by that text).
+one_of(value, alternatives, _) if value in alternatives
+
+one_of(value, _, texts) if go_printed(value) in texts

@@ -32,29 +32,34 @@ test_charge_amount_cap_denies if {
 }
 
 test_daily_charge_volume_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("create_charge", {"amount": 1}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("create_charge", {"amount": 1}, {"create_charge": {"daily_volume": 1000000}}, {"type": "object"})
 	not "daily-charge-volume" in rules
 }
 
 test_daily_charge_volume_denies if {
-	rules := {v.rule | some v in policy.deny} with input as _call("create_charge", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("create_charge", {"amount": 1}, {"create_charge": {"daily_volume": 1000001}}, {"type": "object"})
 	"daily-charge-volume" in rules
 }
 
 test_daily_charge_volume_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("create_charge", {"amount": 1}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("create_charge", {"amount": 1}, {"create_charge": {"daily_volume": 1000000}}, {"type": "object"})
 	some limit in limits
 	limit.key == "create_charge/daily_volume"
 	limit.rule == "daily-charge-volume"
 }
 
 test_refund_count_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("create_refund", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("create_refund", {}, {"create_refund": {"refunds_today": 10}}, {"type": "object"})
 	not "refund-count" in rules
 }
 
+test_refund_count_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("create_refund", {}, {"create_refund": {"refunds_today": 12}}, {"type": "object"})
+	"refund-count" in rules
+}
+
 test_refund_count_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("create_refund", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("create_refund", {}, {"create_refund": {"refunds_today": 10}}, {"type": "object"})
 	some limit in limits
 	limit.key == "create_refund/refunds_today"
 	limit.rule == "refund-count"
@@ -76,7 +81,7 @@ test_refund_after_charges_allows if {
 }
 
 test_refund_after_charges_denies if {
-	rules := {v.rule | some v in policy.deny} with input as _call("create_refund", {}, {"create_charge": {}}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("create_refund", {}, {"create_charge": {"daily_volume": 0}}, {"type": "object"})
 	"refund-after-charges" in rules
 }
 
@@ -152,12 +157,17 @@ test_schema_check_denies_arguments_against_schema if {
 }
 
 test_hourly_spend_guard_allows if {
-	rules := {v.rule | some v in policy.deny} with input as _call("create_charge", {}, {}, {"type": "object"})
+	rules := {v.rule | some v in policy.deny} with input as _call("create_charge", {}, {"_global": {"calls": 1000}}, {"type": "object"})
 	not "hourly-spend-guard" in rules
 }
 
+test_hourly_spend_guard_denies if {
+	rules := {v.rule | some v in policy.deny} with input as _call("create_charge", {}, {"_global": {"calls": 1001}}, {"type": "object"})
+	"hourly-spend-guard" in rules
+}
+
 test_hourly_spend_guard_declares_its_limit if {
-	limits := policy.rate_limits with input as _call("create_charge", {}, {}, {"type": "object"})
+	limits := policy.rate_limits with input as _call("create_charge", {}, {"_global": {"calls": 1000}}, {"type": "object"})
 	some limit in limits
 	limit.key == "_global/calls"
 	limit.rule == "hourly-spend-guard"
