@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from regogate.core import ConfigError
 from regogate.proxy.approval._record import (
     PREVIEW_BYTES,
     Approval,
@@ -19,6 +18,7 @@ from regogate.proxy.approval._record import (
 )
 from regogate.proxy.approval._sqlite import SqliteApprovalStore
 from regogate.proxy.approval._store import ApprovalError, ApprovalStore, MemoryApprovalStore
+from regogate.proxy.state import parse_store_spec
 
 if TYPE_CHECKING:
     from regogate.proxy.approval._redis import RedisApprovalStore
@@ -38,8 +38,6 @@ __all__ = [
     "open_approval_store",
 ]
 
-_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
-
 
 def __getattr__(name: str) -> object:
     # redis-py costs ~20 MB of memory and a share of start-up: only Redis users import it.
@@ -57,14 +55,11 @@ def open_approval_store(spec: str, prefix: str = "") -> ApprovalStore:
         ConfigError: ``spec`` names no known store.
         StateError: the store cannot be opened.
     """
-    if spec == "memory":
+    kind, where = parse_store_spec(spec)
+    if kind == "memory":
         return MemoryApprovalStore()
-    if spec.startswith(("redis://", "rediss://")):
+    if kind == "redis":
         from regogate.proxy.approval._redis import RedisApprovalStore
 
-        return RedisApprovalStore(spec, prefix)
-    if spec.startswith("sqlite://"):
-        return SqliteApprovalStore(spec.removeprefix("sqlite://"), prefix)
-    if "://" not in spec and spec.endswith(_SQLITE_SUFFIXES):
-        return SqliteApprovalStore(spec, prefix)
-    raise ConfigError(f"unknown state store {spec!r}: use memory, sqlite:///path/to/state.db or redis://host:port/db")
+        return RedisApprovalStore(where, prefix)
+    return SqliteApprovalStore(where, prefix)

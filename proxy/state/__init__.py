@@ -8,7 +8,7 @@ for TLS) for a budget shared by proxies on many hosts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from regogate.core import ConfigError
 from regogate.proxy.state._location import default_state_spec
@@ -46,6 +46,7 @@ __all__ = [
     "counter_key",
     "default_state_spec",
     "open_store",
+    "parse_store_spec",
     "window_start",
 ]
 
@@ -62,6 +63,29 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def parse_store_spec(spec: str) -> tuple[Literal["memory", "sqlite", "redis"], str]:
+    """What kind of store ``spec`` names, and where: ``""`` for memory, the file for SQLite, the URL for Redis.
+
+    Raises:
+        ConfigError: ``spec`` names no known store.
+    """
+    if spec == "memory":
+        return "memory", ""
+    if spec.startswith(_REDIS_SCHEMES):
+        return "redis", spec
+    if spec.startswith("sqlite://"):
+        path = spec.removeprefix("sqlite://")
+        if not path:
+            raise ConfigError(f"state store {spec!r} names no file (expected sqlite:///path/to/state.db)")
+        return "sqlite", path
+    if "://" not in spec and spec.endswith(_SQLITE_SUFFIXES):
+        return "sqlite", spec
+    raise ConfigError(
+        f"unknown state store {spec!r}: use memory, sqlite:///path/to/state.db, redis://host:port/db or a path "
+        "ending in " + ", ".join(_SQLITE_SUFFIXES)
+    )
+
+
 def open_store(spec: str, prefix: str = "") -> RateLimitStore:
     """Open the store ``spec`` names; ``prefix`` namespaces counters in a shared store.
 
@@ -69,20 +93,11 @@ def open_store(spec: str, prefix: str = "") -> RateLimitStore:
         ConfigError: ``spec`` names no known store, or a Redis URL regogate cannot use.
         StateError: the store cannot be opened.
     """
-    if spec == "memory":
+    kind, where = parse_store_spec(spec)
+    if kind == "memory":
         return MemoryStore()
-    if spec.startswith(_REDIS_SCHEMES):
+    if kind == "redis":
         from regogate.proxy.state._redis import RedisStore
 
-        return RedisStore(spec, prefix)
-    if spec.startswith("sqlite://"):
-        path = spec.removeprefix("sqlite://")
-        if not path:
-            raise ConfigError(f"state store {spec!r} names no file (expected sqlite:///path/to/state.db)")
-        return SqliteStore(path, prefix)
-    if "://" not in spec and spec.endswith(_SQLITE_SUFFIXES):
-        return SqliteStore(spec, prefix)
-    raise ConfigError(
-        f"unknown state store {spec!r}: use memory, sqlite:///path/to/state.db, redis://host:port/db or a path "
-        "ending in " + ", ".join(_SQLITE_SUFFIXES)
-    )
+        return RedisStore(where, prefix)
+    return SqliteStore(where, prefix)
