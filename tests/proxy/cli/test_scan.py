@@ -92,7 +92,7 @@ def test_scan_without_a_command_says_so(cli: Cli) -> None:
 def test_scan_of_a_command_that_does_not_exist_fails_cleanly(cli: Cli) -> None:
     out = cli("scan", "--", "/nonexistent/server")
     assert out.returncode == 1
-    assert "cannot start upstream" in out.stderr and "Traceback" not in out.stderr
+    assert "cannot start the MCP server" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_validate_warns_about_tools_the_server_does_not_offer(cli: Cli, tmp_path: Path) -> None:
