@@ -34,6 +34,10 @@ tools:
   pip-install:
     rules:
       - name: spend
+        conditions:
+          - path: state.pip-install.spend
+            op: lte
+            value: 1000000
         state:
           counter: spend
           window: day
