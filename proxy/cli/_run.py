@@ -158,7 +158,8 @@ async def serve(config: RunConfig) -> int:
         decision_log = _open_decision_log(config.decision_log)
         async with AsyncExitStack() as stack:
             if config.state_default:
-                sys.stderr.write(f"regogate: rate-limit counters {config.state} (--state memory: this session only)\n")
+                where = f"regogate: rate-limit counters in {config.state}"
+                sys.stderr.write(f"{where} (they outlive the session; --state memory keeps them in memory)\n")
             store = open_store(config.state, config.state_prefix)
             stack.push_async_callback(store.aclose)
             try:

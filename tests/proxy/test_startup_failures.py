@@ -47,8 +47,8 @@ def test_a_start_up_failure_is_one_line_with_what_to_do_and_exit_status_1(case: 
     assert result.returncode == EXIT_START, result.stderr
     assert "Traceback" not in result.stderr
     assert "ExceptionGroup" not in result.stderr
-    # Besides the failure, only the notice of where the audit log goes.
-    notice = re.compile(r"regogate: audit log \S+")
+    # Besides the failure, only the notices of where the audit log and the counters go.
+    notice = re.compile(r"regogate: (audit log \S+|rate-limit counters in \S+ .*)")
     ours = [line for line in result.stderr.splitlines() if line.startswith("regogate: ") and not notice.fullmatch(line)]
     assert len(ours) == 1, result.stderr
     assert advice in result.stderr
