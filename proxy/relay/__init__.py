@@ -1,10 +1,11 @@
 """The relay: JSON-RPC framing and wire rules, the upstream process, the tool catalogue, the Gateway seam."""
 
+from regogate.proxy.relay._bounded import DECISION_TIMEOUT
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, PeerClosed
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._http_target import READ_TIMEOUT, HttpTarget, parse_headers
-from regogate.proxy.relay._relay import DECISION_TIMEOUT, DEFAULT_DENY_PREFIX, Relay
+from regogate.proxy.relay._relay import DEFAULT_DENY_PREFIX, Relay
 from regogate.proxy.relay._upstream import Upstream, exit_status
 from regogate.proxy.relay._wire import error_line
 

@@ -16,6 +16,7 @@ from typing import Final
 import anyio
 
 from regogate.proxy.relay._codec import encode
+from regogate.proxy.relay._gateway import Elicit
 
 __all__ = ["ASK_ID_PREFIX", "ClientAsker"]
 
@@ -104,6 +105,24 @@ class ClientAsker:
             return waiting.answer
         finally:
             del self._waiting[ask_id]
+
+    def elicitor(
+        self,
+        deadline: anyio.CancelScope,
+        *,
+        grace: float,
+        progress_token: object,
+        withdrawn: Callable[[], bool],
+    ) -> Elicit:
+        """How the gateway asks one call's user; the call's decision ``deadline`` moves to the wait plus ``grace``."""
+
+        async def elicit(params: dict[str, object], wait: float) -> dict[str, object] | None:
+            deadline.deadline = max(deadline.deadline, anyio.current_time() + wait + grace)
+            return await self.ask(
+                "elicitation/create", params, wait, progress_token=progress_token, withdrawn=withdrawn
+            )
+
+        return elicit
 
 
 def _progress(token: object, progress: int) -> bytes:

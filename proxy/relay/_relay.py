@@ -16,15 +16,15 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 import anyio
 import anyio.abc
 
 from regogate.proxy.relay._asking import ClientAsker
-from regogate.proxy.relay._codec import BadLine, decode, encode
+from regogate.proxy.relay._bounded import DECISION_TIMEOUT, BoundedGateway, Elicitor
+from regogate.proxy.relay._codec import BadLine, decode
 from regogate.proxy.relay._framing import MAX_LINE_BYTES, LineReader, LineWriter, Oversize, PeerClosed, sniff_id
-from regogate.proxy.relay._gateway import CallContext, Elicit, Gateway, Verdict
+from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._ledger import Cancel, Ledger, Phase, Refusal, Request
 from regogate.proxy.relay._pipes import LineSink, LineSource
 from regogate.proxy.relay._session import Session, call_problem
@@ -42,15 +42,6 @@ from regogate.proxy.relay._wire import (
 )
 
 logger = logging.getLogger(__name__)
-
-DECISION_TIMEOUT = 10.0
-"""Outer bound on one gateway decision; the gateway's own OPA timeout should fire well before."""
-
-SETTLE_TIMEOUT = 5.0
-"""Bound on reporting an outcome (audit, rate-limit rollback); it runs in its own task."""
-
-HIDDEN_TOOLS_TIMEOUT = 5.0
-"""Bound on the tools/list filter; on timeout every tool on that page is hidden (fail closed)."""
 
 MAX_PENDING_DECISIONS = 64
 """Decisions in flight at once; beyond it the client reader waits (backpressure, not a queue)."""
@@ -79,12 +70,11 @@ class Relay:
         deny_prefix: str = DEFAULT_DENY_PREFIX,
         decision_timeout: float = DECISION_TIMEOUT,
     ) -> None:
-        self._gateway = gateway
+        self._gateway = BoundedGateway(gateway, decision_timeout=decision_timeout)
         self._client_in, self._client_out = client_in, client_out
         self._upstream_in, self._upstream_out = upstream_in, upstream_out
         self._on_client_closed = on_client_closed
         self._deny_prefix = deny_prefix
-        self._decision_timeout = decision_timeout
         self._session = Session()
         self._ledger = Ledger()
         self._asker = ClientAsker(self._to_client)
@@ -108,7 +98,7 @@ class Relay:
             with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_SETTLE_TIMEOUT):
                 for request in self._ledger.close():
                     if request.verdict is not None:
-                        await self._settle(request.verdict, True)
+                        await self._gateway.settle(request.verdict, True)
 
     # --- client -> upstream -------------------------------------------------------
 
@@ -256,7 +246,7 @@ class Relay:
                     tool=tool,
                     meta=meta,
                 )
-                verdict = await self._check(call, request if self._session.can_elicit(version) else None)
+                verdict = await self._gateway.check(call, self._elicitor(request, meta, version))
         finally:
             self._decision_slots.release()
         await self._deliver(request, verdict, version, wire)
@@ -280,48 +270,26 @@ class Relay:
                 return
             if not self._ledger.allow(request, verdict):
                 logger.info("call %r cancelled while being decided; not forwarded", request.request_id)
-                await self._settle(verdict, False)
+                await self._gateway.settle(verdict, False)
                 return
         finally:
             if not self._ledger.deciding:
                 self._idle.set()
         if not await self._to_upstream(wire):
             self._ledger.unsent(request)
-            await self._settle(verdict, False)
+            await self._gateway.settle(verdict, False)
             await self._to_client(error_line(request.request_id, UPSTREAM_GONE, "upstream server is gone"))
 
-    async def _check(self, call: CallContext, askable: Request | None = None) -> Verdict:
-        """Ask the gateway; ``askable`` is the call's request when its user may be asked (elicitation)."""
-        try:
-            with anyio.fail_after(self._decision_timeout) as scope:
-                if askable is not None:
-                    call = replace(call, elicit=self._elicitor(askable, call.meta, scope))
-                return await self._gateway.check_call(call)
-        except Exception as exc:  # boundary: a gateway fault is a denial, never a forward
-            logger.error("gateway failed on %r: %r; denying", call.tool_name, exc)
-            return Verdict(False, "policy decision failed", "regogate/gateway_error", uuid.uuid4().hex)
-
-    def _elicitor(self, request: Request, meta: dict[str, object], scope: anyio.CancelScope) -> Elicit:
-        """How the gateway asks this call's user: the decision's deadline waits for the person."""
-
-        async def elicit(params: dict[str, object], wait: float) -> dict[str, object] | None:
-            scope.deadline = max(scope.deadline, anyio.current_time() + wait + self._decision_timeout)
-            return await self._asker.ask(
-                "elicitation/create",
-                params,
-                wait,
-                progress_token=meta.get("progressToken"),
-                withdrawn=lambda: request.phase is Phase.WITHDRAWN,
-            )
-
-        return elicit
-
-    async def _settle(self, verdict: Verdict, succeeded: bool) -> None:
-        try:
-            with anyio.fail_after(SETTLE_TIMEOUT):
-                await self._gateway.settle(verdict, succeeded=succeeded)
-        except Exception as exc:  # boundary: an outcome report must not end the session
-            logger.error("gateway settle failed for decision %s: %r", verdict.decision_id, exc)
+    def _elicitor(self, request: Request, meta: dict[str, object], version: object) -> Elicitor | None:
+        """How the gateway may ask this call's user, if the client can be asked; the deadline waits for the person."""
+        if not self._session.can_elicit(version):
+            return None
+        return lambda scope: self._asker.elicitor(
+            scope,
+            grace=self._gateway.decision_timeout,
+            progress_token=meta.get("progressToken"),
+            withdrawn=lambda: request.phase is Phase.WITHDRAWN,
+        )
 
     # --- upstream -> client -------------------------------------------------------
 
@@ -359,12 +327,12 @@ class Relay:
             return
         await self._to_client(await self._answer_line(request, message, wire))
         if request.verdict is not None:
-            self._task_group.start_soon(self._settle, request.verdict, not call_refused(message))
+            self._task_group.start_soon(self._gateway.settle, request.verdict, not call_refused(message))
 
     async def _answer_line(self, request: Request, message: dict[str, object], wire: bytes) -> bytes:
         """What the client gets for the server's answer to one of its requests."""
         if request.method == "tools/list":
-            return await self._filter_tools(message, wire)
+            return await self._tools.shown(message, wire, self._gateway.hidden)
         if request.method == "tools/call" and not isinstance(message.get("result", message.get("error")), dict):
             # An SDK client drops such a reply and waits forever; give it an answer.
             return error_line(request.request_id, UPSTREAM_MALFORMED, "upstream tools/call reply is malformed")
@@ -389,26 +357,7 @@ class Relay:
             return
         await self._to_client(error_line(request.request_id, UPSTREAM_MALFORMED, reason))
         if request.verdict is not None:  # no evidence the call failed: the reservation stands
-            self._task_group.start_soon(self._settle, request.verdict, True)
-
-    async def _filter_tools(self, message: dict[str, object], wire: bytes) -> bytes:
-        if "error" in message:
-            return wire
-        result = message.get("result")
-        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
-            # Unfilterable means unsafe to show: answer with an error instead.
-            return error_line(message.get("id"), UPSTREAM_MALFORMED, "upstream tools/list result is malformed")
-        entries = self._tools.learn(result["tools"])
-        try:
-            with anyio.fail_after(HIDDEN_TOOLS_TIMEOUT):
-                hidden = await self._gateway.hidden_tools(entries)
-        except Exception as exc:  # boundary: cannot filter, so hide the whole page
-            logger.error("gateway hidden_tools failed: %r; hiding every tool on this page", exc)
-            hidden = {str(e["name"]) for e in entries}
-        if not hidden:
-            return wire
-        result["tools"] = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in hidden)]
-        return encode(message)
+            self._task_group.start_soon(self._gateway.settle, request.verdict, True)
 
     # --- writing ------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""The upstream's tool catalogue: learnt from tools/list replies, fetched under private ids when missing."""
+"""The upstream's tool catalogue: learnt from tools/list replies, fetched under private ids when missing.
+
+It also says what the client sees of a tools/list reply: the page without the tools the gateway hides.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import anyio.abc
 
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._ledger import Ledger, Refusal
-from regogate.proxy.relay._wire import LOG_LEVEL_META_KEY
+from regogate.proxy.relay._wire import LOG_LEVEL_META_KEY, UPSTREAM_MALFORMED, error_line
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,25 @@ class ToolCatalog:
         for entry in entries:
             self._tools[entry["name"]] = entry
         return entries
+
+    async def shown(
+        self,
+        message: dict[str, object],
+        wire: bytes,
+        hidden: Callable[[list[dict[str, object]]], Awaitable[set[str]]],
+    ) -> bytes:
+        """The client's line for the server's tools/list answer ``message`` (encoded as ``wire``)."""
+        if "error" in message:
+            return wire
+        result = message.get("result")
+        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+            # Unfilterable means unsafe to show: answer with an error instead.
+            return error_line(message.get("id"), UPSTREAM_MALFORMED, "upstream tools/list result is malformed")
+        names = await hidden(self.learn(result["tools"]))
+        if not names:
+            return wire
+        result["tools"] = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in names)]
+        return encode(message)
 
     def invalidate(self) -> None:
         """The upstream said its tools changed."""
