@@ -5,8 +5,8 @@ an event stream that may carry the server's own requests and notifications first
 is handed to the relay as one line. ``Mcp-Session-Id`` and the negotiated ``MCP-Protocol-Version``
 go on every later request; a 2026-07-28 request (version in ``_meta``) is sent on its own with its
 ``MCP-Protocol-Version``, ``Mcp-Method`` and ``Mcp-Name`` headers. Once a session exists, a GET
-stream carries server-initiated messages. A 404 on a live session means the server ended it: open
-requests are answered with an error and the upstream ends, as a server process exiting would.
+stream (``_http_listen``) carries server-initiated messages. A 404 on a live session means the
+server ended it: open requests are answered with an error and the upstream ends, as a server process exiting would.
 
 Every request that was sent gets exactly one answer: the server's, or an error for its id when the
 network fails, a timeout runs out, or the answer is unusable. Only failures to connect are retried
@@ -28,6 +28,7 @@ import httpx
 
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._framing import Oversize, PeerClosed, sniff_id
+from regogate.proxy.relay._http_listen import ServerStream
 from regogate.proxy.relay._http_session import (
     SESSION_ENDED,
     SESSION_HEADER,
@@ -48,12 +49,6 @@ INBOX_SIZE = 16
 """Messages decoded but not yet taken by the relay."""
 ERROR_BODY_BYTES = 64 * 1024
 """How much of an HTTP error body is read, looking for a JSON-RPC error."""
-GET_MAX_FAILURES = 3
-"""Consecutive failed attempts to (re)open the GET stream before living without it."""
-GET_RETRY_DELAY = 1.0
-"""Pause before reopening the GET stream when the server named no ``retry``."""
-GET_MAX_RETRY_DELAY = 30.0
-"""Cap on a server-chosen ``retry``."""
 END_TIMEOUT = 1.0
 """After the server ends the session, how long open requests get to post their error answers."""
 
@@ -95,7 +90,12 @@ class HttpUpstream:
         self._no_posts.set()
         self._handshake: anyio.Event | None = None
         self._listening = False
-        self._listen_scope = anyio.CancelScope()
+        self._server_stream = ServerStream(
+            http,
+            on_message=self._server_message,
+            on_session_over=self._session_over,
+            live=lambda: not self._closed and self._ended is None,
+        )
         self._closed = False
         self._ended: str | None = None  # why the upstream is over
         self.status = 0
@@ -158,7 +158,7 @@ class HttpUpstream:
         for post in list(self._posts.values()):
             post.silent = True
             post.scope.cancel()
-        self._listen_scope.cancel()
+        self._server_stream.stop()
         if self._ended is None:
             await self._http.delete()
         self._inbox_in.close()
@@ -339,54 +339,14 @@ class HttpUpstream:
             return
         if self._http.session_id is not None and not self._listening and self._ended is None:
             self._listening = True
-            self._tg.start_soon(self._listen)
+            self._tg.start_soon(self._server_stream.run)
 
-    # --- the GET stream ---------------------------------------------------------------------------
-
-    async def _listen(self) -> None:
-        """Carry server-initiated messages from the GET stream while the session lasts."""
-        try:
-            await self._listen_loop()
-        except Exception as exc:  # boundary: without the GET stream the session still works
-            logger.error("GET stream failed: %s", self._http.describe(exc))
-
-    async def _listen_loop(self) -> None:
-        decoder = SseDecoder(max_event=self.target.max_message)
-        failures = 0
-        with self._listen_scope:
-            while not self._closed and self._ended is None and failures < GET_MAX_FAILURES:
-                headers = self._http.session_headers()
-                if decoder.last_id is not None:
-                    headers["last-event-id"] = decoder.last_id
-                try:
-                    async with self._http.open("GET", None, headers, idle=True) as response:
-                        if response.status_code == 405:
-                            logger.info("the server offers no GET stream")
-                            return
-                        if response.status_code == 404:
-                            await self._session_over()
-                            return
-                        kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-                        if response.status_code != 200 or kind != "text/event-stream":
-                            failures += 1
-                            logger.info("GET stream refused: HTTP %d", response.status_code)
-                        else:
-                            failures = 0
-                            async for chunk in response.aiter_bytes():
-                                for event in decoder.feed(chunk):
-                                    if event.event == "message" and event.data:
-                                        if isinstance(event.data, Oversize):
-                                            await self._push(event.data)
-                                        else:
-                                            await self._message(None, event.data)
-                except (HttpFailure, httpx.HTTPError) as exc:
-                    failures += 1
-                    detail = exc.message if isinstance(exc, HttpFailure) else self._http.describe(exc)
-                    logger.info("GET stream interrupted: %s", detail)
-                delay = decoder.retry / 1000 if decoder.retry is not None else GET_RETRY_DELAY
-                await anyio.sleep(min(delay, GET_MAX_RETRY_DELAY))
-        if failures >= GET_MAX_FAILURES:
-            logger.warning("GET stream unavailable; server-initiated messages arrive only with answers")
+    async def _server_message(self, data: bytes | Oversize) -> None:
+        """A message from the GET stream: it answers no POST of ours."""
+        if isinstance(data, Oversize):
+            await self._push(data)
+        else:
+            await self._message(None, data)
 
     # --- the end -------------------------------------------------------------------------------
 
@@ -399,7 +359,7 @@ class HttpUpstream:
         logger.warning("%s", self._ended)
         for post in list(self._posts.values()):
             post.scope.cancel()
-        self._listen_scope.cancel()
+        self._server_stream.stop()
         self._tg.start_soon(self._close_after_answers)
 
     async def _close_after_answers(self) -> None:
