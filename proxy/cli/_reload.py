@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -100,9 +100,17 @@ def _mtime(path: Path) -> float:
 
 
 async def watch_policy(
-    source: PolicySource, sidecar: EmbeddedOpa, gateway: PolicyGateway, audit: AuditLog, tracker: RevisionTracker
+    source: PolicySource,
+    sidecar: EmbeddedOpa,
+    gateway: PolicyGateway,
+    audit: AuditLog,
+    tracker: RevisionTracker,
+    on_reload: Callable[[Policy | None], None] | None = None,
 ) -> None:
-    """Reload the sidecar when the policy file changes; an invalid edit keeps the old policy."""
+    """Reload the sidecar when the policy file changes; an invalid edit keeps the old policy.
+
+    ``on_reload`` hears of each policy put in force (after it is logged and audited).
+    """
     while True:
         await anyio.sleep(RELOAD_POLL_SECONDS)
         if not source.changed():
@@ -129,3 +137,5 @@ async def watch_policy(
         log.warning("policy reloaded: revision %s", source.revision)
         revisions = await tracker.refresh()
         audit.write("reload", ok=True, revision=source.revision, revisions=revisions)
+        if on_reload is not None:
+            on_reload(source.policy)

@@ -219,12 +219,12 @@ async def serve(config: RunConfig) -> int:
                 upstream_headers=[name for name, _ in config.target.headers] if config.target else [],
                 principal=config.principal.get("id"),
             )
+            checked = OfferedToolsCheck(gateway, source.policy, audit)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(tracker.run)
                 if sidecar is not None:
-                    tg.start_soon(watch_policy, source, sidecar, gateway, audit, tracker)
+                    tg.start_soon(watch_policy, source, sidecar, gateway, audit, tracker, checked.policy_loaded)
                     tg.start_soon(supervise_opa, sidecar, audit)
-                checked = OfferedToolsCheck(gateway, source.policy, audit)
                 if config.target is not None:
                     # Imported here: the HTTP client costs start-up time that a process upstream never needs.
                     from regogate.proxy.transports._bridge import run_bridge

@@ -26,7 +26,8 @@ from typing import Final, Literal
 import anyio
 
 from regogate.converters import parse_policy
-from regogate.proxy.cli._server_tools import LIST_TIMEOUT, list_server_tools
+from regogate.proxy.cli._server_tools import LIST_TIMEOUT, list_tools_of
+from regogate.proxy.cli._upstream_flags import add_remote_flags, quiet_http_logs, read_remote_target
 from regogate.proxy.cli._usage import Commands
 from regogate.proxy.cli._validate import upstream_command
 
@@ -121,14 +122,17 @@ def _tool_block(tool: _Tool) -> list[str]:
 
 
 def scaffold(entries: Sequence[Mapping[str, object]], command: Sequence[str]) -> str:
-    """The commented YAML policy for ``entries`` (a server's tools/list), grouped and sorted by name."""
+    """The commented YAML policy for ``entries`` (a server's tools/list), grouped and sorted by name.
+
+    ``command`` names the server in comments: its command line, or ``--upstream URL`` (shown without secrets).
+    """
     tools = sorted((_classify(e) for e in entries), key=lambda t: t.name)
     counts = {group: sum(1 for t in tools if t.group == group) for group in GROUPS}
     summary = ", ".join(f"{counts[g]} {g.lower()}" for g in GROUPS)
     lines = [
-        f"# Policy scaffold written by regogate scan -- {' '.join(command)}",
+        f"# Policy scaffold written by regogate scan {_server_words(command)}",
         f"# {len(tools)} tools ({summary}), grouped by their annotations. Review every rule before use;",
-        "# `regogate validate -c THIS_FILE -- COMMAND` checks the tool names against the server again.",
+        f"# `regogate validate -c THIS_FILE {_server_words(command)}` checks the tool names against the server again.",
         'version: "1"',
         f"description: {json.dumps('Policy for ' + ' '.join(command), ensure_ascii=False)}",
         "# Tools the server adds later are refused until they are listed here.",
@@ -147,22 +151,32 @@ def scaffold(entries: Sequence[Mapping[str, object]], command: Sequence[str]) ->
     return "\n".join([*lines, ""])
 
 
+def _server_words(command: Sequence[str]) -> str:
+    return " ".join(command) if command[:1] == ["--upstream"] else "-- " + " ".join(command)
+
+
 def add_parsers(commands: Commands) -> None:
     """Add ``scan``."""
     scan = commands.add_parser(
         "scan",
         help="list an MCP server's tools and write a policy scaffold",
         description=(
-            "Start the MCP server COMMAND, list every tool (all pages) and write a commented policy that "
-            "validates: destructive tools denied, writes and open-world tools rate-limited, reads allowed, "
-            "required arguments checked."
+            "Start the MCP server COMMAND (or reach the Streamable HTTP server at --upstream URL), list every "
+            "tool (all pages) and write a commented policy that validates: destructive tools denied, writes and "
+            "open-world tools rate-limited, reads allowed, required arguments checked."
         ),
-        epilog="example: regogate scan -o policies/filesystem.yaml -- npx -y @modelcontextprotocol/server-filesystem .",
+        epilog=(
+            "examples:\n"
+            "  regogate scan -o policies/filesystem.yaml -- npx -y @modelcontextprotocol/server-filesystem .\n"
+            "  regogate scan -o policies/remote.yaml --upstream https://host/mcp --header-env Authorization=MCP_AUTH"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     scan.add_argument("-o", "--output", metavar="FILE", help="write the policy here (default: stdout)")
     scan.add_argument(
         "--timeout", type=float, default=LIST_TIMEOUT, metavar="SECONDS", help="how long the server may take to list"
     )
+    add_remote_flags(scan)
     scan.add_argument("upstream", nargs=argparse.REMAINDER, help="-- the MCP server command")
     scan.set_defaults(handler=run, parser=scan)
 
@@ -170,10 +184,13 @@ def add_parsers(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """List the tools, write the scaffold, check that it validates."""
     command = upstream_command(args)
-    if not command:
-        args.parser.error("no MCP server command given after --")
-    tools = anyio.run(lambda: list_server_tools(command, timeout=args.timeout))
-    text = scaffold(tools, command)
+    if not command and not args.upstream_url:
+        args.parser.error("no MCP server command given after -- (or --upstream URL)")
+    target = read_remote_target(args.parser, args, command)
+    if target is not None:
+        quiet_http_logs()
+    tools = anyio.run(lambda: list_tools_of(command, target, timeout=args.timeout))
+    text = scaffold(tools, ["--upstream", target.display] if target is not None else command)
     # The scaffold must be a policy regogate accepts; this raises (a bug) if it is not.
     parse_policy(text, source=args.output or "scan", server_id="scan")
     if args.output is None:

@@ -1,4 +1,4 @@
-"""``regogate run``'s flags for a remote upstream (``--upstream``, headers, timeout) and for who is calling."""
+"""Flags for a remote upstream (``--upstream``, headers, timeout; run, scan, validate) and for who is calling (run)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,28 @@ from regogate.proxy.cli._principal import ENV_VAR as PRINCIPAL_ENV_VAR
 from regogate.proxy.cli._principal import load_principal
 from regogate.proxy.relay import READ_TIMEOUT, HttpTarget, parse_headers
 
-__all__ = ["add_upstream_flags", "quiet_http_logs", "read_upstream_flags"]
+__all__ = ["add_remote_flags", "add_upstream_flags", "quiet_http_logs", "read_remote_target", "read_upstream_flags"]
 
 
 def add_upstream_flags(p: argparse.ArgumentParser) -> None:
     """``--upstream``, ``--header``, ``--header-env``, ``--upstream-timeout``, ``--principal(-file)``."""
+    add_remote_flags(p)
+    p.add_argument(
+        "--principal",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a claim about who is calling (input.principal.KEY); id defaults to the local user name",
+    )
+    p.add_argument(
+        "--principal-file",
+        metavar="FILE",
+        help=f"who is calling, as a JSON object of claims (default: ${PRINCIPAL_ENV_VAR}, else the local user)",
+    )
+
+
+def add_remote_flags(p: argparse.ArgumentParser) -> None:
+    """``--upstream``, ``--header``, ``--header-env``, ``--upstream-timeout``: a Streamable HTTP server."""
     p.add_argument(
         "--upstream",
         dest="upstream_url",
@@ -43,38 +60,39 @@ def add_upstream_flags(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"with --upstream: fail a call when the server is silent this long (default: {READ_TIMEOUT:g})",
     )
-    p.add_argument(
-        "--principal",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a claim about who is calling (input.principal.KEY); id defaults to the local user name",
-    )
-    p.add_argument(
-        "--principal-file",
-        metavar="FILE",
-        help=f"who is calling, as a JSON object of claims (default: ${PRINCIPAL_ENV_VAR}, else the local user)",
-    )
 
 
 def read_upstream_flags(
     parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]
 ) -> tuple[HttpTarget | None, dict[str, object]]:
     """The remote upstream (``None`` for a command) and the principal; usage mistakes exit 2 with one line."""
+    target = read_remote_target(parser, args, command)
+    try:
+        return target, load_principal(args.principal_file, args.principal, os.environ)
+    except ConfigError as exc:
+        parser.error(str(exc))
+
+
+def read_remote_target(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str], *, required: bool = True
+) -> HttpTarget | None:
+    """The ``--upstream`` server (``None`` for a command); usage mistakes exit 2 with one line, no header value.
+
+    ``required``: one of the two must be given (else neither is fine).
+    """
     if command and args.upstream_url:
         parser.error("give either --upstream URL or a command after --, not both")
-    if not command and not args.upstream_url:
+    if required and not command and not args.upstream_url:
         parser.error("no upstream MCP server: give a command after -- or --upstream URL")
     if (args.header or args.header_env) and not args.upstream_url:
         parser.error("--header and --header-env go with --upstream URL")
     if args.upstream_timeout <= 0:
         parser.error("--upstream-timeout must be positive")
+    if not args.upstream_url:
+        return None
     try:
-        target = None
-        if args.upstream_url:
-            headers = parse_headers(args.header, args.header_env)
-            target = HttpTarget(args.upstream_url, headers, read_timeout=args.upstream_timeout)
-        return target, load_principal(args.principal_file, args.principal, os.environ)
+        headers = parse_headers(args.header, args.header_env)
+        return HttpTarget(args.upstream_url, headers, read_timeout=args.upstream_timeout)
     except ConfigError as exc:
         parser.error(str(exc))
 

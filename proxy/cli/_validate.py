@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import anyio
 
 from regogate.converters import load_policy
-from regogate.proxy.cli._server_tools import LIST_TIMEOUT, list_server_tools
+from regogate.proxy.cli._server_tools import LIST_TIMEOUT, list_tools_of
+from regogate.proxy.cli._upstream_flags import add_remote_flags, quiet_http_logs, read_remote_target
 from regogate.proxy.cli._usage import Commands
 from regogate.proxy.policy import unknown_tools
 
@@ -29,12 +30,13 @@ def add_parsers(commands: Commands) -> None:
         help="check a YAML policy (and, given a server command, its tool names)",
         description=(
             "Check a YAML policy; print every problem with its place, or one line when it is valid. "
-            "With -- COMMAND, also start that MCP server, list its tools and warn (exit 1) about tools the "
-            "policy names that the server does not offer."
+            "With -- COMMAND (or --upstream URL), also list every tool that MCP server offers (all pages) and "
+            "warn (exit 1) about tools the policy names that the server does not offer."
         ),
         epilog=(
             "examples:\n  regogate validate -c policies/python.yaml\n"
-            "  regogate validate -c policy.yaml -- npx -y @modelcontextprotocol/server-filesystem /tmp"
+            "  regogate validate -c policy.yaml -- npx -y @modelcontextprotocol/server-filesystem /tmp\n"
+            "  regogate validate -c policy.yaml --upstream https://host/mcp --header-env Authorization=MCP_AUTH"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -43,22 +45,26 @@ def add_parsers(commands: Commands) -> None:
     validate.add_argument(
         "--timeout", type=float, default=LIST_TIMEOUT, metavar="SECONDS", help="how long the server may take to list"
     )
+    add_remote_flags(validate)
     validate.add_argument("upstream", nargs=argparse.REMAINDER, help="optional: -- the MCP server command")
-    validate.set_defaults(handler=run)
+    validate.set_defaults(handler=run, parser=validate)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate; with a server command, also compare tool names."""
+    """Validate; with a server command or URL, also compare tool names."""
+    command: Sequence[str] = upstream_command(args)
+    target = read_remote_target(args.parser, args, list(command), required=False)
     policy = load_policy(args.config, server_id=args.server_id)
     for note in policy.warnings:
         sys.stderr.write(f"{note}\n")
     sys.stdout.write(
         f"{args.config}: valid: {len(policy.tools)} tool entries, {len(policy.rules)} rules, default {policy.default}\n"
     )
-    command: Sequence[str] = upstream_command(args)
-    if not command:
+    if not command and target is None:
         return 0
-    tools = anyio.run(lambda: list_server_tools(command, timeout=args.timeout))
+    if target is not None:
+        quiet_http_logs()
+    tools = anyio.run(lambda: list_tools_of(command, target, timeout=args.timeout))
     warnings = unknown_tools(policy, (str(t["name"]) for t in tools))
     for warning in warnings:
         sys.stderr.write(f"{warning}\n")

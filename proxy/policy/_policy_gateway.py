@@ -280,7 +280,7 @@ class PolicyGateway:
             limit="committed" if succeeded else "rolled_back",
         )
 
-    async def hidden_tools(self, tools: list[dict[str, object]]) -> set[str]:
+    async def hidden_tools(self, tools: list[dict[str, object]], *, last_page: bool = True) -> set[str]:
         """Ask OPA which listed tools to hide; on any fault hide them all (or none, under fail-open)."""
         names = {str(t.get("name")) for t in tools}
         listed = tuple(

@@ -1,13 +1,19 @@
 """The relay: JSON-RPC framing and wire rules, the upstream process, the tool catalogue, the Gateway seam."""
 
+from typing import TYPE_CHECKING
+
 from regogate.proxy.relay._bounded import DECISION_TIMEOUT
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, PeerClosed
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._http_target import READ_TIMEOUT, HttpTarget, parse_headers
+from regogate.proxy.relay._pipes import LineSink, LineSource
 from regogate.proxy.relay._relay import DEFAULT_DENY_PREFIX, Relay
 from regogate.proxy.relay._upstream import Upstream, exit_status
 from regogate.proxy.relay._wire import error_line
+
+if TYPE_CHECKING:
+    from regogate.proxy.relay._http_upstream import HttpUpstream
 
 __all__ = [
     "DECISION_TIMEOUT",
@@ -16,7 +22,10 @@ __all__ = [
     "CallContext",
     "Gateway",
     "HttpTarget",
+    "HttpUpstream",
     "LineReader",
+    "LineSink",
+    "LineSource",
     "LineWriter",
     "Oversize",
     "PeerClosed",
@@ -28,3 +37,12 @@ __all__ = [
     "exit_status",
     "parse_headers",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The HTTP client costs start-up time that a process upstream never needs: imported on first use.
+    if name == "HttpUpstream":
+        from regogate.proxy.relay._http_upstream import HttpUpstream
+
+        return HttpUpstream
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,11 +56,11 @@ class BoundedGateway:
         except Exception as exc:  # boundary: an outcome report must not end the session
             logger.error("gateway settle failed for decision %s: %r", verdict.decision_id, exc)
 
-    async def hidden(self, entries: list[dict[str, object]]) -> set[str]:
+    async def hidden(self, entries: list[dict[str, object]], last_page: bool = True) -> set[str]:
         """Names to drop from a tools/list page; every name on it when the gateway cannot say."""
         try:
             with anyio.fail_after(HIDDEN_TOOLS_TIMEOUT):
-                return await self._gateway.hidden_tools(entries)
+                return await self._gateway.hidden_tools(entries, last_page=last_page)
         except Exception as exc:  # boundary: cannot filter, so hide the whole page
             logger.error("gateway hidden_tools failed: %r; hiding every tool on this page", exc)
             return {str(e["name"]) for e in entries}

@@ -63,6 +63,9 @@ class Gateway(Protocol):
         """
         ...
 
-    async def hidden_tools(self, tools: list[dict[str, object]]) -> set[str]:
-        """Names to drop from a ``tools/list`` response."""
+    async def hidden_tools(self, tools: list[dict[str, object]], *, last_page: bool = True) -> set[str]:
+        """Names to drop from a ``tools/list`` response.
+
+        ``last_page``: the response has no ``nextCursor``, so a listing the client paged through ends here.
+        """
         ...

@@ -64,9 +64,12 @@ class HttpTarget:
 
     def scrub(self, text: str) -> str:
         """``text`` with every header value and the URL's secret parts replaced by ``***``."""
-        secrets = [value for _, value in self.headers if len(value) >= 4]
         parts = urlsplit(self.url)
-        secrets += [s for s in (parts.password, parts.username, parts.query) if s]
+        given = [value for _, value in self.headers] + [s for s in (parts.password, parts.username, parts.query) if s]
+        # A value shorter than 4 characters would blank out ordinary letters everywhere: the whole URL
+        # and its user info are replaced instead.
+        secrets = [self.url, parts.netloc.rpartition("@")[0], *(s for s in given if len(s) >= 4)]
+        secrets = [s for s in secrets if s]
         for secret in sorted(secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
         return text

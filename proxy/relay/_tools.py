@@ -64,16 +64,19 @@ class ToolCatalog:
         self,
         message: dict[str, object],
         wire: bytes,
-        hidden: Callable[[list[dict[str, object]]], Awaitable[set[str]]],
+        hidden: Callable[[list[dict[str, object]], bool], Awaitable[set[str]]],
     ) -> bytes:
-        """The client's line for the server's tools/list answer ``message`` (encoded as ``wire``)."""
+        """The client's line for the server's tools/list answer ``message`` (encoded as ``wire``).
+
+        ``hidden`` gets the page's entries and whether it is the last page (no ``nextCursor``).
+        """
         if "error" in message:
             return wire
         result = message.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             # Unfilterable means unsafe to show: answer with an error instead.
             return error_line(message.get("id"), UPSTREAM_MALFORMED, "upstream tools/list result is malformed")
-        names = await hidden(self.learn(result["tools"]))
+        names = await hidden(self.learn(result["tools"]), not result.get("nextCursor"))
         if not names:
             return wire
         result["tools"] = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in names)]

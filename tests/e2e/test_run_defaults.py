@@ -9,9 +9,10 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.types import PaginatedRequestParams
 
 from tests.conftest import POLICIES
-from tests.e2e.harness import EVERYTHING_SERVER, REGOGATE, STANDIN, gated_session, text
+from tests.e2e.harness import EVERYTHING_SERVER, PAGED_SERVER, REGOGATE, STANDIN, gated_session, text
 
 pytestmark = pytest.mark.anyio
 
@@ -144,6 +145,51 @@ async def test_tools_the_server_does_not_offer_are_reported_after_the_first_list
     events = _events(private_state_home / "regogate" / "everything" / "audit.jsonl")
     (warning,) = [e for e in events if e["event"] == "unknown_tools"]
     assert warning["warnings"] == [f'{policy}:4: tools: "ehco" is not a tool this server offers; did you mean "echo"?']
+
+
+async def test_unknown_tools_are_checked_against_every_page_and_again_after_a_reload(tmp_path: Path) -> None:
+    # Our SDK server lists 8 tools, 3 a page: echo is on page 2, slow on page 3.
+    policy = tmp_path / "paged.yaml"
+    policy.write_text(
+        'version: "1"\ntools:\n  echo:\n    rules: []\n  slow:\n    rules: []\n  shuot:\n    rules: []\n',
+        encoding="utf-8",
+    )
+    audit = tmp_path / "audit.jsonl"
+
+    def unknown() -> list[dict[str, Any]]:
+        return [e for e in _events(audit) if e["event"] == "unknown_tools"]
+
+    with anyio.fail_after(SESSION_TIMEOUT):
+        async with gated_session(policy, PAGED_SERVER, "--audit-log", str(audit)) as session:
+            first = await session.list_tools()
+            assert [t.name for t in first.tools] == ["ask", "big", "count"] and first.next_cursor
+            second = await session.list_tools(params=PaginatedRequestParams(cursor=first.next_cursor))
+            assert not unknown()  # echo (page 2) and slow (page 3) are no typos: no verdict before the end
+            assert second.next_cursor
+            third = await session.list_tools(params=PaginatedRequestParams(cursor=second.next_cursor))
+            assert third.next_cursor is None
+            while not unknown():
+                await anyio.sleep(0.05)
+            # Listing again finds the same tools: no second warning.
+            await session.list_tools()
+            await session.list_tools(params=PaginatedRequestParams(cursor="3"))
+            await session.list_tools(params=PaginatedRequestParams(cursor="6"))
+            policy.write_text(
+                'version: "1"\ntools:\n  echo:\n    rules: []\n  shout:\n    rules: []\n  sloww:\n    rules: []\n',
+                encoding="utf-8",
+            )
+            while len(unknown()) < 2:
+                await anyio.sleep(0.1)
+            assert not (await session.call_tool("echo", {"text": "hi"})).is_error
+    listed, reloaded = unknown()
+    assert listed["after"] == "tools/list" and listed["offered"] == 8
+    assert listed["warnings"] == [f'{policy}:8: tools: "shuot" is not a tool this server offers; did you mean "shout"?']
+    assert reloaded["after"] == "reload" and reloaded["offered"] == 8
+    assert reloaded["warnings"] == [
+        f'{policy}:8: tools: "sloww" is not a tool this server offers; did you mean "slow"?'
+    ]
+    reload_at = next(i for i, e in enumerate(_events(audit)) if e["event"] == "reload" and e["ok"])
+    assert _events(audit).index(reloaded) > reload_at
 
 
 def test_an_extension_bundle_without_roots_is_refused_before_anything_starts(tmp_path: Path) -> None:

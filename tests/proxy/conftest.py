@@ -205,7 +205,7 @@ class Gate:
                 await self.settled_event.wait()
         return self.settled
 
-    async def hidden_tools(self, tools: list[dict[str, object]]) -> set[str]:
+    async def hidden_tools(self, tools: list[dict[str, object]], *, last_page: bool = True) -> set[str]:
         return {str(t["name"]) for t in tools} & self.hide
 
 

@@ -55,7 +55,7 @@ class ListGateway:
         self.settled.append((verdict, succeeded))
         logger.info("settled %s succeeded=%s", verdict.decision_id, succeeded)
 
-    async def hidden_tools(self, tools: list[dict[str, object]]) -> set[str]:
+    async def hidden_tools(self, tools: list[dict[str, object]], *, last_page: bool = True) -> set[str]:
         return {str(t["name"]) for t in tools} & self.hide
 
 

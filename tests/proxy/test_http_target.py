@@ -41,6 +41,14 @@ def test_a_target_never_shows_secrets() -> None:
     assert target.scrub(f"failed with {SECRET} in it") == "failed with *** in it"
 
 
+def test_a_short_user_name_does_not_blank_out_every_letter_but_the_url_is_still_scrubbed() -> None:
+    url = "http://u:pw@example.test/mcp?k=verysecretkey"
+    target = HttpTarget(url)
+    assert target.scrub(f"upstream {url} answered") == "upstream *** answered"
+    assert target.scrub("u:pw@example.test refused") == "***@example.test refused"
+    assert target.scrub("k=verysecretkey") == "***"
+
+
 @pytest.mark.parametrize("url", ["ftp://example.test/mcp", "example.test/mcp", "http:///mcp"])
 def test_an_upstream_that_is_not_an_http_url_is_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="must be an http:// or https:// URL"):

@@ -2,11 +2,16 @@
 
 It exists because no published server has the tools these tests need: a call that takes a set
 time, an answer of a set size, a sampling request sent on the GET stream after the call that
-asked for it, a counter of calls received, and a way to end every session from outside.
+asked for it, a counter of calls received, a way to end every session from outside, and a
+tools/list split into pages (server-everything and the other reference servers list every tool
+in one page, so nothing published exercises ``nextCursor``).
 
-Usage: ``python http_server.py [--json] [--token TOKEN]``; binds 127.0.0.1 on a free port and
-prints ``PORT <n>`` on stdout once it accepts connections. ``POST /forget`` ends every session
-(404 from then on). With ``--token``, requests without ``Authorization: Bearer TOKEN`` get 401.
+Usage: ``python http_server.py [--json] [--token TOKEN] [--page-size N] [--stdio]``; binds
+127.0.0.1 on a free port and prints ``PORT <n>`` on stdout once it accepts connections.
+``POST /forget`` ends every session (404 from then on). With ``--token``, requests without
+``Authorization: Bearer TOKEN`` get 401. With ``--page-size N``, tools/list answers N tools a
+page (sorted by name, the cursor is the next index). With ``--stdio`` the same server speaks over
+stdin/stdout instead.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import anyio
 import anyio.abc
 import uvicorn
 from mcp import types
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel
@@ -41,7 +47,23 @@ async def lifespan(_: MCPServer[Any]) -> AsyncIterator[None]:
         tg.cancel_scope.cancel()
 
 
-server = MCPServer("regogate-test-http", lifespan=lifespan)
+class PagedServer(MCPServer[Any]):
+    """The SDK's server, listing tools ``page_size`` at a time when that is set."""
+
+    page_size = 0
+
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        tools = sorted(await self.list_tools(), key=lambda t: t.name)
+        if not self.page_size:
+            return types.ListToolsResult(tools=tools)
+        start = int(params.cursor) if params is not None and params.cursor else 0
+        end = start + self.page_size
+        return types.ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
+
+
+server = PagedServer("regogate-test-http", lifespan=lifespan)
 
 
 @server.tool()
@@ -149,7 +171,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", action="store_true", help="answer with application/json, not event streams")
     parser.add_argument("--token")
+    parser.add_argument("--page-size", type=int, default=0, help="tools per tools/list page (0: one page)")
+    parser.add_argument("--stdio", action="store_true", help="speak over stdin/stdout, not HTTP")
     args = parser.parse_args()
+    server.page_size = args.page_size
+    if args.stdio:
+        anyio.run(server.run_stdio_async)
+        return
     server.custom_route("/forget", methods=["POST"])(forget_route())
     security = TransportSecuritySettings(
         allowed_hosts=["127.0.0.1:*", "localhost:*"], allowed_origins=["http://127.0.0.1:*"]

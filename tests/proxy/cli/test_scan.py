@@ -10,6 +10,8 @@ import yaml
 
 from regogate.converters import load_policy, parse_policy
 from regogate.proxy.cli._scan import scaffold
+from tests.e2e.harness import PAGED_SERVER
+from tests.http_servers import everything_http_server, python_http_server
 from tests.proxy.cli.conftest import EVERYTHING, Cli
 
 
@@ -109,3 +111,80 @@ def test_validate_warns_about_tools_the_server_does_not_offer(cli: Cli, tmp_path
         in out.stderr
     )
     assert "get-sum" not in out.stderr
+
+
+def test_validate_checks_every_page_of_a_paginating_server(cli: Cli, tmp_path: Path) -> None:
+    # Our SDK server lists 3 tools a page; slow is on the last page, shuot is nowhere.
+    policy = tmp_path / "paged.yaml"
+    policy.write_text('version: "1"\ntools:\n  slow:\n    rules: []\n  shuot:\n    rules: []\n', encoding="utf-8")
+    out = cli("validate", "-c", str(policy), "--", *PAGED_SERVER)
+    assert out.returncode == 1, out.stderr
+    assert f'{policy}:6: tools: "shuot" is not a tool this server offers; did you mean "shout"?' in out.stderr
+    assert "slow" not in out.stderr
+    assert "the server offers 8 tools; 1 name in the policy it does not offer" in out.stdout
+
+
+def test_scan_of_a_paginating_server_lists_every_page(cli: Cli, tmp_path: Path) -> None:
+    out = cli("scan", "-o", "paged.yaml", "--", *PAGED_SERVER)
+    assert out.returncode == 0, out.stderr
+    policy = load_policy(tmp_path / "paged.yaml")
+    assert sorted(t.name for t in policy.tools) == [
+        "ask", "big", "count", "echo", "sample", "sample_later", "shout", "slow"
+    ]  # fmt: skip
+
+
+def test_scan_upstream_of_server_everything_matches_its_stdio_scan(cli: Cli, tmp_path: Path) -> None:
+    with everything_http_server() as server:
+        out = cli("scan", "-o", "remote.yaml", "--upstream", server.url)
+        assert out.returncode == 0, out.stderr
+        remote = (tmp_path / "remote.yaml").read_text(encoding="utf-8")
+        again = cli("validate", "-c", "remote.yaml", "--upstream", server.url)
+    assert again.returncode == 0, again.stderr
+    assert "no names in the policy it does not offer" in again.stdout
+    assert f"# Policy scaffold written by regogate scan --upstream {server.url}" in remote
+    local = cli("scan", "--", EVERYTHING)
+    assert local.returncode == 0, local.stderr
+    # The same server over HTTP and over stdio gives the same tools and rules.
+    assert yaml.safe_load(remote)["tools"] == yaml.safe_load(local.stdout)["tools"]
+    assert len(load_policy(tmp_path / "remote.yaml").tools) >= 13
+
+
+def test_scan_upstream_pages_through_our_server_and_keeps_its_token_secret(cli: Cli, tmp_path: Path) -> None:
+    token = "s3cret-token-for-scan"
+    with python_http_server("--token", token, "--page-size", "3") as server:
+        out = cli(
+            "scan", "-o", "remote.yaml", "--upstream", server.url, "--header-env", "Authorization=MCP_AUTH",
+            env={"MCP_AUTH": f"Bearer {token}"},
+        )  # fmt: skip
+        wrong = cli("scan", "--upstream", server.url, "--header", "Authorization: Bearer not-the-token-xyz")
+        typo = tmp_path / "typo.yaml"
+        typo.write_text('version: "1"\ntools:\n  slwo:\n    rules: []\n', encoding="utf-8")
+        checked = cli(
+            "validate", "-c", str(typo), "--upstream", server.url, "--header-env", "Authorization=MCP_AUTH",
+            env={"MCP_AUTH": f"Bearer {token}"},
+        )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    written = (tmp_path / "remote.yaml").read_text(encoding="utf-8")
+    assert sorted(t.name for t in load_policy(tmp_path / "remote.yaml").tools) == [
+        "ask", "big", "count", "echo", "sample", "sample_later", "shout", "slow"
+    ]  # fmt: skip
+    assert "wrote remote.yaml (8 tools)" in out.stderr
+    assert wrong.returncode != 0
+    assert checked.returncode == 1
+    assert f'{typo}:4: tools: "slwo" is not a tool this server offers; did you mean "slow"?' in checked.stderr
+    for text in (out.stdout, out.stderr, written, wrong.stdout, wrong.stderr, checked.stdout, checked.stderr):
+        assert token not in text and "not-the-token-xyz" not in text and "Traceback" not in text
+
+
+def test_scan_upstream_answering_401_fails_in_one_line_without_the_header(cli: Cli) -> None:
+    with python_http_server("--token", "right-token-1234") as server:
+        out = cli("scan", "--upstream", server.url, "--header", "Authorization: Bearer wrong-token-5678")
+    assert out.returncode == 1
+    assert out.stderr.startswith("regogate: ") and out.stderr.count("\n") == 1, out.stderr
+    assert "HTTP 401" in out.stderr and "wrong-token-5678" not in out.stderr
+
+
+def test_scan_upstream_with_a_command_too_is_a_usage_error(cli: Cli) -> None:
+    out = cli("scan", "--upstream", "http://127.0.0.1:9/mcp", "--", "server")
+    assert out.returncode == 2
+    assert "give either --upstream URL or a command after --, not both" in out.stderr
