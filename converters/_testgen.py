@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
-import re._constants as sre_c  # type: ignore[import-not-found]  # no stubs; stable since 3.11
-import re._parser as sre_parse  # type: ignore[import-not-found]
 from dataclasses import dataclass, field
-from typing import Any
 
 import re2
 
 from regogate.converters._conditions import rego_literal
 from regogate.converters._gotext import go_text
 from regogate.converters._model import Condition, Policy, Rule
+from regogate.converters._regex_example import regex_example
 from regogate.converters._rego import package_name
 from regogate.core import WILDCARD
 
@@ -76,88 +73,6 @@ def condition_holds(condition: Condition, actual: object) -> bool:
     if isinstance(actual, str):
         return isinstance(expected, str) and expected in actual
     return isinstance(actual, list) and any(_equal(x, expected) for x in actual)
-
-
-def regex_example(pattern: str) -> str | None:
-    """A string the pattern matches, for the common regex shapes; None when none is found."""
-    try:
-        parsed = sre_parse.parse(pattern)
-    except re.error:
-        return None
-    try:
-        text = _sample(list(parsed))
-    except _NoSample:
-        return None
-    return text if re2.search(pattern, text) is not None else None
-
-
-class _NoSample(Exception):
-    pass
-
-
-_CATEGORY = {
-    sre_c.CATEGORY_DIGIT: "0",
-    sre_c.CATEGORY_NOT_DIGIT: "a",
-    sre_c.CATEGORY_WORD: "a",
-    sre_c.CATEGORY_NOT_WORD: " ",
-    sre_c.CATEGORY_SPACE: " ",
-    sre_c.CATEGORY_NOT_SPACE: "a",
-}
-
-
-def _sample(items: list[tuple[Any, Any]]) -> str:
-    out = []
-    for op, arg in items:
-        if op is sre_c.LITERAL:
-            out.append(chr(arg))
-        elif op is sre_c.NOT_LITERAL:
-            out.append("b" if arg == ord("a") else "a")
-        elif op is sre_c.ANY:
-            out.append("a")
-        elif op is sre_c.IN:
-            out.append(_sample_set(arg))
-        elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT):
-            low, _high, sub = arg
-            out.append(_sample(list(sub)) * low)
-        elif op is sre_c.SUBPATTERN:
-            out.append(_sample(list(arg[-1])))
-        elif op is sre_c.BRANCH:
-            out.append(_sample(list(arg[1][0])))
-        elif op is sre_c.AT:
-            continue
-        elif op is sre_c.CATEGORY and arg in _CATEGORY:
-            out.append(_CATEGORY[arg])
-        else:
-            raise _NoSample
-    return "".join(out)
-
-
-def _sample_set(members: list[tuple[Any, Any]]) -> str:
-    if members and members[0][0] is sre_c.NEGATE:
-        for candidate in "axZ0_ -":
-            if not _in_set(members[1:], candidate):
-                return candidate
-        raise _NoSample
-    for op, arg in members:
-        if op is sre_c.LITERAL:
-            return chr(arg)
-        if op is sre_c.RANGE:
-            return chr(arg[0])
-        if op is sre_c.CATEGORY and arg in _CATEGORY:
-            return _CATEGORY[arg]
-    raise _NoSample
-
-
-def _in_set(members: list[tuple[Any, Any]], char: str) -> bool:
-    code = ord(char)
-    for op, arg in members:
-        if op is sre_c.LITERAL and arg == code:
-            return True
-        if op is sre_c.RANGE and arg[0] <= code <= arg[1]:
-            return True
-        if op is sre_c.CATEGORY and _CATEGORY.get(arg) == char:
-            return True
-    return False
 
 
 def _candidates(condition: Condition) -> list[object]:
