@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,38 @@ def test_loading_the_plugin_imports_no_test_dependency() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     loaded = set(done.stdout.strip().strip("[]").replace("'", "").split(", "))
     assert not loaded & {"mcp", "httpx", "testcontainers", "docker", "redis"}
+
+
+EMBEDDED_SESSION = """
+import sys
+import pytest
+from regogate.testing import assert_allowed, assert_denied
+
+pytestmark = pytest.mark.anyio
+SERVER = [sys.executable, {standin!r}]
+
+
+async def test_embedded(regogate_session, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        'version: "1"\\ndefault: deny\\ntools:\\n  black:\\n    rules: []\\n', encoding="utf-8"
+    )
+    async with regogate_session(policy, SERVER, opa="embedded") as client:
+        allowed = await client.call_tool("black", {{"path": "."}})
+        denied = await client.call_tool("conda", {{"command": "create"}})
+    assert_allowed(allowed)
+    assert_denied(denied)
+"""
+
+
+def test_an_embedded_opa_session_needs_no_engine(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, opa_bin: str
+) -> None:
+    # A project without Docker still gets real decisions: regogate runs its own OPA binary.
+    monkeypatch.setenv("DOCKER_HOST", f"unix:///tmp/regogate-no-engine-{uuid.uuid4().hex}.sock")
+    monkeypatch.setenv("REGOGATE_REQUIRE_CONTAINERS", "1")  # a container attempt would fail, not skip
+    monkeypatch.setenv("REGOGATE_OPA", opa_bin)
+    standin = str(Path(__file__).parents[1] / "servers" / "python_standin.py")
+    pytester.makepyfile(test_user=EMBEDDED_SESSION.format(standin=standin))
+    result = pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=1)
