@@ -19,6 +19,7 @@ from regogate.proxy.approval import (
     new_approval_id,
     open_approval_store,
 )
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -26,10 +27,11 @@ NOW = 1_795_000_000.0
 ARGS = {"packages": ["numpy"], "channel": "conda-forge"}
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis-local", "redis-container"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ApprovalStore]:
-    if request.param == "redis":
-        opened = open_approval_store(request.getfixturevalue("redis_url"), f"{uuid4().hex}:")
+    if request.param.startswith("redis-"):
+        redis: RedisServer = request.getfixturevalue(request.param.replace("-", "_"))
+        opened = open_approval_store(redis.url, f"{uuid4().hex}:")
     elif request.param == "sqlite":
         opened = open_approval_store(f"sqlite:///{tmp_path}/state.db", "srv")
     else:

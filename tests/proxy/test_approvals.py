@@ -24,6 +24,7 @@ from regogate.proxy.state import MemoryStore
 from tests.conftest import POLICIES
 from tests.proxy.opa_fixtures import FakeClock
 from tests.proxy.opa_fixtures import write_bundle as write_files
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 SERVER = "python"
@@ -94,11 +95,15 @@ def pending_id(message: str) -> str:
     return message.split("Approval ", 1)[1].split(" ", 1)[0]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis-local", "redis-container"])
 async def test_out_of_band_approval_admits_the_same_call_exactly_once(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    spec = f"sqlite:///{tmp_path}/state.db" if backend == "sqlite" else request.getfixturevalue("redis_url")
+    if backend == "sqlite":
+        spec = f"sqlite:///{tmp_path}/state.db"
+    else:
+        redis: RedisServer = request.getfixturevalue(backend.replace("-", "_"))
+        spec = redis.url
     async with approval_gateway(tmp_path, spec) as (gateway, _, _, audit_path):
         first = await gateway.check_call(call())
         assert not first.allowed and first.rule == "conda-needs-approval"
