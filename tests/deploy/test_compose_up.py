@@ -11,11 +11,12 @@ The project is taken down with its volumes at the end, leaving nothing running.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,20 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import stdio_client
 from redis import Redis
 
-from regogate.converters import gate_bundle, mask_bundle, write_bundle
+from regogate.converters import Bundle, gate_bundle, mask_bundle, sign_bundle, write_bundle
+from regogate.proxy.policy import DEFAULT_DECISION_PATH
 from tests import images
-from tests.conftest import ROOT, free_tcp_port
-from tests.deploy.conftest import BUNDLE_NAMES, DEPLOY, FAST_POLLING, find_docker_compose, python_bundle, python_policy
+from tests.conftest import ROOT, find_opa_binary, free_tcp_port
+from tests.deploy.conftest import (
+    BUNDLE_NAMES,
+    DEPLOY,
+    FAST_POLLING,
+    Collector,
+    SigningKeys,
+    find_docker_compose,
+    python_bundle,
+    python_policy,
+)
 from tests.e2e.harness import SERVERS, text
 from tests.engine import docker_client, require_container
 
@@ -50,19 +61,63 @@ POLL = 0.2
 
 
 @dataclass(frozen=True)
+class Org:
+    """What the organisation override (deploy/compose.org.yml) needs: signing keys and a log collector."""
+
+    keys: SigningKeys
+    collector: Collector
+
+    def env(self) -> dict[str, str]:
+        return {"REGOGATE_LOG_COLLECTOR": self.collector.url}
+
+
+@dataclass(frozen=True)
 class Composed:
     project: str
     opa_url: str
     redis_url: str
     bundles: Path
+    org: Org | None
+    logs: Callable[[], str]
+
+    def publish(self, name: str, bundle: Bundle) -> None:
+        """Put a bundle on the bundle server, signed when the organisation's override is up."""
+        if self.org is not None:
+            bundle = sign_bundle(bundle, opa_bin=find_opa_binary(), signing_key=self.org.keys.private)
+        write_bundle(bundle, self.bundles / f"{name}.tar.gz")
 
 
-def _override(tmp: Path, nginx_port: int, opa_port: int, redis_port: int) -> Path:
+def _opa_command(files: Sequence[Path], env: dict[str, str], opa_port: int) -> list[str]:
+    """The OPA service's command as the compose files say, listening on loopback at ``opa_port``."""
+    done = _compose("regogate-config", files, "config", timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    command: list[str] = yaml.safe_load(done.stdout)["services"]["opa"]["command"]
+    assert "--addr=0.0.0.0:8181" in command
+    return [f"--addr=127.0.0.1:{opa_port}" if arg.startswith("--addr=") else arg for arg in command]
+
+
+def _override(tmp: Path, nginx_port: int, opa_port: int, redis_port: int, org: Org | None) -> Path:
     site = (DEPLOY / "nginx" / "bundles.conf").read_text(encoding="utf-8")
     assert "listen 80;" in site
     conf = tmp / "bundles.conf"
     conf.write_text(site.replace("listen 80;", f"listen 127.0.0.1:{nginx_port};"), encoding="utf-8")
     polling = [a for n in BUNDLE_NAMES for s in FAST_POLLING for a in ("--set", f"bundles.{n}.polling.{s}")]
+    files, env = [ROOT / "docker-compose.yml"], {}
+    opa: dict[str, Any] = {"image": images.OPA_IMAGE, "network_mode": "host"}
+    if org is not None:
+        files.append(ROOT / "deploy" / "compose.org.yml")
+        env = org.env()
+        polling += ["--set", "decision_logs.reporting.min_delay_seconds=1"]
+        polling += ["--set", "decision_logs.reporting.max_delay_seconds=1"]
+        # Compose merges volumes by their path in the container: the test's key replaces build/keys.
+        # The image's OPA runs as an unprivileged user, who must be able to read it (as in build/keys).
+        keys = tmp / "keys"
+        keys.mkdir(mode=0o755)
+        shutil.copyfile(org.keys.public, keys / org.keys.public.name)
+        (keys / org.keys.public.name).chmod(0o644)
+        opa["volumes"] = [f"{keys}:/etc/regogate/keys:ro"]
+    opa["command"] = [*_opa_command(files, env, opa_port), *polling]
+    opa["environment"] = {"REGOGATE_BUNDLE_SERVER": f"http://127.0.0.1:{nginx_port}/bundles"}
     override = {
         "services": {
             "bundles": {
@@ -73,19 +128,7 @@ def _override(tmp: Path, nginx_port: int, opa_port: int, redis_port: int) -> Pat
                     f"{tmp / 'bundles'}:/usr/share/nginx/html/bundles:ro",
                 ],
             },
-            "opa": {
-                "image": images.OPA_IMAGE,
-                "network_mode": "host",
-                "command": [
-                    "run",
-                    "--server",
-                    f"--addr=127.0.0.1:{opa_port}",
-                    "--config-file=/etc/regogate/opa/team.yaml",
-                    "--skip-version-check",
-                    *polling,
-                ],
-                "environment": {"REGOGATE_BUNDLE_SERVER": f"http://127.0.0.1:{nginx_port}/bundles"},
-            },
+            "opa": opa,
             "redis": {
                 "image": images.REDIS_IMAGE,
                 "network_mode": "host",
@@ -99,21 +142,30 @@ def _override(tmp: Path, nginx_port: int, opa_port: int, redis_port: int) -> Pat
     return path
 
 
-def _compose(project: str, files: Sequence[Path], *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def _compose(
+    project: str, files: Sequence[Path], *args: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     argv = [*find_docker_compose(), "-p", project, "--project-directory", str(ROOT)]
     argv += [a for f in files for a in ("-f", str(f))]
     return subprocess.run(
-        [*argv, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=dict(os.environ), check=False
+        [*argv, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        check=False,
     )
 
 
-def _resolve(project: str, override: Path) -> Path:
+def _resolve(project: str, override: Path, org: Org | None) -> Path:
     """docker-compose.yml with the override, merged by compose itself, minus the published ports.
 
     Compose merges ``ports`` lists rather than replacing them, and port publishing is refused with
     the host's network (the services listen on loopback directly), so they are dropped here.
     """
-    done = _compose(project, [ROOT / "docker-compose.yml", override], "config", timeout=60)
+    files = [ROOT / "docker-compose.yml", *([ROOT / "deploy" / "compose.org.yml"] if org else []), override]
+    done = _compose(project, files, "config", timeout=60, env=org.env() if org else None)
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load(done.stdout)
     for service in config["services"].values():
@@ -154,24 +206,33 @@ def _leftovers(project: str) -> list[str]:
         client.close()
 
 
-@pytest.fixture
-def composed(tmp_path: Path) -> Iterator[Composed]:
-    """The team setup, up on the test engine; down (with its volumes) when the test ends."""
+@contextmanager
+def compose_up(tmp_path: Path, org: Org | None = None) -> Iterator[Composed]:
+    """The team setup (with the organisation's override when ``org`` is given), up on the test engine.
+
+    Taken down with its volumes when the block ends; nothing of the project may be left.
+    """
     for image in (images.NGINX_IMAGE, images.OPA_IMAGE, images.REDIS_IMAGE, images.REGOGATE_IMAGE):
         require_container(image)
     (tmp_path / "bundles").mkdir()
     policy = python_policy(tmp_path)
-    for name, bundle in (("gate", gate_bundle()), ("python", python_bundle(policy)), ("mask", mask_bundle("hash"))):
-        write_bundle(bundle, tmp_path / "bundles" / f"{name}.tar.gz")
     ports = free_tcp_port(), free_tcp_port(), free_tcp_port()
     project = f"regogate-test-{uuid.uuid4().hex[:10]}"
-    files = [_resolve(project, _override(tmp_path, *ports))]
-    composed = Composed(
-        project, f"http://127.0.0.1:{ports[1]}", f"redis://127.0.0.1:{ports[2]}/0", tmp_path / "bundles"
-    )
+    files = [_resolve(project, _override(tmp_path, *ports, org), org)]
 
     def logs() -> str:
         return _compose(project, files, "logs", "--no-color", timeout=60).stdout
+
+    composed = Composed(
+        project,
+        f"http://127.0.0.1:{ports[1]}",
+        f"redis://127.0.0.1:{ports[2]}/0",
+        tmp_path / "bundles",
+        org,
+        logs,
+    )
+    for name, bundle in (("gate", gate_bundle()), ("python", python_bundle(policy)), ("mask", mask_bundle("hash"))):
+        composed.publish(name, bundle)
 
     try:
         up = _compose(project, files, "up", "-d", timeout=UP_TIMEOUT)
@@ -199,16 +260,19 @@ async def regogate_container(policy: Path, flags: Sequence[str]) -> AsyncIterato
         yield session
 
 
-async def test_composed_team_setup_gates_a_regogate_container_and_counts_in_redis(
-    composed: Composed, tmp_path: Path
-) -> None:
+async def test_composed_team_setup_gates_a_regogate_container_and_counts_in_redis(tmp_path: Path) -> None:
+    with compose_up(tmp_path) as composed:
+        await _gate_and_count(composed, tmp_path)
+
+
+async def _gate_and_count(composed: Composed, tmp_path: Path) -> None:
     policy = python_policy(tmp_path)
     prefix = f"team-{uuid.uuid4().hex[:8]}"
     flags = ["--opa-url", composed.opa_url, "--state", composed.redis_url, "--state-prefix", prefix]
     with anyio.fail_after(SESSION_TIMEOUT + CHANGE_TIMEOUT):
         async with regogate_container(policy, flags) as session:
             allowed = await session.call_tool("black", {"path": "."})
-            write_bundle(python_bundle(python_policy(tmp_path, frozen_black=True)), composed.bundles / "python.tar.gz")
+            composed.publish("python", python_bundle(python_policy(tmp_path, frozen_black=True)))
             with anyio.fail_after(CHANGE_TIMEOUT):
                 while not (denied := await session.call_tool("black", {"path": "."})).is_error:
                     await anyio.sleep(POLL)
@@ -216,3 +280,32 @@ async def test_composed_team_setup_gates_a_regogate_container_and_counts_in_redi
     assert text(denied) == "[POLICY DENIED] black is frozen for the release"
     with Redis.from_url(composed.redis_url, decode_responses=True) as redis:
         assert any(key.startswith(prefix) for key in redis.scan_iter(f"{prefix}*"))
+
+
+async def test_composed_org_setup_verifies_signed_bundles_and_ships_decisions_to_the_collector(
+    tmp_path: Path, signing_keys: SigningKeys, collector: Collector
+) -> None:
+    org = Org(signing_keys, collector)
+    with compose_up(tmp_path, org) as composed:
+        await _gate_and_count(composed, tmp_path)  # the policy change arrives signed, so OPA takes it
+        refusals = composed.logs().count("Bundle load failed")
+        # black allowed again, but nobody signed it: OPA refuses it and keeps the signed revision
+        write_bundle(python_bundle(python_policy(tmp_path)), composed.bundles / "python.tar.gz")
+        with anyio.fail_after(CHANGE_TIMEOUT):
+            while composed.logs().count("Bundle load failed") == refusals:
+                await anyio.sleep(POLL)
+        with anyio.fail_after(SESSION_TIMEOUT + CHANGE_TIMEOUT):
+            async with regogate_container(python_policy(tmp_path), ["--opa-url", composed.opa_url]) as session:
+                still_denied = await session.call_tool("black", {"path": "."})
+            while not (shipped := _calls_of(collector, "black")):
+                await anyio.sleep(POLL)
+    assert text(still_denied) == "[POLICY DENIED] black is frozen for the release"
+    # The mask bundle keeps the arguments out of the shipped log; their keyed hash stands in for them.
+    tools = [e["input"]["tool"] for e in shipped]
+    assert all("arguments" not in t and t["arguments_hash"] for t in tools), tools
+
+
+def _calls_of(collector: Collector, tool: str) -> list[dict[str, Any]]:
+    """The shipped decision-log events of calls to ``tool`` (the start-up probe and listings are left out)."""
+    events = [e for e in collector.received() if e.get("path") == DEFAULT_DECISION_PATH]
+    return [e for e in events if e.get("input", {}).get("tool", {}).get("name") == tool]
