@@ -72,6 +72,10 @@ class Approval:
     decided_at: float | None = None
     reason: str | None = None
     via: str | None = None
+    asked_by: str | None = None
+    """The caller's principal id when the call was made (``None`` in records from before it was kept)."""
+    client: str | None = None
+    """The MCP client's ``clientInfo.name``, if it gave one."""
 
     def effective_status(self, now: float) -> ApprovalStatus:
         """The status at ``now``: a pending or approved approval past ``expires`` has expired."""
@@ -98,6 +102,8 @@ class Approval:
             "decided_at": self.decided_at,
             "reason": self.reason,
             "via": self.via,
+            "asked_by": self.asked_by,
+            "client": self.client,
         }
 
     @classmethod

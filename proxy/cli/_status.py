@@ -1,8 +1,10 @@
-"""``regogate status``: every rate-limit counter with its tool, window, use, limit and reset, per server id.
+"""``regogate status``: per server id, every rate-limit counter (tool, window, use, limit, reset) and pending approval.
 
-The counters a policy declares are read from the store regogate run counts in. With ``-c`` one
-policy is shown; without, every server id in the state directory whose audit log recorded a start
-(the policy and store it ran with come from its last ``start`` event).
+The counters a policy declares are read from the store regogate run counts in, and the approvals
+waiting for a person from the same store. With ``-c`` one policy is shown; without, every server
+id in the state directory whose audit log recorded a start (the policy and store it ran with come
+from its last ``start`` event). ``--json`` prints one object a line: ``"kind": "counter"`` or
+``"kind": "approval"`` (README, "Status").
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
@@ -20,6 +22,7 @@ import anyio
 
 from regogate.converters import Policy, Rule, load_policy
 from regogate.core import AUDIT_FILE, WILDCARD, ConfigError, RegogateError, state_dir
+from regogate.proxy.approval import MemoryApprovalStore, open_approval_store
 from regogate.proxy.cli._state_flags import DEFAULT_STATE, add_state_flags
 from regogate.proxy.cli._usage import Commands
 from regogate.proxy.state import WINDOW_SECONDS, ServerCounters, Window, default_state_spec, open_store, window_start
@@ -44,6 +47,21 @@ class Counter:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """One approval of one server id that waits for a person's answer."""
+
+    server_id: str
+    id: str
+    tool: str
+    rule: str
+    message: str
+    asked_by: str | None
+    client: str | None
+    asked_at: str
+    expires_at: str
+
+
+@dataclass(frozen=True)
 class _Server:
     server_id: str
     policy: Path
@@ -55,10 +73,11 @@ def add_parsers(commands: Commands) -> None:
     """Add ``status``."""
     status = commands.add_parser(
         "status",
-        help="show every rate-limit counter: tool, window, used, limit, reset time",
+        help="show every rate-limit counter (tool, window, used, limit, reset) and every pending approval",
         description=(
-            "Show every counter a policy declares, as the store regogate run counts in holds it now. With -c, "
-            "that policy; without, every server id whose audit log in the state directory records a start."
+            "Show every counter a policy declares, as the store regogate run counts in holds it now, and the "
+            "approvals waiting for a person in that store. With -c, that policy; without, every server id whose "
+            "audit log in the state directory records a start."
         ),
         epilog=(
             "examples:\n  regogate status -c policies/python.yaml --state sqlite:///var/lib/regogate/state.db\n"
@@ -68,7 +87,9 @@ def add_parsers(commands: Commands) -> None:
     )
     status.add_argument("-c", "--config", metavar="POLICY", help="a YAML policy (default: those of the audit logs)")
     status.add_argument("--server-id", metavar="ID", help="the server id with -c (default: the file name)")
-    status.add_argument("--json", action="store_true", help="print JSON lines, one counter each")
+    status.add_argument(
+        "--json", action="store_true", help='print JSON lines, one counter or approval each ("kind" says which)'
+    )
     add_state_flags(status)
     status.set_defaults(handler=run)
 
@@ -160,7 +181,7 @@ async def counters(server: _Server, now: float) -> list[Counter]:
                     window=window,
                     used=used,
                     limit=limit,
-                    resets_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(resets)),
+                    resets_at=_utc(resets),
                     source=f"{policy.source}:{rule.mark.line}",
                 )
             )
@@ -169,33 +190,86 @@ async def counters(server: _Server, now: float) -> list[Counter]:
         await store.aclose()
 
 
+async def pending(server: _Server, now: float) -> list[Pending] | None:
+    """The approvals of ``server`` waiting for an answer, oldest first; ``None`` for a memory store.
+
+    Raises:
+        RegogateError: the store cannot be read.
+    """
+    store = open_approval_store(server.state, server.prefix)
+    try:
+        if isinstance(store, MemoryApprovalStore):
+            return None
+        return [
+            Pending(
+                server_id=a.server_id,
+                id=a.id,
+                tool=a.tool,
+                rule=a.rule,
+                message=a.message,
+                asked_by=a.asked_by,
+                client=a.client,
+                asked_at=_utc(a.created),
+                expires_at=_utc(a.expires),
+            )
+            for a in await store.list()
+            if a.server_id == server.server_id and a.effective_status(now) == "pending"
+        ]
+    finally:
+        await store.aclose()
+
+
+def _utc(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
 def _table(rows: list[Counter]) -> str:
     head = ("TOOL", "WINDOW", "USED", "LIMIT", "RESETS (UTC)", "RULE")
     cells = [
         (c.tool, c.window, f"{c.used:g}", "-" if c.limit is None else f"{c.limit:g}", c.resets_at, c.rule) for c in rows
     ]
+    return _columns(head, cells)
+
+
+def _approvals_table(rows: list[Pending]) -> str:
+    head = ("APPROVAL", "TOOL", "ASKED BY", "SINCE (UTC)", "EXPIRES (UTC)", "RULE")
+    cells = [
+        (p.id, p.tool, (p.asked_by or "-") + (f" via {p.client}" if p.client else ""), p.asked_at, p.expires_at, p.rule)
+        for p in rows
+    ]
+    return _columns(head, cells)
+
+
+def _columns(head: tuple[str, ...], cells: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in (head, *cells)) for i in range(len(head))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in (head, *cells))
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the counters; exit 1 when a server's policy or store cannot be read."""
+    """Print the counters and pending approvals; exit 1 when a server's policy or store cannot be read."""
     now = time.time()
     failed = False
     for server in _servers(args):
         try:
             rows = anyio.run(counters, server, now)
+            waiting = anyio.run(pending, server, now)
         except RegogateError as exc:
             sys.stderr.write(f"regogate status: server id {server.server_id}: {exc}\n")
             failed = True
             continue
         if args.json:
-            for row in rows:
-                sys.stdout.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+            lines = [{"kind": "counter", **asdict(c)} for c in rows]
+            lines += [{"kind": "approval", **asdict(p)} for p in waiting or []]
+            sys.stdout.write("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
             continue
         store = server.state.split("@")[-1] if "@" in server.state else server.state
         sys.stdout.write(f"server id {server.server_id} ({server.policy}, store {store}):\n")
         if server.state == "memory":
             sys.stdout.write("  (a memory store lives inside each regogate process: these are not its counters)\n")
         sys.stdout.write((_table(rows) if rows else "  the policy declares no counters") + "\n")
+        if waiting:
+            sys.stdout.write(f"pending approvals ({len(waiting)}; answer with regogate approvals approve|deny ID):\n")
+            sys.stdout.write(_approvals_table(waiting) + "\n")
+        elif waiting is not None:
+            sys.stdout.write("  no approvals waiting\n")
     return 1 if failed else 0

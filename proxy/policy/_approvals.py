@@ -94,8 +94,10 @@ class ApprovalDesk:
         self._server_id = server_id
         self._state_flag = state_flag
 
-    async def obtain(self, call: CallContext, obligation: ApprovalObligation, decision_id: str) -> Granted | Withheld:
-        """Find or ask for a person's approval of ``call``.
+    async def obtain(
+        self, call: CallContext, obligation: ApprovalObligation, decision_id: str, *, asked_by: str | None = None
+    ) -> Granted | Withheld:
+        """Find or ask for a person's approval of ``call``; ``asked_by`` is the caller's principal id.
 
         Raises:
             StateError: the approval store failed (the caller denies).
@@ -119,6 +121,8 @@ class ApprovalDesk:
             created=now,
             expires=now + obligation.timeout,
             timeout=obligation.timeout,
+            asked_by=asked_by,
+            client=client if isinstance(client := call.client_info.get("name"), str) else None,
         )
         asked = await self._store.request(fresh, now)
         if asked.id == fresh.id:

@@ -179,7 +179,10 @@ class PolicyGateway:
                 trace = _Trace(opa_decision_id, trace.started, fields)
             decision = parse_decision(result, kind="tools/call", decision_id=trace.decision_id)
             if decision.approval is not None and self._approvals is not None:
-                answer = await self._approvals.obtain(call, decision.approval, trace.decision_id)
+                caller = self.settings.principal.get("id")
+                answer = await self._approvals.obtain(
+                    call, decision.approval, trace.decision_id, asked_by=caller if isinstance(caller, str) else None
+                )
                 if isinstance(answer, Withheld):
                     if answer.approval_id is not None:
                         fields["approval_id"] = answer.approval_id

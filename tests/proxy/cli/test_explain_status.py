@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def test_status_shows_every_counter_with_use_limit_and_reset(cli: Cli, tmp_path:
     _use(db, "push_files/_rate_hour", "hour", 3)
     out = cli("status", "-c", GITHUB, "--state", f"sqlite://{db}", "--json")
     assert out.returncode == 0, out.stderr
-    rows = {row["key"]: row for row in map(json.loads, out.stdout.splitlines())}
+    rows = {row["key"]: row for row in map(json.loads, out.stdout.splitlines()) if row["kind"] == "counter"}
     assert set(rows) == {"search_code/_rate_minute", "push_files/_rate_hour", "_global/_rate_hour"}
     push = rows["push_files/_rate_hour"]
     assert (push["server_id"], push["tool"], push["window"], push["used"], push["limit"]) == (
@@ -122,6 +123,62 @@ async def test_status_finds_every_server_from_its_audit_log(cli: Cli, tmp_path: 
                 assert not (await session.call_tool("black", {"path": "."})).is_error
     out = cli("status", "--json")
     assert out.returncode == 0, out.stderr
-    rows = {row["key"]: row for row in map(json.loads, out.stdout.splitlines())}
+    rows = {row["key"]: row for row in map(json.loads, out.stdout.splitlines()) if row["kind"] == "counter"}
     assert rows["black/_rate_minute"]["server_id"] == "python"
     assert rows["black/_rate_minute"]["used"] == 2 and rows["black/_rate_minute"]["limit"] == 60
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_status_lists_pending_approvals_with_who_asked_until_answered(
+    cli: Cli, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    state = f"sqlite:///{tmp_path}/state.db" if backend == "sqlite" else request.getfixturevalue("redis_local").url
+    prefix = f"status-{tmp_path.name}"  # one Redis serves every test: keep to this test's keys
+    policy = str(POLICIES / "python-approval.yaml")
+    flags = ("--state", state, "--state-prefix", prefix, "--principal", "id=alice")
+    before = time.time()
+    with anyio.fail_after(60):
+        async with gated_session(policy, STANDIN, *flags) as session:
+            asked = await session.call_tool("conda", {"command": "remove numpy"})
+            await session.call_tool("poetry", {"command": "remove requests"})
+    assert asked.is_error
+    approval_id = str(asked.content[0].text).split("Approval ", 1)[1].split(" ", 1)[0]  # type: ignore[union-attr]
+    out = cli("status", "-c", policy, "--state", state, "--state-prefix", prefix, "--json")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert {line["kind"] for line in lines} == {"counter", "approval"}
+    approvals = [line for line in lines if line["kind"] == "approval"]
+    assert [a["tool"] for a in approvals] == ["conda", "poetry"]
+    conda = approvals[0]
+    assert (conda["id"], conda["server_id"], conda["asked_by"], conda["rule"]) == (
+        approval_id, "python_approval", "alice", "conda-needs-approval"
+    )  # fmt: skip
+    assert conda["client"] == "mcp" and conda["message"] == "Destructive operation: a person must approve it"
+    since = time.mktime(time.strptime(conda["asked_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    expires = time.mktime(time.strptime(conda["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    assert before - 1 <= since <= time.time() and expires - since == 300
+    table = cli("status", "-c", policy, "--state", state, "--state-prefix", prefix)
+    assert "pending approvals (2;" in table.stdout
+    assert f"{approval_id}  conda" in table.stdout and "alice via mcp" in table.stdout
+    answered = cli("approvals", "deny", approval_id, "--state", state, "--state-prefix", prefix)
+    assert answered.returncode == 0, answered.stderr
+    after = cli("status", "-c", policy, "--state", state, "--state-prefix", prefix, "--json")
+    left = [json.loads(line) for line in after.stdout.splitlines()]
+    assert [a["tool"] for a in left if a["kind"] == "approval"] == ["poetry"]
+
+
+def test_status_of_a_memory_store_has_no_approvals_to_show(cli: Cli) -> None:
+    out = cli("status", "-c", GITHUB, "--state", "memory")
+    assert out.returncode == 0, out.stderr
+    assert "pending approvals" not in out.stdout and "no approvals waiting" not in out.stdout
+
+
+def test_status_says_so_when_the_approval_store_cannot_be_read(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    _use(db, "push_files/_rate_hour", "hour", 1)
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE regogate_approvals (junk TEXT)")
+    out = cli("status", "-c", GITHUB, "--state", f"sqlite://{db}")
+    assert out.returncode == 1
+    assert out.stderr.startswith("regogate status: server id github: ") and "Traceback" not in out.stderr
