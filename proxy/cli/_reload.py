@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,6 +90,11 @@ class PolicySource:
         return file_key(self.config.policy) != self.key
 
 
+def _swap_opa(sidecar: EmbeddedOpa, bundles: list[Path]) -> Callable[[Callable[[], None]], Awaitable[None]]:
+    """``PolicyGateway.reload``'s way to put the new OPA in force: the sidecar's reload to ``bundles``."""
+    return lambda switch: sidecar.reload(bundles, on_switch=switch)
+
+
 def _mtime(path: Path) -> float:
     try:
         if path.is_dir():
@@ -123,7 +128,8 @@ async def watch_policy(
                 continue
         try:
             bundles = source.build(snapshot)
-            await sidecar.reload(bundles)
+            # One swap as the relay sees it: the new OPA and the counters its policy reads change together.
+            await gateway.reload(source.policy, _swap_opa(sidecar, bundles))
         except PolicySourceError as exc:
             for problem in exc.problems:
                 log.error("policy edit rejected, the previous policy stays in force: %s", problem)
@@ -133,7 +139,6 @@ async def watch_policy(
             log.error("reload failed, the previous policy stays in force: %s", exc)
             audit.write("reload", ok=False, errors=[str(exc)])
             continue
-        gateway.load_policy(source.policy)
         log.warning("policy reloaded: revision %s", source.revision)
         revisions = await tracker.refresh()
         audit.write("reload", ok=True, revision=source.revision, revisions=revisions)

@@ -5,8 +5,8 @@ bundles, returns once ``/health?bundles`` answers 200, and on exit stops the chi
 bounded wait, then SIGKILL) and removes the directory, even when cancelled.
 
 Reload starts a second OPA on a new socket with the new bundles and, once it is ready, retargets
-the one ``OpaClient`` to it; requests already in flight finish on the old OPA, which is stopped
-after them. A bundle that fails to load never replaces a working one: ``reload`` raises
+the one ``OpaClient`` to it; requests already in flight (and decisions holding the old OPA) finish
+on the old OPA, which is stopped after them. A bundle that fails to load never replaces a working one: ``reload`` raises
 ``ConfigError`` and the old OPA keeps deciding. (OPA's own ``--watch`` was not chosen: it reloads
 asynchronously, so regogate could not tell when, or whether, a new bundle took effect.)
 OPA's stdout and stderr (load errors, its log) go to the ``regogate.opa`` logger, never to
@@ -317,10 +317,11 @@ class EmbeddedOpa:
             await stack.aclose()
         return None
 
-    async def reload(self, bundle_dirs: Sequence[str | Path]) -> None:
+    async def reload(self, bundle_dirs: Sequence[str | Path], *, on_switch: Callable[[], None] | None = None) -> None:
         """Switch to a new OPA loaded with ``bundle_dirs`` without dropping calls in flight.
 
         Returns once new calls are decided by the new bundles. On failure the old OPA keeps deciding.
+        ``on_switch`` runs the moment the client starts asking the new OPA (see ``OpaClient.retarget``).
 
         Raises:
             ConfigError: the new OPA did not start (its output is quoted).
@@ -332,7 +333,7 @@ class EmbeddedOpa:
             new = await self._start(dirs)
             old, self._child = self._child, new
             self._bundle_dirs = dirs
-            await self._client.retarget(new.url)
+            await self._client.retarget(new.url, on_switch=on_switch)
             await old.stop()
 
     async def _start(self, bundle_dirs: Sequence[str]) -> _Child:

@@ -6,12 +6,14 @@ input, reading the answer and OPA's error bodies, and the deadline on every requ
 
 ``retarget`` moves it to another OPA without dropping requests already in flight: they finish on
 the old transport, which is closed once they are done (the embedded sidecar's reload uses it).
+A caller whose requests must all reach the same OPA ``hold``s it; a retarget waits for it too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import Final
 from urllib.parse import quote
@@ -21,7 +23,7 @@ import anyio
 from regogate.core import DecisionError
 from regogate.proxy.policy._http import HttpTransport, OpaTransport
 
-__all__ = ["DEFAULT_TIMEOUT", "OpaClient"]
+__all__ = ["DEFAULT_TIMEOUT", "OpaClient", "OpaTarget"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +35,8 @@ DRAIN_TIMEOUT: Final = DEFAULT_TIMEOUT + 1.0
 QUERY_SUFFIX: Final = "?strict-builtin-errors=true"
 
 
-class _Target:
-    """One OPA address with its transport and the requests in flight on it."""
+class OpaTarget:
+    """One OPA address with its transport and the requests in flight on it (or holding it)."""
 
     __slots__ = ("drained", "inflight", "retired", "transport", "url")
 
@@ -46,6 +48,7 @@ class _Target:
         self.drained = anyio.Event()
 
     def leave(self) -> None:
+        """One request (or hold) on this OPA is over."""
         self.inflight -= 1
         if self.retired and self.inflight == 0:
             self.drained.set()
@@ -114,7 +117,7 @@ class OpaClient:
             ConfigError: ``url`` is neither ``http(s)://host:port`` nor ``unix:///path``.
         """
         self._timeout = timeout
-        self._target = _Target(url, transport)
+        self._target = OpaTarget(url, transport)
         self._paths: dict[tuple[str, bool], str] = {}
 
     @property
@@ -139,13 +142,24 @@ class OpaClient:
             self._paths[cache_key] = url
         return url
 
-    async def _send(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
-        """One request to the current OPA, bounded by the client's timeout.
+    def hold(self) -> OpaTarget:
+        """The OPA asked now, held until its ``leave()``: pass it to ``evaluate`` to ask that one again.
+
+        A retarget waits for holders as for requests in flight (at most its drain timeout).
+        """
+        target = self._target
+        target.inflight += 1
+        return target
+
+    async def _send(
+        self, method: str, target: str, body: bytes = b"", held: OpaTarget | None = None
+    ) -> tuple[int, bytes]:
+        """One request to the current OPA (or the ``held`` one), bounded by the client's timeout.
 
         Raises:
             DecisionError: ``opa_unreachable``, ``opa_timeout`` or ``opa_error`` (answer too big).
         """
-        current = self._target
+        current = self._target if held is None else held
         current.inflight += 1
         try:
             # A bare deadline scope: fail_after's generator wrapper costs more than the rest of this method.
@@ -158,8 +172,10 @@ class OpaClient:
         assert scope.cancelled_caught
         raise DecisionError("opa_timeout", f"OPA at {current.url} did not answer in {self._timeout} s")
 
-    async def _query(self, path: str, input_doc: object, metrics: bool) -> dict[str, object]:
-        status, content = await self._send("POST", self._query_url(path, metrics), _encode(input_doc))
+    async def _query(
+        self, path: str, input_doc: object, metrics: bool, held: OpaTarget | None = None
+    ) -> dict[str, object]:
+        status, content = await self._send("POST", self._query_url(path, metrics), _encode(input_doc), held)
         if status != 200:
             raise _opa_error(status, content)
         try:
@@ -172,18 +188,20 @@ class OpaClient:
             raise DecisionError("decision_undefined", f"data.{path.strip('/').replace('/', '.')} is undefined")
         return answer
 
-    async def evaluate(self, path: str, input_doc: object) -> tuple[object, str | None]:
+    async def evaluate(
+        self, path: str, input_doc: object, *, held: OpaTarget | None = None
+    ) -> tuple[object, str | None]:
         """Evaluate ``data.<path>`` with ``input_doc``; return OPA's result and decision id.
 
         ``path`` is slash-separated, e.g. ``regogate/gate/decision``. The decision id is ``None``
-        unless OPA's decision logging is on.
+        unless OPA's decision logging is on. ``held`` (from ``hold``) asks that OPA, not the current one.
 
         Raises:
             DecisionError: ``opa_unreachable``, ``opa_timeout``, ``opa_error`` (non-200, with OPA's
                 code and message), ``decision_undefined`` (no ``result``) or ``decision_malformed``
                 (the body is not a JSON object).
         """
-        answer = await self._query(path, input_doc, metrics=False)
+        answer = await self._query(path, input_doc, False, held)
         decision_id = answer.get("decision_id")
         return answer["result"], decision_id if isinstance(decision_id, str) else None
 
@@ -230,21 +248,30 @@ class OpaClient:
         return version
 
     async def retarget(
-        self, url: str, *, drain_timeout: float = DRAIN_TIMEOUT, transport: OpaTransport | None = None
+        self,
+        url: str,
+        *,
+        drain_timeout: float = DRAIN_TIMEOUT,
+        transport: OpaTransport | None = None,
+        on_switch: Callable[[], None] | None = None,
     ) -> None:
         """Send new requests to ``url``; return once requests in flight to the old address are done.
 
-        Requests still running after ``drain_timeout`` seconds are cut off (they fail as
-        ``opa_unreachable``); the old transport is then closed. ``transport`` is as in the constructor.
+        Requests still running (or holds kept) after ``drain_timeout`` seconds are cut off (they fail
+        as ``opa_unreachable``); the old transport is then closed. ``transport`` is as in the
+        constructor. ``on_switch`` runs at the very moment new requests start going to ``url``, with
+        no await in between: what must change together with the OPA changes there.
 
         Raises:
             ConfigError: ``url`` is not a valid OPA address; the client keeps its old target.
         """
         old = self._target
-        self._target = _Target(url, transport)
+        self._target = OpaTarget(url, transport)
+        if on_switch is not None:
+            on_switch()
         await self._retire(old, drain_timeout)
 
-    async def _retire(self, target: _Target, drain_timeout: float) -> None:
+    async def _retire(self, target: OpaTarget, drain_timeout: float) -> None:
         target.retired = True
         with anyio.CancelScope(shield=True):
             if target.inflight:

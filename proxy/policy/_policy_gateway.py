@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -21,6 +21,9 @@ from regogate.proxy.state import RateLimitStore, Refused, Ticket, Window, counte
 log = logging.getLogger(__name__)
 
 FailMode = Literal["closed", "open"]
+CounterReads = Mapping[str, tuple["CounterRead", ...]]
+SwapOpa = Callable[[Callable[[], None]], Awaitable[None]]
+"""Puts a new OPA in force and calls its argument at the instant new requests start going to it."""
 DEFAULT_DECISION_PATH = "regogate/gate/decision"
 
 
@@ -118,21 +121,33 @@ class PolicyGateway:
         self._clock = clock
         self._audit = audit
         self.settings = settings
-        self._counter_reads: Mapping[str, tuple[CounterRead, ...]] = counter_reads(policy)
+        self._counter_reads: CounterReads = counter_reads(policy)
         self._approvals = approvals
 
-    def load_policy(self, policy: Policy | None) -> None:
-        """Take what the gateway needs from a (re)loaded policy, in one swap: calls decided after it
-        read the new policy's counters, calls already past ``_state`` keep the old ones."""
-        self._counter_reads = counter_reads(policy)
+    async def reload(self, policy: Policy | None, swap_opa: SwapOpa) -> None:
+        """Put ``policy`` in force together with the OPA that runs it, as one swap.
 
-    async def _state(self, tool: str, now: float) -> dict[str, dict[str, float]]:
+        ``swap_opa`` starts that OPA (``EmbeddedOpa.reload``) and calls back at the instant it takes
+        new requests; the counters the policy reads change in that callback. A decision holds one OPA
+        for its counter reads and its evaluation, so each call is decided wholly by the old policy or
+        wholly by the new one. If ``swap_opa`` raises, nothing changed.
+
+        Raises:
+            ConfigError: a condition reads a counter that no rule counts (before anything changes).
+        """
+        reads = counter_reads(policy)
+
+        def switch() -> None:
+            self._counter_reads = reads
+
+        await swap_opa(switch)
+
+    async def _state(self, reads: CounterReads, tool: str, now: float) -> dict[str, dict[str, float]]:
         """Current values of the counters this tool's rules (and the wildcard's) read; none for other calls.
 
         Under ``state_fail_mode="open"`` an unreadable counter is left out, so conditions on it fail.
         """
         state: dict[str, dict[str, float]] = {}
-        reads = self._counter_reads
         for read in (*reads.get(tool, ()), *reads.get(WILDCARD, ())):
             try:
                 value = await self._store.current(
@@ -148,14 +163,15 @@ class PolicyGateway:
             state.setdefault(read.scope, {})[read.counter] = value
         return state
 
-    async def check_call(self, call: CallContext) -> Verdict:
-        """Decide one call; every fault becomes a denial naming its cause (or an allow under fail-open)."""
-        fields: dict[str, object] = {"tool": call.tool_name, "request_id": call.request_id}
-        trace = _Trace(uuid.uuid4().hex, time.perf_counter(), fields)
-        now = self._clock.now()
-        digest = self._audit.digest(call.arguments)
-        fields.update(self._audit.arguments(call.arguments, digest))
-        fields["_arguments"] = call.arguments  # for redacting messages; never written
+    async def _decide(
+        self, call: CallContext, now: float, digest: str | None
+    ) -> tuple[CallInput, CounterReads, object, str | None]:
+        """The first decision on a call: its input, the counter reads it used, OPA's result and decision id.
+
+        The counters read and the OPA asked belong to the same policy: the OPA is held across both.
+        """
+        reads = self._counter_reads
+        opa = self._opa.hold()  # a reload waits for it
         try:
             tool = call.tool or {}
             schema = tool.get("inputSchema")
@@ -170,11 +186,39 @@ class PolicyGateway:
                 protocol_version=call.protocol_version,
                 input_schema=schema if isinstance(schema, dict) else None,
                 annotations=annotations if isinstance(annotations, dict) else None,
-                state=await self._state(call.tool_name, now),
+                state=await self._state(reads, call.tool_name, now),
                 arguments_hash=digest,
                 principal=self.settings.principal,
             )
-            result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, call_input.to_document())
+            result, decision_id = await self._opa.evaluate(
+                self.settings.decision_path, call_input.to_document(), held=opa
+            )
+        finally:
+            opa.leave()
+        return call_input, reads, result, decision_id
+
+    async def _decide_again(self, call_input: CallInput, reads: CounterReads) -> tuple[object, str | None]:
+        """The decision after a person approved: by the policy in force now, its counters read again
+        when a reload came while the person was being asked."""
+        current = self._counter_reads
+        opa = self._opa.hold()
+        try:
+            if current is not reads:
+                call_input = replace(call_input, state=await self._state(current, call_input.tool_name, call_input.now))
+            return await self._opa.evaluate(self.settings.decision_path, call_input.to_document(), held=opa)
+        finally:
+            opa.leave()
+
+    async def check_call(self, call: CallContext) -> Verdict:
+        """Decide one call; every fault becomes a denial naming its cause (or an allow under fail-open)."""
+        fields: dict[str, object] = {"tool": call.tool_name, "request_id": call.request_id}
+        trace = _Trace(uuid.uuid4().hex, time.perf_counter(), fields)
+        now = self._clock.now()
+        digest = self._audit.digest(call.arguments)
+        fields.update(self._audit.arguments(call.arguments, digest))
+        fields["_arguments"] = call.arguments  # for redacting messages; never written
+        try:
+            call_input, reads, result, opa_decision_id = await self._decide(call, now, digest)
             if opa_decision_id:
                 trace = _Trace(opa_decision_id, trace.started, fields)
             decision = parse_decision(result, kind="tools/call", decision_id=trace.decision_id)
@@ -189,7 +233,7 @@ class PolicyGateway:
                     return self._verdict(trace, False, answer.message, decision.approval.rule, limit="none")
                 # OPA keeps the last word: the approved call is decided again, with who approved it.
                 approved = replace(call_input, approval=answer.document)
-                result, opa_decision_id = await self._opa.evaluate(self.settings.decision_path, approved.to_document())
+                result, opa_decision_id = await self._decide_again(approved, reads)
                 if opa_decision_id:
                     trace = _Trace(opa_decision_id, trace.started, fields)
                 decision = parse_decision(result, kind="tools/call", decision_id=trace.decision_id)
