@@ -304,7 +304,8 @@ class PolicyGateway:
         self._audit.write("decision", **event)
         if not allowed and self.settings.dry_run:
             log.info("dry-run: would deny %s (%s)", fields["tool"], logged_message)
-        pending = _Pending(ticket, str(fields["tool"]), decision_id)
+        # Only a reservation needs settling; a call without one costs the relay no settle task.
+        pending = _Pending(ticket, str(fields["tool"]), decision_id) if ticket is not None else None
         return Verdict(allowed=enforced, message=message, rule=rule, decision_id=decision_id, ticket=pending)
 
     async def settle(self, verdict: Verdict, *, succeeded: bool) -> None:

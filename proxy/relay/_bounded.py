@@ -50,6 +50,8 @@ class BoundedGateway:
 
     async def settle(self, verdict: Verdict, succeeded: bool) -> None:
         """Report how an allowed call ended; a failure is logged and goes no further."""
+        if verdict.ticket is None:  # nothing reserved, nothing to report
+            return
         try:
             with anyio.fail_after(SETTLE_TIMEOUT):
                 await self._gateway.settle(verdict, succeeded=succeeded)

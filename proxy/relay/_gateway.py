@@ -41,7 +41,8 @@ class Verdict:
     rule: str | None
     decision_id: str
     ticket: object | None = None
-    """Opaque to the relay; handed back in ``Gateway.settle``."""
+    """Opaque to the relay; handed back in ``Gateway.settle``. ``None``: nothing to settle, so
+    ``settle`` is not called for this call (an allowed call that reserved nothing)."""
 
 
 class Gateway(Protocol):
@@ -52,7 +53,7 @@ class Gateway(Protocol):
         ...
 
     async def settle(self, verdict: Verdict, *, succeeded: bool) -> None:
-        """Report how an allowed call ended.
+        """Report how an allowed call that holds a ticket ended.
 
         ``succeeded`` is false only on evidence that the call did not take effect: a
         JSON-RPC error, ``result.isError`` true, a result that is not final

@@ -326,7 +326,7 @@ class Relay:
             request.answerer(message)
             return
         await self._to_client(await self._answer_line(request, message, wire))
-        if request.verdict is not None:
+        if request.verdict is not None and request.verdict.ticket is not None:
             self._task_group.start_soon(self._gateway.settle, request.verdict, not call_refused(message))
 
     async def _answer_line(self, request: Request, message: dict[str, object], wire: bytes) -> bytes:
@@ -356,7 +356,7 @@ class Relay:
             request.answerer(None)
             return
         await self._to_client(error_line(request.request_id, UPSTREAM_MALFORMED, reason))
-        if request.verdict is not None:  # no evidence the call failed: the reservation stands
+        if request.verdict is not None and request.verdict.ticket is not None:  # no evidence it failed: it stands
             self._task_group.start_soon(self._gateway.settle, request.verdict, True)
 
     # --- writing ------------------------------------------------------------------

@@ -49,7 +49,7 @@ class ListGateway:
         decision_id = f"d{len(self.calls)}"
         if call.tool_name in self.deny:
             return Verdict(False, f"tool {call.tool_name} is not allowed", "deny_by_name", decision_id)
-        return Verdict(True, "", None, decision_id)
+        return Verdict(True, "", None, decision_id, ticket=decision_id)
 
     async def settle(self, verdict: Verdict, *, succeeded: bool) -> None:
         self.settled.append((verdict, succeeded))
