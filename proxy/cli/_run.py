@@ -52,6 +52,7 @@ from regogate.proxy.policy import (
     wait_for_bundles,
 )
 from regogate.proxy.policy._approvals import ApprovalDesk
+from regogate.proxy.relay import Upstream
 from regogate.proxy.state import open_store
 from regogate.proxy.transports import run_relay
 
@@ -167,6 +168,12 @@ async def serve(config: RunConfig) -> int:
             except StateError as exc:
                 # Serving anyway: calls that need no counter go on, and a store coming back is picked up.
                 log.error("%s; calls that need a counter are denied until it answers", exc)
+            upstream: Upstream | None = None
+            if config.target is None:
+                # Started while OPA starts, so the two start-ups overlap; it reads nothing until the
+                # relay runs, which is after OPA answered, so nothing reaches it undecided.
+                upstream = Upstream.spawn(config.upstream)
+                stack.push_async_callback(_discard, upstream)
             client, sidecar = await stack.enter_async_context(_opa(config, bundles, decision_log))
             # A wrong path or a missing policy would deny every call and hide every tool: refuse instead.
             await probe_decision(client, config.opa_path, source.server_id)
@@ -231,7 +238,8 @@ async def serve(config: RunConfig) -> int:
 
                     status = await run_bridge(config.target, checked, deny_prefix=config.deny_prefix)
                 else:
-                    status = await run_relay(config.upstream, checked, deny_prefix=config.deny_prefix)
+                    assert upstream is not None
+                    status = await run_relay(upstream, checked, deny_prefix=config.deny_prefix)
                 tg.cancel_scope.cancel()
             audit.write("shutdown", status=status)
             return status
@@ -241,6 +249,12 @@ async def serve(config: RunConfig) -> int:
         if decision_log is not None and decision_log is not sys.stderr:
             decision_log.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _discard(upstream: Upstream) -> None:
+    """Stop an upstream the session never ran (start-up failed); a no-op after the session stopped it."""
+    await upstream.stop()
+    upstream.close()
 
 
 def main(argv: Sequence[str]) -> int:

@@ -23,7 +23,7 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 async def run_relay(
-    upstream_argv: Sequence[str],
+    upstream_argv: Sequence[str] | Upstream,
     gateway: Gateway,
     *,
     deny_prefix: str = DEFAULT_DENY_PREFIX,
@@ -33,13 +33,14 @@ async def run_relay(
 ) -> int:
     """Relay ``stdin_fd``/``stdout_fd`` to a spawned ``upstream_argv`` until one side ends.
 
-    Returns the upstream's exit status (128 + signal number if a signal ended it).
+    ``upstream_argv`` may be an ``Upstream`` spawned earlier (while OPA started); the session then
+    owns it as if it had spawned it. Returns the upstream's exit status (128 + signal number if a signal ended it).
     Must run in the main thread (it installs signal handlers).
 
     Raises:
         ConfigError: the upstream command cannot be started.
     """
-    upstream = Upstream.spawn(upstream_argv)
+    upstream = upstream_argv if isinstance(upstream_argv, Upstream) else Upstream.spawn(upstream_argv)
     wire_fd = _guard_stdout(stdout_fd)
     client_in, client_out = LineReader(stdin_fd), LineWriter(wire_fd)
     try:
