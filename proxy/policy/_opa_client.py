@@ -19,6 +19,7 @@ from typing import Final
 from urllib.parse import quote
 
 import anyio
+import orjson
 
 from regogate.core import DecisionError
 from regogate.proxy.policy._http import HttpTransport, OpaTransport
@@ -59,6 +60,13 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 
 
 def _encode(input_doc: object) -> bytes:
+    try:
+        body = orjson.dumps({"input": input_doc})
+    except orjson.JSONEncodeError:  # a big integer, a lone surrogate...: the standard library's path decides
+        body = b"null"
+    # orjson writes NaN and the infinities as null where the standard library refuses them.
+    if b"null" not in body:
+        return body
     try:
         return _ENCODER.encode({"input": input_doc}).encode()
     except (TypeError, ValueError, RecursionError) as exc:

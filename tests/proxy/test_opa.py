@@ -204,12 +204,23 @@ async def test_the_request_is_the_documented_post() -> None:
     assert json.loads(request.body) == {"input": {"k": "é"}}
 
 
-async def test_an_input_json_cannot_carry_is_refused_before_sending() -> None:
+@pytest.mark.parametrize("value", [float("nan"), float("-inf"), "\ud800", [None, float("inf")]])
+async def test_an_input_json_cannot_carry_is_refused_before_sending(value: object) -> None:
     async with fake_http(_answer(json_reply('{"result": true}'))) as (url, seen), OpaClient(url) as client:
         with pytest.raises(DecisionError) as caught:
-            await client.evaluate("t/allow", {"x": float("nan")})
+            await client.evaluate("t/allow", {"x": value})
     assert caught.value.code == "opa_error"
     assert seen == []
+
+
+async def test_an_input_is_sent_exactly_big_integers_floats_and_nulls_included() -> None:
+    document = {"big": 2**70, "neg": -(2**64), "f": 1e-7, "z": -0.0, "n": None, "s": "\u2028é\x00"}
+    async with fake_http(_answer(json_reply('{"result": true}'))) as (url, seen), OpaClient(url) as client:
+        await client.evaluate("t/allow", document)
+        await client.evaluate("t/allow", {"plain": [1, "two", True]})
+    first, second = seen
+    assert json.loads(first.body) == {"input": document}
+    assert json.loads(second.body) == {"input": {"plain": [1, "two", True]}}
 
 
 async def test_a_closed_client_is_unreachable() -> None:
