@@ -11,6 +11,7 @@ minus direct in the same round) and NEW/OLD. For focused A/B work; ``make bench`
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -78,7 +79,7 @@ def one_round(trees: dict[str, Path], plan: m.Plan, sections: Sequence[str], see
             else:
                 argv = [sys.executable, str(launcher), str(trees[name]), "-c", str(POLICY)]
                 argv += ["--log-level", "error", "--state", "memory", "--", *ECHO]
-                spec = m.PathSpec(name, argv, gated=True)
+                spec = m.PathSpec(name, argv, gated=True, opa_pid=m.embedded_opa_pid)
             session = Session(spec.argv, env=env, stderr=stderr)
             try:
                 driver = m.Driver(session, seed)
@@ -108,7 +109,8 @@ def report(rounds: list[Figures], old: str, new: str) -> str:
         direct = med("direct")
         a, b = med(old), med(new)
         if absolute:
-            lines.append(f"| {figure} | {direct:.1f} | {a:.1f} | {b:.1f} | | | {b / a:.2f} |")
+            ratio = f"{b / a:.2f}" if a else ""
+            lines.append(f"| {figure} | {direct:.1f} | {a:.1f} | {b:.1f} | | | {ratio} |")
             continue
         added = [statistics.median([r[p][figure] - r["direct"].get(figure, 0.0) for r in rounds]) for p in (old, new)]
         ratio = added[1] / added[0] if added[0] else float("nan")
@@ -141,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for index in range(args.rounds):
             sys.stderr.write(f"ab: round {index + 1}/{args.rounds}\n")
             rounds.append(one_round(trees, plan, sections, m.Plan().seed + index, launcher))
+            sys.stderr.write(json.dumps(rounds[-1]) + "\n")
     sys.stdout.write(f"`python -m bench.ab {args.old} {args.new}` ({args.rounds} rounds, {','.join(sections)})\n\n")
     sys.stdout.write(report(rounds, "old", "new"))
     return 0
