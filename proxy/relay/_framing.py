@@ -193,21 +193,21 @@ class LineWriter:
         async with self._lock:
             if self.closed:
                 raise PeerClosed
-            for part in (line, b"\n"):
-                view = memoryview(part)
-                while view:
+            # One write for line and newline: one syscall, and one wake-up of the reader, not two.
+            view = memoryview(line + b"\n")
+            while view:
+                try:
+                    written = os.write(self._fd.fd, view)
+                except BlockingIOError:
                     try:
-                        written = os.write(self._fd.fd, view)
-                    except BlockingIOError:
-                        try:
-                            await anyio.wait_writable(self._fd.fd)
-                        except anyio.ClosedResourceError as exc:
-                            raise PeerClosed from exc
-                        continue
-                    except (BrokenPipeError, ConnectionResetError) as exc:
-                        self._broken = True
+                        await anyio.wait_writable(self._fd.fd)
+                    except anyio.ClosedResourceError as exc:
                         raise PeerClosed from exc
-                    view = view[written:]
+                    continue
+                except (BrokenPipeError, ConnectionResetError) as exc:
+                    self._broken = True
+                    raise PeerClosed from exc
+                view = view[written:]
 
     async def aclose(self) -> None:
         """Close after any write in progress (bounded), so the peer sees a whole last line, then EOF."""
