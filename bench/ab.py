@@ -109,8 +109,8 @@ def report(rounds: list[Figures], old: str, new: str) -> str:
         direct = med("direct")
         a, b = med(old), med(new)
         if absolute:
-            ratio = f"{b / a:.2f}" if a else ""
-            lines.append(f"| {figure} | {direct:.1f} | {a:.1f} | {b:.1f} | | | {ratio} |")
+            shown = f"{b / a:.2f}" if a else ""
+            lines.append(f"| {figure} | {direct:.1f} | {a:.1f} | {b:.1f} | | | {shown} |")
             continue
         added = [statistics.median([r[p][figure] - r["direct"].get(figure, 0.0) for r in rounds]) for p in (old, new)]
         ratio = added[1] / added[0] if added[0] else float("nan")

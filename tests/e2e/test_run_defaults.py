@@ -67,8 +67,10 @@ def test_the_audit_path_is_printed_at_start_and_credentials_stay_out_of_it(tmp_p
 
 
 def test_a_decision_path_that_answers_nothing_refuses_to_start(tmp_path: Path) -> None:
-    marker = tmp_path / "started"
-    out = subprocess.run(
+    # The server starts while OPA does, but it gets nothing before OPA has answered the probe:
+    # here it records what reached its stdin, then its stdin closes and it exits.
+    received = tmp_path / "received"
+    client = subprocess.Popen(
         [
             REGOGATE,
             "-c",
@@ -76,17 +78,20 @@ def test_a_decision_path_that_answers_nothing_refuses_to_start(tmp_path: Path) -
             "--opa-path",
             "regogate/gate/decisoin",
             "--",
-            "touch",
-            str(marker),
+            "sh",
+            "-c",
+            f"cat > {received}",
         ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    assert out.returncode == 1
-    assert "data.regogate.gate.decisoin is undefined for a probe tools/call" in out.stderr
-    assert not marker.exists()  # the server was never started
+    call = b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}\n'
+    out, err = client.communicate(call, timeout=60)
+    assert client.returncode == 1
+    assert "data.regogate.gate.decisoin is undefined for a probe tools/call" in err.decode()
+    assert out == b""
+    assert not received.exists() or received.read_bytes() == b""  # nothing reached the server
 
 
 def test_a_rego_directory_for_another_server_id_refuses_to_start(tmp_path: Path) -> None:
