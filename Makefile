@@ -29,7 +29,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,serve]'
 	@touch $@
 
 # mypy cannot follow setuptools' editable import hook, so it reads the

@@ -25,6 +25,7 @@ from bench._bridge import bridge_section
 from bench._measure import PathSpec, Plan, embedded_opa_pid, embedded_opa_url, measure
 from bench._report import Results, machine_facts, render
 from bench._session import BenchError, Session
+from bench.gateway import gateway_section
 from regogate.converters import gate_bundle, load_policy, policy_bundle, write_bundle
 from regogate.proxy.policy import find_opa
 
@@ -179,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.monotonic()
         results = run(plan, workdir=Path(workdir), peers=args.peer)
         bridge = bridge_section(plan, workdir=Path(workdir), regogate=REGOGATE, policy=POLICY, root=ROOT)
+        bridge += gateway_section(smoke=args.smoke)
         elapsed = time.monotonic() - started
     report = render(results, plan, command=command, facts=facts, elapsed=elapsed) + bridge
     if args.output:

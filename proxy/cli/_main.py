@@ -18,6 +18,7 @@ EXIT_INVALID = 1
 #: Every command, in the order ``regogate --help`` lists them; ``run`` has its own parser.
 COMMANDS: Final = (
     "run",
+    "serve",
     "validate",
     "scan",
     "explain",
@@ -40,6 +41,7 @@ _MODULES: Final[tuple[Callable[[Commands], None], ...]] = (
 EPILOG = """\
 examples:
   regogate -c policies/python.yaml -- npx -y some-mcp-server     (short for regogate run ...)
+  regogate serve -c policies/python.yaml -- npx -y some-mcp-server   (Streamable HTTP, many clients)
   regogate scan -o policy.yaml -- npx -y some-mcp-server
   regogate validate -c policy.yaml -- npx -y some-mcp-server
   regogate explain -c policy.yaml --tool write_file --args '{"path": "/etc/passwd"}'
@@ -68,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "run",
         help="gate an MCP server: regogate [run] -c POLICY [flags] -- COMMAND... (see regogate run --help)",
+        add_help=False,
+    )
+    commands.add_parser(
+        "serve",
+        help="serve MCP over Streamable HTTP to many clients: regogate serve -c POLICY -- COMMAND... "
+        "(see regogate serve --help)",
         add_help=False,
     )
     commands.add_parser(
@@ -100,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from regogate.proxy.cli._run import main as run_main
 
         return run_main(arguments[1:])
+    if first == "serve":
+        from regogate.proxy.cli._serve import main as serve_main
+
+        return serve_main(arguments[1:])
     if first == "approvals":
         from regogate.proxy.cli._approvals import main as approvals_main
 

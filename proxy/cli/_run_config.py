@@ -17,7 +17,7 @@ from regogate.proxy.policy import DEFAULT_DECISION_PATH, DEFAULT_TIMEOUT, FailMo
 from regogate.proxy.relay import DEFAULT_DENY_PREFIX, HttpTarget
 from regogate.proxy.state import default_state_spec
 
-__all__ = ["DEFAULT_STATE", "OPA_READY_TIMEOUT", "RunConfig", "build_parser", "parse_args"]
+__all__ = ["DEFAULT_STATE", "OPA_READY_TIMEOUT", "RunConfig", "build_parser", "parse_args", "read_config"]
 
 #: Where ``regogate run`` counts when given no ``--state``; ``status``, ``explain`` and ``doctor`` read the same.
 #: No --state: the default store, a SQLite file in the state directory (resolved by parse_args).
@@ -211,7 +211,11 @@ class RunConfig:
 def parse_args(argv: Sequence[str]) -> RunConfig:
     """Parse and check the flags; usage mistakes exit 2 with one line."""
     parser = build_parser()
-    args = parser.parse_args(list(argv))
+    return read_config(parser, parser.parse_args(list(argv)))
+
+
+def read_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RunConfig:
+    """Check the parsed flags of ``build_parser`` (and of parsers built on it) and make the config."""
     upstream = list(args.upstream)
     if upstream and upstream[0] == "--":
         upstream = upstream[1:]

@@ -15,7 +15,7 @@ from regogate.proxy.policy._approvals import ApprovalDesk, Withheld
 from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._decision import CallInput, ListedTool, ListInput, parse_decision
 from regogate.proxy.policy._opa_client import OpaClient
-from regogate.proxy.relay import CallContext, Verdict
+from regogate.proxy.relay import CallContext, Gateway, Verdict
 from regogate.proxy.state import RateLimitStore, Refused, Ticket, Window, counter_key
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class PolicyGateway:
         return state
 
     async def _decide(
-        self, call: CallContext, now: float, digest: str | None
+        self, call: CallContext, now: float, digest: str | None, principal: Mapping[str, object]
     ) -> tuple[CallInput, CounterReads, object, str | None]:
         """The first decision on a call: its input, the counter reads it used, OPA's result and decision id.
 
@@ -188,7 +188,7 @@ class PolicyGateway:
                 annotations=annotations if isinstance(annotations, dict) else None,
                 state=await self._state(reads, call.tool_name, now),
                 arguments_hash=digest,
-                principal=self.settings.principal,
+                principal=principal,
             )
             result, decision_id = await self._opa.evaluate(
                 self.settings.decision_path, call_input.to_document(), held=opa
@@ -209,21 +209,31 @@ class PolicyGateway:
         finally:
             opa.leave()
 
-    async def check_call(self, call: CallContext) -> Verdict:
-        """Decide one call; every fault becomes a denial naming its cause (or an allow under fail-open)."""
+    def acting_for(self, principal: Mapping[str, object]) -> Gateway:
+        """This gateway deciding for ``principal`` (one HTTP client's verified claims) instead of the process's."""
+        return _ActingFor(self, principal)
+
+    async def check_call(self, call: CallContext, *, principal: Mapping[str, object] | None = None) -> Verdict:
+        """Decide one call; every fault becomes a denial naming its cause (or an allow under fail-open).
+
+        ``principal`` replaces the process's (``GateSettings.principal``) for this call.
+        """
         fields: dict[str, object] = {"tool": call.tool_name, "request_id": call.request_id}
+        if principal is not None:  # one of many callers (regogate serve): the event says which
+            fields["principal"] = principal.get("id")
+        who = self.settings.principal if principal is None else principal
         trace = _Trace(uuid.uuid4().hex, time.perf_counter(), fields)
         now = self._clock.now()
         digest = self._audit.digest(call.arguments)
         fields.update(self._audit.arguments(call.arguments, digest))
         fields["_arguments"] = call.arguments  # for redacting messages; never written
         try:
-            call_input, reads, result, opa_decision_id = await self._decide(call, now, digest)
+            call_input, reads, result, opa_decision_id = await self._decide(call, now, digest, who)
             if opa_decision_id:
                 trace = _Trace(opa_decision_id, trace.started, fields)
             decision = parse_decision(result, kind="tools/call", decision_id=trace.decision_id)
             if decision.approval is not None and self._approvals is not None:
-                caller = self.settings.principal.get("id")
+                caller = who.get("id")
                 answer = await self._approvals.obtain(
                     call, decision.approval, trace.decision_id, asked_by=caller if isinstance(caller, str) else None
                 )
@@ -328,7 +338,13 @@ class PolicyGateway:
             limit="committed" if succeeded else "rolled_back",
         )
 
-    async def hidden_tools(self, tools: list[dict[str, object]], *, last_page: bool = True) -> set[str]:
+    async def hidden_tools(
+        self,
+        tools: list[dict[str, object]],
+        *,
+        last_page: bool = True,
+        principal: Mapping[str, object] | None = None,
+    ) -> set[str]:
         """Ask OPA which listed tools to hide; on any fault hide them all (or none, under fail-open)."""
         names = {str(t.get("name")) for t in tools}
         listed = tuple(
@@ -336,9 +352,8 @@ class PolicyGateway:
             for t in tools
         )
         try:
-            document = ListInput(
-                server_id=self.settings.server_id, tools=listed, principal=self.settings.principal
-            ).to_document()
+            who = self.settings.principal if principal is None else principal
+            document = ListInput(server_id=self.settings.server_id, tools=listed, principal=who).to_document()
             result, decision_id = await self._opa.evaluate(self.settings.decision_path, document)
             decision = parse_decision(result, kind="tools/list", decision_id=decision_id)
         except Exception as exc:  # the boundary: a list we cannot filter shows nothing
@@ -354,3 +369,23 @@ class PolicyGateway:
                 log.info("dry-run: would hide %s", sorted(hidden))
             return set()
         return hidden
+
+
+class _ActingFor:
+    """A ``Gateway`` that decides with a ``PolicyGateway`` for one principal; policy reloads reach it too."""
+
+    def __init__(self, gateway: PolicyGateway, principal: Mapping[str, object]) -> None:
+        self._gateway = gateway
+        self._principal = principal
+
+    async def check_call(self, call: CallContext) -> Verdict:
+        """See ``Gateway.check_call``."""
+        return await self._gateway.check_call(call, principal=self._principal)
+
+    async def settle(self, verdict: Verdict, *, succeeded: bool) -> None:
+        """See ``Gateway.settle``."""
+        await self._gateway.settle(verdict, succeeded=succeeded)
+
+    async def hidden_tools(self, tools: list[dict[str, object]], *, last_page: bool = True) -> set[str]:
+        """See ``Gateway.hidden_tools``."""
+        return await self._gateway.hidden_tools(tools, last_page=last_page, principal=self._principal)

@@ -23,7 +23,7 @@ import anyio.abc
 from regogate.proxy.relay._asking import ClientAsker
 from regogate.proxy.relay._bounded import DECISION_TIMEOUT, BoundedGateway, Elicitor
 from regogate.proxy.relay._codec import BadLine, decode
-from regogate.proxy.relay._framing import MAX_LINE_BYTES, LineReader, LineWriter, Oversize, PeerClosed, sniff_id
+from regogate.proxy.relay._framing import MAX_LINE_BYTES, Oversize, PeerClosed, sniff_id
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._ledger import Cancel, Ledger, Phase, Refusal, Request
 from regogate.proxy.relay._pipes import LineSink, LineSource
@@ -62,8 +62,8 @@ class Relay:
         self,
         gateway: Gateway,
         *,
-        client_in: LineReader,
-        client_out: LineWriter,
+        client_in: LineSource,
+        client_out: LineSink,
         upstream_in: LineSource,
         upstream_out: LineSink,
         on_client_closed: Callable[[], Awaitable[object]],

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from regogate.proxy.cli._run_config import parse_args
+from regogate.proxy.cli._serve_config import parse_serve_args
 from tests.conftest import ROOT
 from tests.deploy.conftest import find_docker_compose
 from tests.opa_server import OPA_IMAGE
@@ -40,9 +41,11 @@ def services(files: list[str], env: dict[str, str] | None = None) -> dict[str, A
 
 def test_compose_file_is_valid_and_pins_every_image() -> None:
     team = services(["docker-compose.yml"])
-    assert set(team) == {"bundles", "opa", "redis"}
+    assert set(team) == {"bundles", "opa", "redis", "gateway"}
     assert team["opa"]["image"] == OPA_IMAGE
     for name, service in team.items():
+        if name == "gateway":  # built here, on the host's network (test below)
+            continue
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: {image} is not pinned"
         # Every port is published on the host's loopback only: regogate runs on that host.
@@ -83,3 +86,18 @@ def test_host_example_runs_regogate_against_the_composed_services() -> None:
     assert config.opa_url == "http://127.0.0.1:8181" and "127.0.0.1:8181:8181" in str(team["opa"]["ports"])
     assert config.state == "redis://127.0.0.1:6379/0" and "127.0.0.1:6379:6379" in str(team["redis"]["ports"])
     assert config.upstream == ("python-mcp-server",)
+
+
+def test_the_gateway_profile_serves_on_loopback_through_the_shared_opa_and_redis() -> None:
+    team = services(["docker-compose.yml"])
+    gateway = team["gateway"]
+    assert gateway["profiles"] == ["gateway"] and gateway["network_mode"] == "host"
+    assert gateway["build"]["dockerfile"] == "deploy/gateway/Dockerfile"
+    config = parse_serve_args(gateway["command"])
+    assert (config.host, config.port, config.jwt) == ("127.0.0.1", 8765, None)
+    assert config.run.opa_url == "http://127.0.0.1:8181" and "127.0.0.1:8181:8181" in str(team["opa"]["ports"])
+    assert config.run.state == "redis://127.0.0.1:6379/0" and "127.0.0.1:6379:6379" in str(team["redis"]["ports"])
+    assert config.run.upstream == ("mcp-server-time",)
+    assert (ROOT / "policies" / "python.yaml").is_file()
+    dockerfile = (ROOT / "deploy" / "gateway" / "Dockerfile").read_text(encoding="utf-8")
+    assert "[serve]" in dockerfile and 'ENTRYPOINT ["regogate", "serve"]' in dockerfile

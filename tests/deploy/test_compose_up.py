@@ -168,6 +168,8 @@ def _resolve(project: str, override: Path, org: Org | None) -> Path:
     done = _compose(project, files, "config", timeout=60, env=org.env() if org else None)
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load(done.stdout)
+    # The gateway profile builds its own image on the host's network; the team's services are what is up here.
+    config["services"] = {k: v for k, v in config["services"].items() if not v.get("profiles")}
     for service in config["services"].values():
         assert service.pop("ports"), "the compose file publishes every service's port"
     resolved = override.with_name("compose.resolved.yml")

@@ -18,7 +18,18 @@ def test_version_is_the_one_the_distribution_carries(cli: Cli) -> None:
 def test_help_lists_run_and_every_command(cli: Cli) -> None:
     out = cli("--help")
     assert out.returncode == 0
-    for command in ("run", "validate", "scan", "explain", "status", "doctor", "convert", "core-bundle", "mask-bundle"):
+    for command in (
+        "run",
+        "serve",
+        "validate",
+        "scan",
+        "explain",
+        "status",
+        "doctor",
+        "convert",
+        "core-bundle",
+        "mask-bundle",
+    ):
         assert f"\n    {command} " in out.stdout
 
 
@@ -26,7 +37,7 @@ def test_an_unknown_command_says_so_and_lists_the_commands(cli: Cli) -> None:
     out = cli("sacn", "--", "server")
     assert out.returncode == 2
     assert "unknown command 'sacn'" in out.stderr
-    assert "run, validate, scan, explain, status, doctor" in out.stderr
+    assert "run, serve, validate, scan, explain, status, doctor" in out.stderr
     assert "-c required" not in out.stderr and out.stdout == ""
 
 

@@ -1,0 +1,286 @@
+"""``python -m bench.gateway``: the HTTP gateway's figures (``regogate serve``), measured on their own.
+
+- throughput: decided ``tools/call``s per second with ``--clients`` concurrent keep-alive HTTP clients,
+  each in its own session (so each with its own bench/echo_server.py process behind the gateway);
+- latency: one client's sequential calls, p50/p99, against ``direct``: the same answers from
+  bench/http_echo_server.py, a plain Streamable HTTP server, so the difference is what the gateway adds;
+- memory: regogate's resident memory per idle session, and one session's upstream process apart.
+
+Clients are plain http.client connections in threads (JSON answers), lighter than an SDK client, so
+the figures are the gateway's, not the client's. Run it alone: ``python -m bench.gateway``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench._bridge import SERVER, SERVER_START_TIMEOUT
+from bench._measure import percentile
+from bench._report import machine_facts
+from bench._session import BenchError
+from regogate.proxy.policy import find_opa
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY = Path(__file__).resolve().parent / "bench.yaml"
+REGOGATE = str(Path(sys.executable).parent / "regogate")
+ECHO = [sys.executable, "-m", "bench.echo_server"]
+PROTOCOL_VERSION = "2025-11-25"
+START_TIMEOUT = 60.0
+"""regogate serve's start (policy conversion, embedded OPA) on a loaded machine."""
+TARGET_CALLS_PER_SECOND = 1000.0
+TARGET_ADDED_P50_US = 1000.0
+HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+class HttpSession:
+    """One MCP session over one keep-alive connection."""
+
+    def __init__(self, port: int) -> None:
+        self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self._headers = dict(HEADERS)
+        self._next = 0
+
+    def post(self, message: Mapping[str, object]) -> bytes:
+        self._connection.request("POST", "/mcp", json.dumps(message).encode(), self._headers)
+        response = self._connection.getresponse()
+        body = response.read()
+        if response.status not in (200, 202):
+            raise BenchError(f"HTTP {response.status}: {body[:200]!r}")
+        session = response.getheader("mcp-session-id")
+        if session:
+            self._headers["mcp-session-id"] = session
+        return body
+
+    def start(self) -> None:
+        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "b", "version": "1"}}
+        self.post({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": params})
+        self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def call(self, text: str) -> int:
+        """One decided call; its round trip in ns."""
+        self._next += 1
+        message = {"jsonrpc": "2.0", "id": self._next, "method": "tools/call"}
+        message["params"] = {"name": "echo", "arguments": {"text": text}}
+        started = time.perf_counter_ns()
+        body = self.post(message)
+        elapsed = time.perf_counter_ns() - started
+        if b'"isError":false' not in body:
+            raise BenchError(f"a call was answered with {body[:200]!r}")
+        return elapsed
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def _read_until(process: subprocess.Popen[bytes], prefix: str, timeout: float) -> str:
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stderr], [], [], 0.5)
+        if ready:
+            chunk = os.read(process.stderr.fileno(), 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            for line in buffer.decode(errors="replace").splitlines():
+                if line.startswith(prefix):
+                    return line
+    raise BenchError(f"no {prefix!r} line: {buffer.decode(errors='replace')[-500:]}")
+
+
+@contextmanager
+def gateway(env: Mapping[str, str], max_sessions: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    argv = [REGOGATE, "serve", "-c", str(POLICY), "--listen", "127.0.0.1:0", "--state", "memory"]
+    argv += ["--audit-log", "none", "--log-level", "error", "--max-sessions", str(max_sessions), "--", *ECHO]
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(env)
+    )
+    try:
+        line = _read_until(process, "regogate: serving MCP on ", START_TIMEOUT)
+        yield int(line.rsplit(":", 1)[1].split("/")[0]), process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+@contextmanager
+def direct_server(env: Mapping[str, str]) -> Iterator[int]:
+    process = subprocess.Popen(SERVER, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(env))
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], SERVER_START_TIMEOUT)
+        line = process.stdout.readline().decode() if ready else ""
+        if not line.startswith("PORT "):
+            raise BenchError("bench/http_echo_server.py did not start")
+        yield int(line.split()[1])
+    finally:
+        process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _sequential(port: int, warmup: int, calls: int) -> list[int]:
+    session = HttpSession(port)
+    try:
+        session.start()
+        for i in range(warmup):
+            session.call(f"w{i}")
+        return [session.call(f"c{i}") for i in range(calls)]
+    finally:
+        session.close()
+
+
+def _throughput(port: int, clients: int, calls: int) -> float:
+    sessions = [HttpSession(port) for _ in range(clients)]
+    for session in sessions:
+        session.start()
+        session.call("warm")
+    errors: list[BaseException] = []
+    gate = threading.Barrier(clients + 1)
+
+    def work(session: HttpSession) -> None:
+        gate.wait()
+        try:
+            for i in range(calls):
+                session.call(f"t{i}")
+        except BaseException as exc:  # reported after the run
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in sessions]
+    for thread in threads:
+        thread.start()
+    gate.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    for session in sessions:
+        session.close()
+    if errors:
+        raise BenchError(f"a client failed: {errors[0]!r}")
+    return clients * calls / elapsed
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(p) for p in task.read_text(encoding="utf-8").split()]
+    return found
+
+
+def _idle_memory(port: int, process: subprocess.Popen[bytes], sessions: int) -> tuple[float, float]:
+    """(regogate's KiB per idle session, one upstream process's KiB)."""
+    before_children = set(_children(process.pid))
+    before = _rss_kib(process.pid)
+    opened = [HttpSession(port) for _ in range(sessions)]
+    for session in opened:
+        session.start()
+        session.call("idle")
+    time.sleep(1.0)  # let the allocator settle before reading RSS
+    after = _rss_kib(process.pid)
+    upstreams = [pid for pid in _children(process.pid) if pid not in before_children]
+    upstream_kib = sorted(_rss_kib(pid) for pid in upstreams)[len(upstreams) // 2] if upstreams else 0
+    for session in opened:
+        session.close()
+    return (after - before) / sessions, float(upstream_kib)
+
+
+def measure(*, clients: int, calls: int, sequential: int, idle: int) -> dict[str, float]:
+    env = {**os.environ, "REGOGATE_OPA": find_opa(None), "PYTHONPATH": str(ROOT)}
+    with direct_server(env) as port:
+        direct = _sequential(port, 200, sequential)
+    with gateway(env, max_sessions=clients + idle + 2) as (port, process):
+        through = _sequential(port, 200, sequential)
+        rate = _throughput(port, clients, calls)
+        per_session, upstream = _idle_memory(port, process, idle)
+    return {
+        "direct_p50": percentile(direct, 50) / 1000,
+        "direct_p99": percentile(direct, 99) / 1000,
+        "gateway_p50": percentile(through, 50) / 1000,
+        "gateway_p99": percentile(through, 99) / 1000,
+        "calls_per_second": rate,
+        "session_kib": per_session,
+        "upstream_kib": upstream,
+    }
+
+
+def render(figures: Mapping[str, float], *, clients: int, calls: int, idle: int) -> str:
+    added = figures["gateway_p50"] - figures["direct_p50"]
+    rate_met = "yes" if figures["calls_per_second"] >= TARGET_CALLS_PER_SECOND else "**no**"
+    added_met = "yes" if added <= TARGET_ADDED_P50_US else "**no**"
+    return "\n".join(
+        [
+            "",
+            "## HTTP gateway (`regogate serve`)",
+            "",
+            f"Throughput: {figures['calls_per_second']:.0f} decided calls/s with {clients} concurrent keep-alive "
+            f"HTTP clients ({calls} calls each, each client in its own session with its own "
+            f"bench/echo_server.py); target ≥ {TARGET_CALLS_PER_SECOND:.0f}/s — met: {rate_met}.",
+            "",
+            "| path (one client, sequential calls, µs) | p50 | p99 |",
+            "|---|---|---|",
+            f"| direct: bench/http_echo_server.py over HTTP | {figures['direct_p50']:.0f} | "
+            f"{figures['direct_p99']:.0f} |",
+            f"| gateway: regogate serve -- bench/echo_server.py | {figures['gateway_p50']:.0f} | "
+            f"{figures['gateway_p99']:.0f} |",
+            "",
+            f"Added p50: +{added:.0f} µs; target ≤ {TARGET_ADDED_P50_US:.0f} µs — met: {added_met}.",
+            "",
+            f"Memory per idle session ({idle} sessions opened): regogate +{figures['session_kib']:.0f} KiB each; "
+            f"each session's upstream process (bench/echo_server.py) {figures['upstream_kib'] / 1024:.1f} MiB.",
+            "",
+        ]
+    )
+
+
+def gateway_section(*, smoke: bool = False) -> str:
+    """The section ``make bench`` appends (a handful of calls with ``smoke``)."""
+    sizes = {"clients": 2, "calls": 5, "idle": 2} if smoke else {"clients": 8, "calls": 500, "idle": 20}
+    figures = measure(sequential=5 if smoke else 1000, **sizes)
+    return render(figures, **sizes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--calls", type=int, default=500, help="calls per client in the throughput run")
+    parser.add_argument("--sequential", type=int, default=1000, help="calls in each latency run")
+    parser.add_argument("--idle", type=int, default=20, help="idle sessions opened for the memory figure")
+    args = parser.parse_args(argv)
+    facts = machine_facts(find_opa(None), ROOT)
+    figures = measure(clients=args.clients, calls=args.calls, sequential=args.sequential, idle=args.idle)
+    command = "python -m bench.gateway " + " ".join(argv if argv is not None else sys.argv[1:])
+    header = f"\n`{command.strip()}` on {facts.get('cpu', 'unknown CPU')}, load {os.getloadavg()[0]:.1f} at the end.\n"
+    sys.stdout.write(render(figures, clients=args.clients, calls=args.calls, idle=args.idle) + header)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

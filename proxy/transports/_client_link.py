@@ -1,0 +1,246 @@
+"""One HTTP client session seen from the relay: a line source and sink whose other end is HTTP exchanges.
+
+Lines a client POSTs reach the relay one at a time (``submit``). What the relay writes to the client
+is routed: an answer goes to the exchange (the POST) that waits for its id; a server message goes to
+the exchange it belongs to (``notifications/progress`` by its token; anything else to the only
+request in flight that takes an event stream), else to the session's GET stream, else it waits in a
+small backlog for one. An exchange whose client stopped reading is dropped, never waited on forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from regogate.proxy.relay._wire import UPSTREAM_GONE, Key, error_line, id_key
+
+__all__ = ["ClientLink", "Exchange", "Outgoing"]
+
+logger = logging.getLogger(__name__)
+
+EXCHANGE_BUFFER = 32
+"""Messages queued for one exchange's HTTP answer before the relay waits on that client."""
+ROUTE_TIMEOUT = 10.0
+"""How long the relay waits on a client that stopped reading before its exchange is dropped."""
+BACKLOG = 64
+"""Server messages kept for a GET stream not opened yet; the oldest go first."""
+REQUEST_CANCELLED = -32800
+"""The code the MCP SDK's server ends a cancelled request's HTTP answer with."""
+SUBMIT_TIMEOUT = 30.0
+"""How long a POSTed line may wait for the relay to take it (the relay is deciding 64 calls already)."""
+
+Outgoing = tuple[bytes, bool]
+"""A line for the client and whether it is the answer that ends its exchange."""
+
+
+@dataclass(eq=False)
+class Exchange:
+    """One client request waiting for its answer, and the server messages that travel with it."""
+
+    request_id: str | int
+    key: Key
+    token: Key | None
+    """The request's ``_meta.progressToken``: progress notifications for it come here."""
+    sse: bool
+    """The client accepts an event stream, so server messages may travel in this exchange."""
+    sender: MemoryObjectSendStream[Outgoing] = field(init=False, repr=False)
+    receive: MemoryObjectReceiveStream[Outgoing] = field(init=False, repr=False)
+    answered: bool = False
+
+    def __post_init__(self) -> None:
+        self.sender, self.receive = anyio.create_memory_object_stream[Outgoing](EXCHANGE_BUFFER)
+
+
+class ClientLink:
+    """The relay's client side (``receive``/``send``) for one HTTP session, and the HTTP side's handle on it."""
+
+    def __init__(self) -> None:
+        self._inbound_send, self._inbound = anyio.create_memory_object_stream[bytes](0)
+        self._exchanges: dict[Key, Exchange] = {}
+        self._by_token: dict[Key, Exchange] = {}
+        self._listener: MemoryObjectSendStream[bytes] | None = None
+        self._backlog: deque[bytes] = deque(maxlen=BACKLOG)
+        self._ended = False
+
+    # --- the relay's side ---------------------------------------------------------
+
+    async def receive(self) -> bytes | None:
+        """The next line the client POSTed; ``None`` once the session is closing."""
+        try:
+            return await self._inbound.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+
+    async def send(self, line: bytes) -> None:
+        """Route one line from the relay to the exchange or stream it belongs to."""
+        message = json.loads(line)  # the relay's own canonical encoding of a message it parsed
+        if not isinstance(message, dict):
+            return
+        if "method" not in message:
+            key = id_key(message.get("id"))
+            exchange = self._exchanges.pop(key, None) if key is not None else None
+            if exchange is None:
+                logger.debug("dropped an answer for a request no client waits for")
+                return
+            self._forget_token(exchange)
+            exchange.answered = True
+            await self._put(exchange, line, final=True)
+            return
+        await self._route_server_message(message, line)
+
+    async def aclose(self) -> None:
+        """Nothing to flush: every exchange ends on its own."""
+
+    # --- the HTTP side ------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """Requests are waiting for their answers."""
+        return bool(self._exchanges)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def open_exchange(self, request_id: str | int, token: object, *, sse: bool) -> Exchange | None:
+        """Expect the answer to ``request_id``; ``None`` if a request with that id is still waiting."""
+        key = id_key(request_id)
+        if key is None or key in self._exchanges or self._ended:
+            return None
+        token_key = id_key(token) if token is not None else None
+        exchange = Exchange(request_id, key, token_key, sse)
+        self._exchanges[key] = exchange
+        if token_key is not None:
+            self._by_token[token_key] = exchange
+        return exchange
+
+    def cancel_exchange(self, request_id: object) -> None:
+        """The client cancelled ``request_id``: its exchange ends now with an error, as no answer may follow."""
+        key = id_key(request_id)
+        exchange = self._exchanges.pop(key, None) if key is not None else None
+        if exchange is None:
+            return
+        self._forget_token(exchange)
+        with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            exchange.sender.send_nowait((error_line(request_id, REQUEST_CANCELLED, "request cancelled"), True))
+        exchange.sender.close()
+
+    def close_exchange(self, exchange: Exchange) -> None:
+        """The HTTP answer is over (sent, or the client went away): later messages for it are dropped."""
+        if self._exchanges.get(exchange.key) is exchange:
+            del self._exchanges[exchange.key]
+        self._forget_token(exchange)
+        exchange.receive.close()
+
+    async def submit(self, line: bytes) -> bool:
+        """Hand one client line to the relay; False when the session is over or the relay stays busy."""
+        if self._ended:
+            return False
+        with anyio.move_on_after(SUBMIT_TIMEOUT):
+            try:
+                await self._inbound_send.send(line)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return False
+            return True
+        return False
+
+    def listen(self) -> MemoryObjectReceiveStream[bytes] | None:
+        """The session's stream of server messages (the GET stream); ``None`` if one is open already."""
+        if self._listener is not None or self._ended:
+            return None
+        send, receive = anyio.create_memory_object_stream[bytes](EXCHANGE_BUFFER)
+        while self._backlog:
+            try:
+                send.send_nowait(self._backlog.popleft())
+            except anyio.WouldBlock:
+                break
+        self._listener = send
+        return receive
+
+    def unlisten(self, stream: MemoryObjectReceiveStream[bytes]) -> None:
+        """The GET stream's client went away."""
+        stream.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def end_input(self) -> None:
+        """No more client lines: the relay sees the end of its input and winds the session down."""
+        self._inbound_send.close()
+
+    def finish(self, reason: str = "upstream server is gone") -> None:
+        """The relay is done: every request still waiting gets an error answer, the GET stream ends."""
+        self._ended = True
+        self._inbound_send.close()
+        self._inbound.close()
+        for exchange in list(self._exchanges.values()):
+            with_error = error_line(exchange.request_id, UPSTREAM_GONE, reason)
+            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                exchange.sender.send_nowait((with_error, True))
+            exchange.sender.close()
+        self._exchanges.clear()
+        self._by_token.clear()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    # --- routing ------------------------------------------------------------------
+
+    async def _route_server_message(self, message: dict[str, object], line: bytes) -> None:
+        if message.get("method") == "notifications/progress":
+            params = message.get("params")
+            token = id_key(params.get("progressToken")) if isinstance(params, dict) else None
+            exchange = self._by_token.get(token) if token is not None else None
+            if exchange is not None and exchange.sse:
+                await self._put(exchange, line, final=False)
+                return
+        streaming = [e for e in self._exchanges.values() if e.sse]
+        if len(streaming) == 1:
+            await self._put(streaming[0], line, final=False)
+        elif self._listener is not None:
+            await self._to_listener(line)
+        elif streaming:
+            await self._put(streaming[-1], line, final=False)
+        else:
+            self._backlog.append(line)
+
+    async def _put(self, exchange: Exchange, line: bytes, *, final: bool) -> None:
+        try:
+            try:
+                exchange.sender.send_nowait((line, final))
+            except anyio.WouldBlock:
+                with anyio.fail_after(ROUTE_TIMEOUT):
+                    await exchange.sender.send((line, final))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            logger.debug("the client of request %r went away; message dropped", exchange.request_id)
+        except TimeoutError:
+            logger.warning("the client of request %r stopped reading; its answer is dropped", exchange.request_id)
+            self.close_exchange(exchange)
+        if final:
+            exchange.sender.close()
+
+    async def _to_listener(self, line: bytes) -> None:
+        listener = self._listener
+        assert listener is not None
+        try:
+            try:
+                listener.send_nowait(line)
+            except anyio.WouldBlock:
+                with anyio.fail_after(ROUTE_TIMEOUT):
+                    await listener.send(line)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError):
+            logger.info("the GET stream's client went away or stopped reading; message kept for the next one")
+            listener.close()
+            if self._listener is listener:
+                self._listener = None
+            self._backlog.append(line)
+
+    def _forget_token(self, exchange: Exchange) -> None:
+        if exchange.token is not None and self._by_token.get(exchange.token) is exchange:
+            del self._by_token[exchange.token]

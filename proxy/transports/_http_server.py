@@ -1,0 +1,173 @@
+"""Serve the gateway over HTTP: the Starlette app on uvicorn, inside regogate's own event loop.
+
+uvicorn runs as a task next to the session pool; regogate keeps the signals. SIGTERM or SIGINT starts
+a graceful shutdown: new sessions and requests are refused, calls in flight get ``drain_timeout`` to
+be answered (their counters settle as they are), then every session is closed (its counters settled,
+its upstream stopped), then uvicorn closes its connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from regogate.core import ConfigError
+from regogate.proxy.transports._http_guard import NO_STORE
+from regogate.proxy.transports._mcp_endpoint import McpEndpoint
+from regogate.proxy.transports._session_pool import SessionPool
+
+__all__ = ["Listener", "Readiness", "serve_http"]
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+UVICORN_GRACE = 2.0
+"""After the sessions are closed, how long uvicorn waits for connections to finish before cancelling them."""
+READY_TIMEOUT = 2.0
+"""Bound on one readiness check (OPA's bundles, the store's ping)."""
+KEEP_ALIVE = 30
+"""Seconds an idle keep-alive connection stays open."""
+
+Readiness = Callable[[], Awaitable[str | None]]
+"""What is not ready (``None`` when everything is)."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """Where and how the gateway listens."""
+
+    host: str
+    port: int
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def bind(self) -> socket.socket:
+        """The listening socket (port 0 picks a free one).
+
+        Raises:
+            ConfigError: the address cannot be bound.
+        """
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host.strip("[]"), self.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"--listen {self.host}:{self.port}: {exc.strerror or exc}") from exc
+        sock.listen(128)
+        sock.set_inheritable(False)
+        return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: regogate's shutdown sequence owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def build_app(endpoint: McpEndpoint, ready: Readiness, extra: list[Route] | None = None) -> Starlette:
+    """The routes: ``/mcp``, ``/healthz``, ``/readyz`` and any ``extra`` (the auth metadata)."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"}, headers=NO_STORE)
+
+    async def readyz(request: Request) -> Response:
+        with anyio.move_on_after(READY_TIMEOUT):
+            problem = await ready()
+            if problem is None:
+                return JSONResponse({"status": "ready"}, headers=NO_STORE)
+            return JSONResponse({"status": "not ready", "reason": problem}, status_code=503, headers=NO_STORE)
+        return JSONResponse({"status": "not ready", "reason": "check timed out"}, status_code=503, headers=NO_STORE)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *(extra or []),
+        Route("/mcp", endpoint),  # an ASGI app: every method reaches it (no redirect to /mcp/)
+    ]
+    return Starlette(routes=routes)
+
+
+async def serve_http(
+    app: Starlette,
+    pool: SessionPool,
+    listener: Listener,
+    sock: socket.socket,
+    *,
+    drain_timeout: float,
+    on_listening: Callable[[str], None],
+) -> None:
+    """Serve on ``sock`` (from ``listener.bind``) until SIGTERM/SIGINT, then shut down gracefully (see the
+    module docstring).
+
+    Raises:
+        ConfigError: the TLS files cannot be read.
+    """
+    tls: dict[str, object] = {}
+    if listener.tls_cert is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(listener.tls_cert, listener.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            raise ConfigError(f"--tls-cert/--tls-key: {exc}") from exc
+        tls = {"ssl_certfile": str(listener.tls_cert), "ssl_keyfile": str(listener.tls_key)}
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE,
+        timeout_graceful_shutdown=int(UVICORN_GRACE),
+        **tls,  # type: ignore[arg-type]
+    )
+    server = _Server(config)
+    host, port = sock.getsockname()[:2]
+    scheme = "https" if tls else "http"
+    shown = f"[{host}]" if ":" in host else host
+    stop, served = anyio.Event(), anyio.Event()
+
+    async def on_signals(*, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        with anyio.open_signal_receiver(*SHUTDOWN_SIGNALS) as signals:  # kept through the whole shutdown
+            task_status.started()
+            async for signum in signals:
+                logger.warning("got %s: draining calls in flight, then stopping", signal.Signals(signum).name)
+                stop.set()
+
+    async def run_server() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            served.set()
+            stop.set()
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(on_signals)
+        tg.start_soon(pool.reap_idle)
+        tg.start_soon(run_server)
+        on_listening(f"{scheme}://{shown}:{port}/mcp")
+        await stop.wait()
+        with anyio.CancelScope(shield=True):
+            await pool.drain(drain_timeout)
+            server.should_exit = True
+            with anyio.move_on_after(UVICORN_GRACE + 1.0):
+                await served.wait()
+        tg.cancel_scope.cancel()
+    sock.close()

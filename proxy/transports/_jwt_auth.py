@@ -1,0 +1,220 @@
+"""Who is calling, verified: ``Authorization: Bearer <JWT>`` checked against a JWKS (file or URL).
+
+The gateway is an OAuth resource server (MCP authorization spec): it checks the signature with a key
+of the JWKS (cached; refreshed every ``JWKS_REFRESH`` seconds, and at most every ``JWKS_RETRY`` when a
+token names a key it does not know), the algorithm against an allow-list of asymmetric algorithms
+(never ``none``, never a shared-secret HS*), the issuer, the audience, and ``exp``/``nbf`` with a
+clock skew. A missing or bad token gets 401 with ``WWW-Authenticate`` pointing at the protected
+resource metadata. The token itself is never logged, never put in an error, never passed on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import anyio
+import httpx
+import jwt
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from regogate.core import ConfigError
+from regogate.proxy.transports._flag_rules import ASYMMETRIC_ALGORITHMS, DEFAULT_ALGORITHMS
+
+__all__ = ["ASYMMETRIC_ALGORITHMS", "DEFAULT_ALGORITHMS", "METADATA_PATH", "JwtAuth", "JwtSettings"]
+
+logger = logging.getLogger(__name__)
+
+JWKS_REFRESH = 300.0
+"""Keys are fetched again this often, so a rotated key is picked up."""
+JWKS_RETRY = 30.0
+"""A token naming an unknown key refetches the JWKS at most this often (no fetch storm from forged kids)."""
+JWKS_TIMEOUT = 5.0
+"""Bound on fetching the JWKS."""
+MAX_JWKS_BYTES = 1024 * 1024
+MAX_TOKEN_BYTES = 16 * 1024
+"""A bearer token longer than this is refused unread."""
+METADATA_PATH = "/.well-known/oauth-protected-resource"
+_NOT_CLAIMS = ("exp", "nbf", "iat", "jti")
+"""Token bookkeeping, not facts about the caller: left out of ``input.principal``."""
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """``--jwks``, ``--issuer``, ``--audience``, ``--algorithms``, ``--clock-skew``."""
+
+    jwks: str
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    clock_skew: float = 60.0
+
+    def check(self) -> None:
+        """Raises ``ConfigError`` for an algorithm that is not an asymmetric signature."""
+        bad = [a for a in self.algorithms if a not in ASYMMETRIC_ALGORITHMS]
+        if bad or not self.algorithms:
+            allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
+            raise ConfigError(f"--algorithms {','.join(bad) or '(empty)'}: only public-key algorithms ({allowed})")
+
+
+class _KeySet:
+    """The JWKS's signing keys by ``kid``, loaded from a file or URL and refreshed."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._keys: dict[str | None, jwt.PyJWK] = {}
+        self.declared_alg: dict[str | None, str] = {}
+        """The ``alg`` a key's JWK names, where it names one."""
+        self._loaded_at = -JWKS_REFRESH
+        self._lock = anyio.Lock()
+
+    async def key(self, kid: str | None) -> jwt.PyJWK | None:
+        now = anyio.current_time()
+        if now - self._loaded_at > JWKS_REFRESH or (kid not in self._keys and now - self._loaded_at > JWKS_RETRY):
+            async with self._lock:
+                if anyio.current_time() - self._loaded_at > min(JWKS_RETRY, JWKS_REFRESH):
+                    await self.load()
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        return self._keys.get(kid)
+
+    async def load(self) -> None:
+        """Fetch or read the JWKS; on failure keep the keys there are (logged).
+
+        Raises:
+            ConfigError: at start-up only (no keys yet), when the JWKS cannot be had.
+        """
+        self._loaded_at = anyio.current_time()
+        try:
+            raw = await self._fetch()
+            data = json.loads(raw)
+            keys = {key.key_id: key for key in jwt.PyJWKSet.from_dict(data).keys if key.public_key_use in (None, "sig")}
+            declared = {
+                k.get("kid"): k["alg"]
+                for k in data.get("keys", [])
+                if isinstance(k, dict) and isinstance(k.get("alg"), str)
+            }
+        except (OSError, ValueError, httpx.HTTPError, jwt.PyJWKSetError, jwt.InvalidKeyError) as exc:
+            if not self._keys:
+                raise ConfigError(f"--jwks {self._shown}: cannot load the keys ({type(exc).__name__}: {exc})") from exc
+            logger.error("--jwks %s: refresh failed (%s); keeping the keys loaded before", self._shown, exc)
+            return
+        self._keys, self.declared_alg = keys, declared
+
+    @property
+    def _shown(self) -> str:
+        return self._source.split("?", 1)[0]
+
+    async def _fetch(self) -> bytes:
+        if not self._source.startswith(("https://", "http://")):
+            data = await anyio.Path(self._source).read_bytes()
+            if len(data) > MAX_JWKS_BYTES:
+                raise ValueError("larger than 1 MiB")
+            return data
+        timeout = httpx.Timeout(JWKS_TIMEOUT)
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+            with anyio.fail_after(JWKS_TIMEOUT):
+                response = await client.get(self._source, headers={"accept": "application/json"})
+            response.raise_for_status()
+            if len(response.content) > MAX_JWKS_BYTES:
+                raise ValueError("larger than 1 MiB")
+            return response.content
+
+
+class JwtAuth:
+    """The gateway's ``Authenticator`` for ``--auth jwt``, and its protected resource metadata."""
+
+    def __init__(self, settings: JwtSettings) -> None:
+        settings.check()
+        self._settings = settings
+        self._keys = _KeySet(settings.jwks)
+
+    async def start(self) -> None:
+        """Load the keys once before serving.
+
+        Raises:
+            ConfigError: the JWKS cannot be read or fetched, or holds no usable key.
+        """
+        await self._keys.load()
+
+    async def __call__(self, request: Request) -> Mapping[str, object] | Response:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return self._refuse(request, None, "a bearer token is required")
+        token = token.strip()
+        if len(token) > MAX_TOKEN_BYTES:
+            return self._refuse(request, "invalid_token", "the token is too long")
+        try:
+            claims = await self._verify(token)
+        except jwt.PyJWTError as exc:
+            logger.info("refused a bearer token: %s", type(exc).__name__)
+            return self._refuse(request, "invalid_token", _reason(exc))
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            return self._refuse(request, "invalid_token", "the token has no subject (sub)")
+        principal = {k: v for k, v in claims.items() if k not in _NOT_CLAIMS}
+        principal["id"] = subject
+        return principal
+
+    async def _verify(self, token: str) -> dict[str, object]:
+        header = jwt.get_unverified_header(token)
+        algorithm = header.get("alg")
+        if algorithm not in self._settings.algorithms:
+            raise jwt.InvalidAlgorithmError("algorithm not allowed")
+        kid = header.get("kid")
+        key = await self._keys.key(kid if isinstance(kid, str) else None)
+        if key is None:
+            raise jwt.InvalidKeyError("no key in the JWKS for this token")
+        declared = self._keys.declared_alg.get(key.key_id)
+        if declared is not None and declared != algorithm:
+            raise jwt.InvalidAlgorithmError("the key is for another algorithm")
+        claims: dict[str, object] = jwt.decode(
+            token,
+            key=key.key,
+            algorithms=[algorithm],
+            audience=self._settings.audience,
+            issuer=self._settings.issuer,
+            leeway=self._settings.clock_skew,
+            options={"require": ["exp", "iss", "aud", "sub"]},
+        )
+        return claims
+
+    def _refuse(self, request: Request, error: str | None, description: str) -> Response:
+        metadata = f"{request.base_url.scheme}://{request.headers.get('host', '')}{METADATA_PATH}"
+        challenge = f'Bearer resource_metadata="{metadata}"'
+        if error is not None:
+            challenge += f', error="{error}", error_description="{description}"'
+        body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": f"unauthorized: {description}"}}
+        return JSONResponse(body, status_code=401, headers={"www-authenticate": challenge, "cache-control": "no-store"})
+
+    def metadata(self, request: Request) -> Response:
+        """RFC 9728 protected resource metadata: which authorization server issues tokens for this gateway."""
+        document = {
+            "resource": self._settings.audience,
+            "authorization_servers": [self._settings.issuer],
+            "bearer_methods_supported": ["header"],
+            "resource_signing_alg_values_supported": list(self._settings.algorithms),
+        }
+        return JSONResponse(document)
+
+
+def _reason(exc: Exception) -> str:
+    """What a client is told about its token: the kind of problem, never the token or its claims' values."""
+    reasons: Sequence[tuple[type[Exception], str]] = (
+        (jwt.ExpiredSignatureError, "the token has expired"),
+        (jwt.ImmatureSignatureError, "the token is not valid yet"),
+        (jwt.InvalidAudienceError, "the token is for another audience"),
+        (jwt.InvalidIssuerError, "the token is from another issuer"),
+        (jwt.InvalidAlgorithmError, "the token's algorithm is not allowed"),
+        (jwt.InvalidSignatureError, "the token's signature does not verify"),
+        (jwt.MissingRequiredClaimError, "the token lacks a required claim"),
+        (jwt.InvalidKeyError, "the token's key is not in the JWKS"),
+    )
+    for kind, text in reasons:
+        if isinstance(exc, kind):
+            return text
+    return "the token cannot be read"

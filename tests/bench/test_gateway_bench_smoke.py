@@ -1,0 +1,15 @@
+"""The gateway's benchmark with a handful of calls: its section comes out, so it never rots."""
+
+from __future__ import annotations
+
+from bench.gateway import measure, render
+
+
+def test_the_gateway_section_reports_throughput_latency_and_memory() -> None:
+    figures = measure(clients=2, calls=5, sequential=5, idle=2)
+    section = render(figures, clients=2, calls=5, idle=2)
+    assert figures["calls_per_second"] > 0 and figures["gateway_p50"] > 0 and figures["direct_p50"] > 0
+    assert figures["upstream_kib"] > 0
+    assert "decided calls/s with 2 concurrent keep-alive HTTP clients" in section
+    assert "| gateway: regogate serve -- bench/echo_server.py |" in section
+    assert "Memory per idle session (2 sessions opened)" in section
