@@ -1,7 +1,8 @@
 """Approvals in a SQLite file: the default for one machine, shared by every regogate process using it.
 
-Each operation is one ``BEGIN IMMEDIATE`` transaction run in a worker thread, so a busy lock held by
-another process never stalls the event loop, and ``consume`` stays single-use across processes.
+Each operation is one ``BEGIN IMMEDIATE`` transaction run in a worker thread (the counters'
+``SqliteFile``), so a busy lock held by another process never stalls the event loop, and ``consume``
+stays single-use across processes.
 """
 
 from __future__ import annotations
@@ -12,16 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final, TypeVar
 
-import anyio
-
-from regogate.core import StateError
 from regogate.proxy.approval._record import Approval
 from regogate.proxy.approval._store import check_answerable
+from regogate.proxy.state import SqliteFile
 
 __all__ = ["SqliteApprovalStore"]
-
-#: How long an operation waits for another process's write lock before it fails.
-BUSY_TIMEOUT: Final = 2.0
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS regogate_approvals (
@@ -49,32 +45,11 @@ class SqliteApprovalStore:
         Raises:
             StateError: the file cannot be opened or set up.
         """
-        self._path = str(path)
+        self._file = SqliteFile(path, what="approval store", schema=_SCHEMA)
         self._prefix = prefix
-        try:
-            self._db = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StateError(f"approval store {self._path}: cannot open: {exc}") from exc
-        self._lock = anyio.Lock()
 
     async def _run(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
-        async with self._lock:
-            return await anyio.to_thread.run_sync(self._transaction, job)
-
-    def _transaction(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                result = job(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return result
-        except sqlite3.Error as exc:
-            raise StateError(f"approval store {self._path}: {exc}") from exc
+        return await self._file.transaction("approval", job)
 
     def _rows(self, db: sqlite3.Connection, where: str, *args: object) -> list[Approval]:
         cursor = db.execute(
@@ -144,4 +119,4 @@ class SqliteApprovalStore:
         return await self._run(lambda db: self._rows(db, ""))
 
     async def aclose(self) -> None:
-        self._db.close()
+        await self._file.aclose()

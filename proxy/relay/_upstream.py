@@ -8,18 +8,16 @@ a pidfd where the kernel has them (no threads, no SIGCHLD watcher), else by poll
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
 import subprocess
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import anyio
 
 from regogate.core import ConfigError
-from regogate.proxy.lifecycle import group_alive
+from regogate.proxy.lifecycle import death_signal_hook, group_alive
 from regogate.proxy.relay._framing import LineReader, LineWriter
 
 logger = logging.getLogger(__name__)
@@ -35,27 +33,6 @@ KILL_REAP_TIMEOUT = 1.0
 
 EXIT_POLL_INTERVAL = 0.01
 """Polling step where no pidfd is available (and for group members we are not parent of)."""
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _death_signal_hook() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the kernel SIGKILL the child when regogate dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # regogate died between fork and prctl
-            os._exit(1)
-
-    return hook
 
 
 def exit_status(returncode: int) -> int:
@@ -99,7 +76,7 @@ class Upstream:
                 stdout=child_out,
                 stderr=None,
                 start_new_session=True,
-                preexec_fn=_death_signal_hook(),
+                preexec_fn=death_signal_hook(),
             )
         except OSError as exc:
             for fd in (child_in, to_child, from_child, child_out):

@@ -15,6 +15,7 @@ from regogate.proxy.state._location import default_state_spec
 from regogate.proxy.state._memory import MemoryStore
 from regogate.proxy.state._server_keys import ServerCounters, counter_key
 from regogate.proxy.state._sqlite import SqliteStore
+from regogate.proxy.state._sqlite_file import SqliteFile
 from regogate.proxy.state._store import (
     WINDOW_SECONDS,
     Bucket,
@@ -40,6 +41,7 @@ __all__ = [
     "Reservation",
     "ReserveResult",
     "ServerCounters",
+    "SqliteFile",
     "SqliteStore",
     "Ticket",
     "Window",

@@ -3,23 +3,18 @@
 A reservation is one ``BEGIN IMMEDIATE`` transaction: the write lock is taken before the counters
 are read, so processes sharing the file never admit more than a limit together. The file is in WAL
 mode with ``synchronous=NORMAL`` (a crash may lose the last reservations, never corrupt the file).
-Every call runs in a worker thread, one at a time per store: waiting up to ``BUSY_TIMEOUT`` for
-another process's write lock must not stall the event loop (and every other call with it).
+Every call runs in a worker thread, one at a time per store (``SqliteFile``): waiting up to
+``BUSY_TIMEOUT`` for another process's write lock must not stall the event loop.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final
 
-import anyio
-import anyio.to_thread
-
-from regogate.core import StateError
+from regogate.proxy.state._sqlite_file import SqliteFile
 from regogate.proxy.state._store import (
     WINDOW_SECONDS,
     BucketId,
@@ -34,12 +29,8 @@ from regogate.proxy.state._store import (
 
 __all__ = ["SqliteStore"]
 
-#: How long a reservation waits for another process's write lock before it fails (and denies).
-BUSY_TIMEOUT: Final = 2.0
 #: How often (in clock seconds) buckets whose window has ended are deleted.
 PRUNE_INTERVAL: Final = 300.0
-#: The file holds what a user's calls counted: only that user may read or write it.
-FILE_MODE: Final = 0o600
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS regogate_counters (
@@ -63,16 +54,6 @@ _SUBTRACT: Final = (
 )
 _PRUNE: Final = "DELETE FROM regogate_counters WHERE expires <= ?"
 
-_T = TypeVar("_T")
-
-
-def _private_file(path: str) -> None:
-    """Create the file readable by its owner only (SQLite gives its -wal and -shm files the same mode)."""
-    if path == ":memory:" or path.startswith("file:"):
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-    os.close(fd)
-
 
 class SqliteStore:
     """Counters in a SQLite file, namespaced by ``prefix``."""
@@ -83,53 +64,21 @@ class SqliteStore:
         Raises:
             StateError: the file cannot be opened or set up.
         """
-        self._path = str(path)
+        self._file = SqliteFile(path, what="rate-limit store", schema=_SCHEMA, synchronous="NORMAL")
         self._prefix = prefix
         self._next_prune = 0.0
-        self._limiter: anyio.CapacityLimiter | None = None
-        try:
-            _private_file(self._path)
-            self._db = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"rate-limit store {self._path}: cannot open: {exc}") from exc
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise StateError(f"rate-limit store {self._path}: cannot set up: {exc}") from exc
 
     @property
     def path(self) -> str:
         """The database file."""
-        return self._path
-
-    async def _call(self, action: str, work: Callable[[], _T]) -> _T:
-        """Run ``work`` in a worker thread, one call at a time, turning SQLite errors into ``StateError``."""
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(1)
-
-        def guarded() -> _T:
-            try:
-                return work()
-            except sqlite3.Error as exc:
-                # The failure being reported matters more; SQLite also rolls back on close.
-                with suppress(sqlite3.Error):
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                raise StateError(f"rate-limit store {self._path}: {action} failed: {exc}") from exc
-
-        return await anyio.to_thread.run_sync(guarded, limiter=self._limiter)
+        return self._file.path
 
     async def reserve(self, items: Sequence[Reservation], now: float) -> ReserveResult:
         """See ``RateLimitStore.reserve``; one ``BEGIN IMMEDIATE`` transaction."""
-        return await self._call("reserve", lambda: self._reserve(items, now))
+        return await self._file.transaction("reserve", lambda db: self._reserve(db, items, now))
 
-    def _reserve(self, items: Sequence[Reservation], now: float) -> ReserveResult:
-        db, prefix = self._db, self._prefix
-        db.execute("BEGIN IMMEDIATE")
+    def _reserve(self, db: sqlite3.Connection, items: Sequence[Reservation], now: float) -> ReserveResult:
+        prefix = self._prefix
         if now >= self._next_prune:
             db.execute(_PRUNE, (int(now),))
             self._next_prune = now + PRUNE_INTERVAL
@@ -140,14 +89,12 @@ class SqliteStore:
 
         plan = plan_reservations(items, now, read)
         if isinstance(plan, Refused):
-            db.execute("ROLLBACK")
             return plan
         buckets = plan.ticket.buckets
         db.executemany(
             _ADD,
             [(prefix, b.key, b.window, b.start, b.start + WINDOW_SECONDS[b.window], b.cost) for b in buckets],
         )
-        db.execute("COMMIT")
         return plan.ticket
 
     async def commit(self, ticket: Ticket) -> None:
@@ -156,28 +103,21 @@ class SqliteStore:
     async def rollback(self, ticket: Ticket) -> None:
         """See ``RateLimitStore.rollback``."""
 
-        def work() -> None:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(_SUBTRACT, [(b.cost, self._prefix, b.key, b.window, b.start) for b in ticket.buckets])
-            self._db.execute("COMMIT")
-
-        await self._call("rollback", work)
+        rows = [(b.cost, self._prefix, b.key, b.window, b.start) for b in ticket.buckets]
+        await self._file.transaction("rollback", lambda db: db.executemany(_SUBTRACT, rows))
 
     async def current(self, key: str, window: Window, now: float) -> float:
         """See ``RateLimitStore.current``."""
 
-        def work() -> float:
-            row = self._db.execute(_SELECT, (self._prefix, key, window, window_start(window, now))).fetchone()
+        def work(db: sqlite3.Connection) -> float:
+            row = db.execute(_SELECT, (self._prefix, key, window, window_start(window, now))).fetchone()
             return float(row[0]) if row else 0.0
 
-        return await self._call("read", work)
+        return await self._file.run("read", work)
 
     async def ping(self) -> None:
         """Nothing to check: the store is local and open."""
 
     async def aclose(self) -> None:
         """Close the database connection (after any call in progress)."""
-        if self._limiter is None:
-            self._db.close()
-            return
-        await self._call("close", self._db.close)
+        await self._file.aclose()
