@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Final, cast
 
 from regogate.core import LogArgs, StateError
+from regogate.proxy.cli._state_flags import DEFAULT_STATE, add_state_flags
 from regogate.proxy.cli._upstream_flags import add_upstream_flags, quiet_http_logs, read_upstream_flags
 from regogate.proxy.cli._usage import UsageParser
 from regogate.proxy.policy import DEFAULT_DECISION_PATH, DEFAULT_TIMEOUT, FailMode
@@ -19,9 +20,6 @@ from regogate.proxy.state import default_state_spec
 
 __all__ = ["DEFAULT_STATE", "OPA_READY_TIMEOUT", "RunConfig", "build_parser", "parse_args", "read_config"]
 
-#: Where ``regogate run`` counts when given no ``--state``; ``status``, ``explain`` and ``doctor`` read the same.
-#: No --state: the default store, a SQLite file in the state directory (resolved by parse_args).
-DEFAULT_STATE: Final = None
 #: How long an external OPA may take to activate its bundles (a first download from a bundle server).
 OPA_READY_TIMEOUT: Final = 30.0
 
@@ -116,23 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="when the state store fails: deny calls that need a counter (closed, default) or admit them uncounted",
     )
     p.add_argument("--dry-run", action="store_true", help="decide and log every call, but never block one")
-    p.add_argument(
-        "--state",
-        "--state-dsn",
-        dest="state",
-        default=DEFAULT_STATE,
-        metavar="STORE",
-        help="rate-limit counters: sqlite:///path/state.db, redis://[user:pass@]host:port/db, or memory (gone when "
-        "the session ends); default: STATE_DIR/state.db, one SQLite file shared by all your regogate processes "
-        "(--state-dsn is Intercept's spelling)",
-    )
-    p.add_argument(
-        "--state-dir",
-        metavar="DIR",
-        help="regogate's state directory: the default counter store, and one directory per server id for its audit log "
-        "(default: $XDG_STATE_HOME/regogate, i.e. ~/.local/state/regogate)",
-    )
-    p.add_argument("--state-prefix", default="", metavar="PREFIX", help="namespace for counters in a shared store")
+    add_state_flags(p, keeps_state=True)
     p.add_argument(
         "--audit-log",
         metavar="FILE",
