@@ -32,6 +32,7 @@ from regogate.proxy.cli._reload import PolicySource, watch_policy
 from regogate.proxy.cli._run_config import RunConfig
 from regogate.proxy.lifecycle import private_dir
 from regogate.proxy.policy import (
+    ApprovalDesk,
     ArgumentHasher,
     AuditLog,
     EmbeddedOpa,
@@ -46,7 +47,6 @@ from regogate.proxy.policy import (
     supervise_opa,
     wait_for_bundles,
 )
-from regogate.proxy.policy._approvals import ApprovalDesk
 from regogate.proxy.relay import Upstream
 from regogate.proxy.state import RateLimitStore, open_store
 

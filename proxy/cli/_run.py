@@ -35,7 +35,7 @@ async def serve(config: RunConfig) -> int:
     async with open_gate(config, spawn_upstream=True) as gate:
         if config.target is not None:
             # Imported here: the HTTP client costs start-up time that a process upstream never needs.
-            from regogate.proxy.transports._bridge import run_bridge
+            from regogate.proxy.transports import run_bridge
 
             status = await run_bridge(config.target, gate.checked, deny_prefix=config.deny_prefix)
         else:

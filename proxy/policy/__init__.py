@@ -1,6 +1,7 @@
 """The policy side: the gateway that asks OPA, the decision contract, the OPA client and its HTTP layer,
 embedded OPA, revisions and audit."""
 
+from regogate.proxy.policy._approvals import ApprovalDesk
 from regogate.proxy.policy._arg_hash import ArgumentHasher, default_key_path, load_key
 from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._decision import CallInput, Decision, ListInput, RateLimitDeclaration, parse_decision
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MIN_OPA_VERSION",
     "OPA_VERSION",
+    "ApprovalDesk",
     "ArgumentHasher",
     "AuditLog",
     "CallInput",

@@ -25,7 +25,7 @@ from regogate.proxy.approval import (
 )
 from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._decision import ApprovalObligation
-from regogate.proxy.relay._gateway import CallContext
+from regogate.proxy.relay import CallContext
 
 __all__ = ["ApprovalDesk", "Granted", "Withheld"]
 

@@ -3,14 +3,14 @@
 from typing import TYPE_CHECKING
 
 from regogate.proxy.relay._bounded import DECISION_TIMEOUT
-from regogate.proxy.relay._codec import encode
+from regogate.proxy.relay._codec import BadLine, decode, encode
 from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, PeerClosed
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._http_target import READ_TIMEOUT, HttpTarget, parse_headers
 from regogate.proxy.relay._pipes import LineSink, LineSource
 from regogate.proxy.relay._relay import DEFAULT_DENY_PREFIX, Relay
 from regogate.proxy.relay._upstream import Upstream, exit_status
-from regogate.proxy.relay._wire import error_line
+from regogate.proxy.relay._wire import INVALID_REQUEST, UPSTREAM_GONE, Key, error_line, id_key
 
 if TYPE_CHECKING:
     from regogate.proxy.relay._http_upstream import HttpUpstream
@@ -18,11 +18,15 @@ if TYPE_CHECKING:
 __all__ = [
     "DECISION_TIMEOUT",
     "DEFAULT_DENY_PREFIX",
+    "INVALID_REQUEST",
     "READ_TIMEOUT",
+    "UPSTREAM_GONE",
+    "BadLine",
     "CallContext",
     "Gateway",
     "HttpTarget",
     "HttpUpstream",
+    "Key",
     "LineReader",
     "LineSink",
     "LineSource",
@@ -32,9 +36,11 @@ __all__ = [
     "Relay",
     "Upstream",
     "Verdict",
+    "decode",
     "encode",
     "error_line",
     "exit_status",
+    "id_key",
     "parse_headers",
 ]
 

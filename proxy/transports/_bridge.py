@@ -13,11 +13,16 @@ import sys
 import anyio
 import anyio.abc
 
-from regogate.proxy.relay import DECISION_TIMEOUT, DEFAULT_DENY_PREFIX, Relay
-from regogate.proxy.relay._framing import LineReader, LineWriter
-from regogate.proxy.relay._gateway import Gateway
-from regogate.proxy.relay._http_target import HttpTarget
-from regogate.proxy.relay._http_upstream import HttpUpstream
+from regogate.proxy.relay import (
+    DECISION_TIMEOUT,
+    DEFAULT_DENY_PREFIX,
+    Gateway,
+    HttpTarget,
+    HttpUpstream,
+    LineReader,
+    LineWriter,
+    Relay,
+)
 from regogate.proxy.transports._stdio import FORWARDED_SIGNALS, _guard_stdout
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from regogate.proxy.relay._wire import UPSTREAM_GONE, Key, error_line, id_key
+from regogate.proxy.relay import UPSTREAM_GONE, Key, error_line, id_key
 
 __all__ = ["ClientLink", "Exchange", "Outgoing"]
 

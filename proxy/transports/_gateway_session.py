@@ -15,9 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import anyio
 import anyio.abc
 
-from regogate.proxy.relay import Gateway, HttpTarget, Relay, Upstream
-from regogate.proxy.relay._http_upstream import HttpUpstream
-from regogate.proxy.relay._pipes import LineSink, LineSource
+from regogate.proxy.relay import Gateway, HttpTarget, HttpUpstream, LineSink, LineSource, Relay, Upstream
 from regogate.proxy.transports._client_link import ClientLink
 
 __all__ = ["GatewaySession"]

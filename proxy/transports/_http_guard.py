@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from regogate.proxy.relay._wire import INVALID_REQUEST, error_line
+from regogate.proxy.relay import INVALID_REQUEST, error_line
 from regogate.proxy.transports._flag_rules import is_loopback
 
 __all__ = ["BodyTooLarge", "HttpGuard", "read_body", "rpc_error"]

@@ -20,8 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from regogate.core import RegogateError
-from regogate.proxy.relay._codec import BadLine, decode
-from regogate.proxy.relay._wire import id_key
+from regogate.proxy.relay import BadLine, decode, id_key
 from regogate.proxy.transports._client_link import Exchange, Outgoing
 from regogate.proxy.transports._gateway_session import GatewaySession
 from regogate.proxy.transports._http_guard import (
