@@ -54,12 +54,19 @@ async def _readiness(gate: Gate) -> str | None:
 async def _serve(config: ServeConfig) -> int:
     from starlette.routing import Route
 
-    from regogate.proxy.transports._gateway_session import GatewaySession
-    from regogate.proxy.transports._http_guard import HttpGuard
-    from regogate.proxy.transports._http_server import Listener, build_app, serve_http
-    from regogate.proxy.transports._jwt_auth import METADATA_PATH, JwtAuth, JwtSettings
-    from regogate.proxy.transports._mcp_endpoint import Authenticator, McpEndpoint
-    from regogate.proxy.transports._session_pool import SessionPool
+    from regogate.proxy.transports import (
+        METADATA_PATH,
+        Authenticator,
+        GatewaySession,
+        HttpGuard,
+        JwtAuth,
+        JwtSettings,
+        Listener,
+        McpEndpoint,
+        SessionPool,
+        build_app,
+        serve_http,
+    )
 
     run = config.run
     listener = Listener(config.host, config.port, config.tls_cert, config.tls_key)

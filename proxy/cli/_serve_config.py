@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Final
 
 from regogate.proxy.cli._run_config import RunConfig, build_parser, read_config
-from regogate.proxy.transports._flag_rules import ASYMMETRIC_ALGORITHMS, DEFAULT_ALGORITHMS, is_loopback
+from regogate.proxy.transports import ASYMMETRIC_ALGORITHMS, DEFAULT_ALGORITHMS, is_loopback
 
 __all__ = ["DEFAULT_LISTEN", "JwtFlags", "ServeConfig", "parse_serve_args"]
 
