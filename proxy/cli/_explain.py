@@ -17,8 +17,9 @@ from regogate.converters import Policy
 from regogate.core import ConfigError, DecisionError
 from regogate.proxy.cli._opa_eval import opa_eval
 from regogate.proxy.cli._policy_bundles import policy_bundles
-from regogate.proxy.cli._server_tools import list_server_tools
+from regogate.proxy.cli._server_tools import list_tools_of
 from regogate.proxy.cli._state_flags import add_state_flags, open_state
+from regogate.proxy.cli._upstream_flags import add_upstream_flags, quiet_http_logs, read_upstream_flags
 from regogate.proxy.cli._usage import Commands
 from regogate.proxy.cli._validate import upstream_command
 from regogate.proxy.policy import (
@@ -30,6 +31,7 @@ from regogate.proxy.policy import (
     find_opa,
     parse_decision,
 )
+from regogate.proxy.relay import HttpTarget
 from regogate.proxy.state import WINDOW_SECONDS, RateLimitStore, window_start
 
 
@@ -41,12 +43,14 @@ def add_parsers(commands: Commands) -> None:
         description=(
             "Evaluate one tools/call with the real OPA: the decision, every reason with the rule's YAML source "
             "line, the rate limits declared with the counters' current values, and the exact OPA input. "
-            "Nothing is counted."
+            "Nothing is counted. Given the server (-- COMMAND or --upstream URL), the tool's inputSchema and "
+            "annotations come from its tools/list, as in a session; the caller is who regogate run would name."
         ),
         epilog=(
             "examples:\n"
             "  regogate explain -c policies/github.yaml --tool push_files --args '{\"force\": true}'\n"
-            "  regogate explain -c policies/python.yaml --tool uv-run --args '{}' --explain -- python-mcp-server"
+            "  regogate explain -c policies/python.yaml --tool uv-run --args '{}' --explain -- python-mcp-server\n"
+            '  regogate explain -c remote.yaml --tool search --args \'{"q": "x"}\' --upstream https://host/mcp'
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -70,7 +74,8 @@ def add_parsers(commands: Commands) -> None:
     explain.add_argument("--explain", action="store_true", help="also print OPA's own explanation (--explain full)")
     explain.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     add_state_flags(explain)
-    explain.set_defaults(handler=run)
+    add_upstream_flags(explain)
+    explain.set_defaults(handler=run, parser=explain)
 
 
 @dataclass(frozen=True)
@@ -128,12 +133,20 @@ def _json_object(text: str | None, flag: str) -> dict[str, object] | None:
     return value
 
 
-async def _tool_entry(args: argparse.Namespace) -> tuple[dict[str, object] | None, dict[str, object] | None]:
+async def _tool_entry(
+    args: argparse.Namespace, target: HttpTarget | None
+) -> tuple[dict[str, object] | None, dict[str, object] | None]:
     """The tool's inputSchema and annotations: from the server when one is given, else from the flags."""
     command = upstream_command(args)
-    if not command:
-        return _json_object(args.input_schema, "--input-schema"), _json_object(args.annotations, "--annotations")
-    for entry in await list_server_tools(command):
+    if not command and target is None:
+        given = _json_object(args.input_schema, "--input-schema")
+        if given is None:
+            sys.stderr.write(
+                f"regogate explain: no server given, so {args.tool}'s inputSchema is unknown (as for a tool the "
+                "server does not list): validate rules deny; pass -- COMMAND, --upstream URL or --input-schema JSON\n"
+            )
+        return given, _json_object(args.annotations, "--annotations")
+    for entry in await list_tools_of(command, target):
         if entry.get("name") == args.tool:
             schema, annotations = entry.get("inputSchema"), entry.get("annotations")
             return (
@@ -143,10 +156,16 @@ async def _tool_entry(args: argparse.Namespace) -> tuple[dict[str, object] | Non
     raise ConfigError(f"the server does not offer a tool named {args.tool!r}")
 
 
-async def _explain(args: argparse.Namespace, arguments: dict[str, object], workdir: Path) -> int:
+async def _explain(
+    args: argparse.Namespace,
+    arguments: dict[str, object],
+    workdir: Path,
+    target: HttpTarget | None,
+    principal: dict[str, object],
+) -> int:
     loaded = policy_bundles(Path(args.config), args.server_id, workdir)
     opa_bin = find_opa(args.opa_bin)
-    schema, annotations = await _tool_entry(args)
+    schema, annotations = await _tool_entry(args, target)
     now = time.time()
     store = open_state(args, loaded.server_id)
     try:
@@ -164,6 +183,7 @@ async def _explain(args: argparse.Namespace, arguments: dict[str, object], workd
             input_schema=schema,
             annotations=annotations,
             state=state,
+            principal=principal,
         ).to_document()
         query = "data." + args.opa_path.strip("/").replace("/", ".")
         evaluation = await opa_eval(opa_bin, loaded.bundles, query, document, explain=args.explain)
@@ -226,8 +246,12 @@ async def _explain(args: argparse.Namespace, arguments: dict[str, object], workd
 def run(args: argparse.Namespace) -> int:
     """Explain one call."""
     arguments = _json_object(args.args, "--args") or {}
+    command = upstream_command(args)
+    target, principal = read_upstream_flags(args.parser, args, command, required=False)
+    if target is not None:
+        quiet_http_logs()
     workdir = Path(tempfile.mkdtemp(prefix="regogate-explain-"))
     try:
-        return anyio.run(_explain, args, arguments, workdir)
+        return anyio.run(_explain, args, arguments, workdir, target, principal)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

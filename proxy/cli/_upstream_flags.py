@@ -63,10 +63,10 @@ def add_remote_flags(p: argparse.ArgumentParser) -> None:
 
 
 def read_upstream_flags(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]
+    parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str], *, required: bool = True
 ) -> tuple[HttpTarget | None, dict[str, object]]:
     """The remote upstream (``None`` for a command) and the principal; usage mistakes exit 2 with one line."""
-    target = read_remote_target(parser, args, command)
+    target = read_remote_target(parser, args, command, required=required)
     try:
         return target, load_principal(args.principal_file, args.principal, os.environ)
     except ConfigError as exc:

@@ -13,6 +13,7 @@ import pytest
 from regogate.proxy.state import Reservation, SqliteStore, counter_key
 from tests.conftest import POLICIES
 from tests.e2e.harness import STANDIN, gated_session
+from tests.http_servers import python_http_server
 from tests.proxy.cli.conftest import Cli
 
 GITHUB = str(POLICIES / "github.yaml")
@@ -182,3 +183,29 @@ def test_status_says_so_when_the_approval_store_cannot_be_read(cli: Cli, tmp_pat
     out = cli("status", "-c", GITHUB, "--state", f"sqlite://{db}")
     assert out.returncode == 1
     assert out.stderr.startswith("regogate status: server id github: ") and "Traceback" not in out.stderr
+
+
+def test_explain_takes_the_schema_from_an_upstream_url_and_names_the_caller_as_run_does(
+    cli: Cli, tmp_path: Path
+) -> None:
+    policy = tmp_path / "remote.yaml"
+    policy.write_text(
+        'version: "1"\ndefault: deny\ntools:\n  echo:\n    rules:\n      - action: allow\n'
+        "        validate: {required_args: true}\n",
+        encoding="utf-8",
+    )
+    call = ("explain", "-c", str(policy), "--tool", "echo", "--args", '{"text": "hi"}', "--json")
+    with python_http_server("--token", "explain-token-42") as server:
+        remote = cli(
+            *call, "--upstream", server.url, "--header-env", "Authorization=TOKEN", "--principal", "team=ops",
+            env={"TOKEN": "Bearer explain-token-42", "REGOGATE_PRINCIPAL": '{"id": "bob"}'},
+        )  # fmt: skip
+    assert remote.returncode == 0, remote.stderr
+    record = json.loads(remote.stdout)
+    assert record["allow"] is True and record["input"]["principal"] == {"id": "bob", "team": "ops"}
+    assert record["input"]["tool"]["input_schema"]["required"] == ["text"]
+    assert "explain-token-42" not in remote.stdout + remote.stderr
+    # Without a server the schema is unknown: the validate rule denies, and explain says why.
+    alone = cli(*call)
+    assert alone.returncode == 0 and json.loads(alone.stdout)["allow"] is False
+    assert "echo's inputSchema is unknown" in alone.stderr and "--upstream URL" in alone.stderr
