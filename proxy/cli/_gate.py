@@ -220,7 +220,8 @@ async def open_gate(config: RunConfig, *, spawn_upstream: bool = False, **start:
                 opa_version = "unknown"
             audit.write(
                 "start",
-                policy=str(config.policy),
+                # Absolute: `regogate status` reads it back from any directory.
+                policy=os.path.abspath(config.policy),
                 server_id=source.server_id,
                 revision=source.revision,
                 revisions=revisions,

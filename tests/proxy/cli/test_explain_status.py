@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from regogate.proxy.state import Reservation, SqliteStore, counter_key
 from tests.conftest import POLICIES
 from tests.e2e.harness import STANDIN, gated_session
 from tests.http_servers import python_http_server
-from tests.proxy.cli.conftest import Cli
+from tests.proxy.cli.conftest import REGOGATE, Cli
 
 GITHUB = str(POLICIES / "github.yaml")
 
@@ -209,3 +210,23 @@ def test_explain_takes_the_schema_from_an_upstream_url_and_names_the_caller_as_r
     alone = cli(*call)
     assert alone.returncode == 0 and json.loads(alone.stdout)["allow"] is False
     assert "echo's inputSchema is unknown" in alone.stderr and "--upstream URL" in alone.stderr
+
+
+def test_status_finds_a_policy_given_by_a_relative_path_from_another_directory(cli: Cli, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "python.yaml").write_text((POLICIES / "python.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    started = subprocess.run(
+        [REGOGATE, "-c", "python.yaml", "--", *STANDIN],
+        cwd=project,
+        env=cli.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "regogate: audit log " in started.stderr  # the session ends at once (no client); the start is logged
+    out = cli("status", "--json")  # run from tmp_path, not from the project
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert {r["server_id"] for r in rows} == {"python"} and any(r["tool"] == "black" for r in rows)
