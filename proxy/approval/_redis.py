@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Final
 
 import anyio
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from regogate.core import StateError
 from regogate.proxy.approval._record import Approval
 from regogate.proxy.approval._store import ApprovalError
+from regogate.proxy.state import redis_call
 
 __all__ = ["RedisApprovalStore"]
 
@@ -105,15 +103,8 @@ class RedisApprovalStore:
     def _call_key(self, server_id: str, tool: str, digest: str) -> str:
         return f"{self._call_prefix}{json.dumps([server_id, tool, digest])}"
 
-    @asynccontextmanager
-    async def _guard(self, action: str) -> AsyncIterator[None]:
-        try:
-            with anyio.fail_after(CALL_TIMEOUT):
-                yield
-        except TimeoutError as exc:
-            raise StateError(f"approval store redis: {action} timed out after {CALL_TIMEOUT:g}s") from exc
-        except (RedisError, OSError) as exc:
-            raise StateError(f"approval store redis: {action} failed: {exc}") from exc
+    def _guard(self, action: str) -> AbstractAsyncContextManager[None]:
+        return redis_call("approval store redis", action, CALL_TIMEOUT)
 
     async def request(self, approval: Approval, now: float) -> Approval:
         ttl = math.ceil(approval.expires - now) + KEEP_AFTER_EXPIRY

@@ -29,7 +29,7 @@ from regogate.proxy.state._store import (
 )
 
 if TYPE_CHECKING:
-    from regogate.proxy.state._redis import RedisStore
+    from regogate.proxy.state._redis import RedisStore, redis_call
 
 __all__ = [
     "WINDOW_SECONDS",
@@ -49,6 +49,7 @@ __all__ = [
     "default_state_spec",
     "open_store",
     "parse_store_spec",
+    "redis_call",
     "window_start",
 ]
 
@@ -62,6 +63,10 @@ def __getattr__(name: str) -> object:
         from regogate.proxy.state._redis import RedisStore
 
         return RedisStore
+    if name == "redis_call":
+        from regogate.proxy.state._redis import redis_call
+
+        return redis_call
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
@@ -44,7 +44,7 @@ from regogate.proxy.state._store import (
     window_start,
 )
 
-__all__ = ["CALL_TIMEOUT", "EXPIRY_MARGIN", "RedisStore", "bucket_key"]
+__all__ = ["CALL_TIMEOUT", "EXPIRY_MARGIN", "RedisStore", "bucket_key", "redis_call"]
 
 #: Connecting to Redis on a LAN takes milliseconds; a second means the host is down or filtered.
 CONNECT_TIMEOUT: Final = 1.0
@@ -195,17 +195,8 @@ class RedisStore:
         """The ``host:port`` this store talks to (what its errors name)."""
         return self._where
 
-    @asynccontextmanager
-    async def _guard(self, action: str) -> AsyncIterator[None]:
-        try:
-            with anyio.fail_after(CALL_TIMEOUT):
-                yield
-        except TimeoutError as exc:
-            raise StateError(
-                f"rate-limit store redis {self._where}: {action} timed out after {CALL_TIMEOUT:g}s"
-            ) from exc
-        except (RedisError, OSError) as exc:
-            raise StateError(f"rate-limit store redis {self._where}: {action} failed: {exc}") from exc
+    def _guard(self, action: str) -> AbstractAsyncContextManager[None]:
+        return redis_call(f"rate-limit store redis {self._where}", action, CALL_TIMEOUT)
 
     async def reserve(self, items: Sequence[Reservation], now: float) -> ReserveResult:
         """See ``RateLimitStore.reserve``; one Lua script."""
@@ -255,3 +246,18 @@ class RedisStore:
         """Close every pooled connection."""
         with anyio.move_on_after(CALL_TIMEOUT, shield=True):
             await self._redis.aclose()
+
+
+@asynccontextmanager
+async def redis_call(what: str, action: str, timeout: float) -> AsyncIterator[None]:
+    """Bound one Redis operation by ``timeout``; a timeout or a Redis failure becomes ``StateError``.
+
+    The error reads ``<what>: <action> timed out after <timeout>s`` or ``<what>: <action> failed: <why>``.
+    """
+    try:
+        with anyio.fail_after(timeout):
+            yield
+    except TimeoutError as exc:
+        raise StateError(f"{what}: {action} timed out after {timeout:g}s") from exc
+    except (RedisError, OSError) as exc:
+        raise StateError(f"{what}: {action} failed: {exc}") from exc
