@@ -1,8 +1,9 @@
 """The bridge's figure for ``make bench``: added latency of ``regogate --upstream URL`` against plain HTTP.
 
-Both paths reach the same server (bench/http_echo_server.py) with the same calls: ``direct`` is a
-lean keep-alive HTTP/1.1 client POSTing each ``tools/call``; ``bridge`` is bench/_session.py on
-regogate's stdio, regogate deciding with its embedded OPA and POSTing to the server over httpx.
+Both paths reach the same server (bench/http_echo_server.py) with the same calls, alternating call
+by call: ``direct`` is a lean keep-alive HTTP/1.1 client POSTing each ``tools/call``; ``bridge`` is
+bench/_session.py on regogate's stdio, regogate deciding with its embedded OPA and POSTing to the
+server over httpx.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from bench._measure import Plan, percentile
-from bench._session import BenchError, Session, check_reply
+from bench._session import BenchError, Session, check_reply, cpu_seconds, descendants
 from regogate.proxy.policy._embedded_opa import find_opa
 
 SERVER = [sys.executable, "-m", "bench.http_echo_server"]
@@ -62,6 +63,19 @@ def _timed_http(client: _HttpClient, lines: list[bytes]) -> list[int]:
     return samples
 
 
+def _interleaved(client: _HttpClient, bridge: Session, count: int) -> tuple[list[int], list[int]]:
+    """``count`` calls on each path, alternating call by call so both see the same machine load."""
+    direct: list[int] = []
+    through: list[int] = []
+    for line_direct, line_bridge in zip(_lines(bridge, count), _lines(bridge, count), strict=True):
+        direct += _timed_http(client, [line_direct])
+        samples, replies = bridge.timed([line_bridge])
+        if b'"isError":false' not in replies[0]:
+            raise BenchError(f"the bridge answered a call with {replies[0][:200]!r}")
+        through += samples
+    return direct, through
+
+
 def _start_server(stderr: IO[bytes], env: Mapping[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     process = subprocess.Popen(SERVER, stdout=subprocess.PIPE, stderr=stderr, env=dict(env))
     assert process.stdout is not None
@@ -77,7 +91,7 @@ def _start_server(stderr: IO[bytes], env: Mapping[str, str]) -> tuple[subprocess
 def measure_bridge(
     plan: Plan, *, regogate: str, policy: Path, env: Mapping[str, str], stderr: IO[bytes]
 ) -> list[dict[str, float]]:
-    """One ``{direct_p50, direct_p99, bridge_p50, bridge_p99}`` (µs) per repetition.
+    """One ``{direct_p50, direct_p99, bridge_p50, bridge_p99, bridge_cpu}`` (µs) per repetition.
 
     Raises:
         BenchError: a path misbehaved.
@@ -101,13 +115,11 @@ def measure_bridge(
                 bridge.ask("initialize", init)
                 bridge.notify("notifications/initialized")
                 client.call(bridge.request_line("initialize", init).rstrip(b"\n"))
-                _timed_http(client, _lines(bridge, plan.warmup))
-                bridge.timed(_lines(bridge, plan.warmup))
-                direct = _timed_http(client, _lines(bridge, plan.calls))
-                through, replies = bridge.timed(_lines(bridge, plan.calls))
-                for reply in replies:
-                    if b'"isError":false' not in reply:
-                        raise BenchError(f"the bridge answered a call with {reply[:200]!r}")
+                _interleaved(client, bridge, plan.warmup)
+                tree = [bridge.pid, *descendants(bridge.pid)]  # regogate and its embedded OPA
+                cpu_before = sum(cpu_seconds(pid) for pid in tree)
+                direct, through = _interleaved(client, bridge, plan.calls)
+                cpu_per_call = (sum(cpu_seconds(pid) for pid in tree) - cpu_before) / plan.calls * 1e6
             finally:
                 client.close()
                 status = bridge.close()
@@ -119,6 +131,7 @@ def measure_bridge(
                     "direct_p99": percentile(direct, 99) / 1000,
                     "bridge_p50": percentile(through, 50) / 1000,
                     "bridge_p99": percentile(through, 99) / 1000,
+                    "bridge_cpu": cpu_per_call,
                 }
             )
     finally:
@@ -144,15 +157,18 @@ def render_bridge(results: list[dict[str, float]]) -> str:
             "",
             "## Bridge to a Streamable HTTP server (µs)",
             "",
-            "The same server (`bench/http_echo_server.py`, JSON answers, HTTP/1.1 keep-alive), the same calls:",
-            "`direct` POSTs each `tools/call` itself; `bridge` sends it on regogate's stdio "
-            "(`regogate --upstream URL`, embedded OPA), which decides it and POSTs it with httpx.",
+            "The same server (`bench/http_echo_server.py`, JSON answers, HTTP/1.1 keep-alive), the same calls,",
+            "alternating call by call: `direct` POSTs each `tools/call` itself; `bridge` sends it on regogate's",
+            "stdio (`regogate --upstream URL`, embedded OPA), which decides it and POSTs it with httpx on its",
+            "h11 transport (`proxy/relay/_http_transport.py`).",
             "",
             "| path | p50 | p99 | added p50 | added p99 |",
             "|---|---|---|---|---|",
             f"| direct HTTP | {cell('direct_p50')} | {cell('direct_p99')} | +0 | +0 |",
             f"| bridge | {cell('bridge_p50')} | {cell('bridge_p99')} | "
             f"+{cell(('bridge_p50', 'direct_p50'))} | +{cell(('bridge_p99', 'direct_p99'))} |",
+            "",
+            f"CPU per call of regogate and its embedded OPA together: {cell('bridge_cpu')} µs.",
             "",
             f"Target: added p50 ≤ {TARGET_P50_US:.0f} µs — met: {met}.",
             "",

@@ -161,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME=COMMAND",
         help="also measure another proxy run as `COMMAND -c POLICY -- SERVER` (repeatable)",
     )
+    parser.add_argument(
+        "--only",
+        choices=["bridge"],
+        help="measure one section alone and print it (the bridge: regogate --upstream URL against direct HTTP)",
+    )
     args = parser.parse_args(argv)
     plan = Plan.smoke() if args.smoke else Plan()
     if args.repeat:
@@ -175,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             peer_path(option)  # refuse a malformed --peer before minutes of measuring
         except BenchError as error:
             parser.error(str(error))
+    if args.only == "bridge":
+        with tempfile.TemporaryDirectory(prefix="regogate-bench-") as workdir:
+            sys.stdout.write(bridge_section(plan, workdir=Path(workdir), regogate=REGOGATE, policy=POLICY, root=ROOT))
+        return 0
     facts = machine_facts(find_opa(None), ROOT)
     with tempfile.TemporaryDirectory(prefix="regogate-bench-") as workdir:
         started = time.monotonic()

@@ -1,9 +1,13 @@
-"""The GET stream of a Streamable HTTP session: the server's own requests and notifications, outside any answer.
+"""GET streams of a Streamable HTTP session: the server's own messages outside any answer, and broken answers resumed.
 
-It opens once the session has an id, resumes with ``Last-Event-ID`` after an interruption and waits
-the server's ``retry`` (capped) between attempts. A 405 means the server offers no such stream; a
-404 means the server ended the session. After a few failures in a row the session goes on without
-it: server-initiated messages then arrive only inside answers.
+``ServerStream`` opens once the session has an id, resumes with ``Last-Event-ID`` after an
+interruption and waits the server's ``retry`` (capped) between attempts. A 405 means the server
+offers no such stream; a 404 means the server ended the session. After a few failures in a row the
+session goes on without it: server-initiated messages then arrive only inside answers.
+
+``resume`` picks up an answer stream (a POST's) that ended before its answer, after the server
+numbered its events, with GET and ``Last-Event-ID`` as the spec says; attempts are bounded and the
+request itself is never sent again.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ GET_RETRY_DELAY = 1.0
 """Pause before reopening the GET stream when the server named no ``retry``."""
 GET_MAX_RETRY_DELAY = 30.0
 """Cap on a server-chosen ``retry``."""
+RESUME_ATTEMPTS = 3
+"""Consecutive GETs with ``Last-Event-ID`` that bring no new event before a broken answer stream is given up."""
+RESUME_MAX = 10
+"""Resumptions of one answer stream in all, even while each brings new events."""
+RESUME_DELAY = 0.5
+"""Pause before resuming an answer stream when the server named no ``retry``."""
+EVENT_STREAM = "text/event-stream"
 
 
 class ServerStream:
@@ -61,7 +72,7 @@ class ServerStream:
         decoder = SseDecoder(max_event=self._http.target.max_message)
         failures = 0
         while self._live() and failures < GET_MAX_FAILURES:
-            headers = self._http.session_headers()
+            headers = {**self._http.session_headers(), "accept": EVENT_STREAM}
             if decoder.last_id is not None:
                 headers["last-event-id"] = decoder.last_id
             try:
@@ -73,7 +84,7 @@ class ServerStream:
                         await self._on_session_over()
                         return
                     kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-                    if response.status_code != 200 or kind != "text/event-stream":
+                    if response.status_code != 200 or kind != EVENT_STREAM:
                         failures += 1
                         logger.info("GET stream refused: HTTP %d", response.status_code)
                     else:
@@ -90,3 +101,36 @@ class ServerStream:
             await anyio.sleep(min(delay, GET_MAX_RETRY_DELAY))
         if failures >= GET_MAX_FAILURES:
             logger.warning("GET stream unavailable; server-initiated messages arrive only with answers")
+
+
+async def resume(
+    http: HttpSession,
+    decoder: SseDecoder,
+    answered: Callable[[httpx.Response], Awaitable[bool]],
+    *,
+    live: Callable[[], bool],
+    session_over: Callable[[], Awaitable[None]],
+) -> bool:
+    """GET the stream after ``decoder.last_id`` until ``answered(response)`` says the answer came; False if never."""
+    failures = 0
+    for _ in range(RESUME_MAX):
+        if failures >= RESUME_ATTEMPTS or not live():
+            return False
+        delay = decoder.retry / 1000 if decoder.retry is not None else RESUME_DELAY
+        await anyio.sleep(min(delay, GET_MAX_RETRY_DELAY))
+        seen = decoder.last_id
+        headers = {**http.session_headers(), "accept": EVENT_STREAM, "last-event-id": str(seen)}
+        try:
+            async with http.open("GET", None, headers) as response:
+                kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+                if response.status_code == 404:
+                    await session_over()
+                elif response.status_code == 200 and kind == EVENT_STREAM:
+                    if await answered(response):
+                        return True
+                else:
+                    logger.info("resuming an answer stream: HTTP %d", response.status_code)
+        except HttpFailure as exc:
+            logger.info("resuming an answer stream failed: %s", exc.message)
+        failures = 0 if decoder.last_id != seen else failures + 1
+    return False

@@ -7,7 +7,6 @@ caller gets. Nothing here logs or raises text that may hold a header value or th
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +14,9 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 
+from regogate.proxy.relay._http_headers import ToolHeaders, header_value
 from regogate.proxy.relay._http_target import HttpTarget
+from regogate.proxy.relay._http_transport import H11Transport
 from regogate.proxy.relay._wire import PROTOCOL_VERSION_META_KEY, UPSTREAM_GONE, is_modern
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ CONNECT_RETRY_DELAY = 0.2
 """Pause between connection attempts."""
 MAX_CONNECTIONS = 66
 """Concurrent requests in flight plus the GET stream and a DELETE."""
+MAX_KEEPALIVE = 8
+"""Connections kept open between bursts."""
 CLOSE_TIMEOUT = 1.0
 """Bound on closing a response and on the DELETE at shutdown; under a host's 2 s grace."""
 
@@ -45,13 +48,6 @@ class HttpFailure(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
-
-
-def header_value(value: str) -> str:
-    """A header value as the 2026-07-28 transport encodes it: verbatim if plain ASCII, else base64."""
-    if value.isascii() and value.isprintable() and value == value.strip() and not value.startswith("=?base64?"):
-        return value
-    return f"=?base64?{base64.b64encode(value.encode()).decode()}?="
 
 
 def is_modern_message(message: dict[str, object]) -> bool:
@@ -69,15 +65,17 @@ class HttpSession:
         self.client = client
         self.session_id: str | None = None
         self.version: str | None = None
+        self.tools = ToolHeaders()
+        """The ``Mcp-Param-*`` declarations of the tools the server listed (2026-07-28 requests)."""
 
     @classmethod
     @asynccontextmanager
     async def connect(cls, target: HttpTarget) -> AsyncIterator[HttpSession]:
         """A client with bounded timeouts, no redirects, no proxy settings from the environment."""
         timeout = httpx.Timeout(target.read_timeout, connect=target.connect_timeout, pool=target.connect_timeout)
-        limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=8)
+        transport = H11Transport(max_connections=MAX_CONNECTIONS, max_keepalive=MAX_KEEPALIVE)
         async with httpx.AsyncClient(
-            headers=list(target.headers), timeout=timeout, limits=limits, follow_redirects=False, trust_env=False
+            headers=list(target.headers), timeout=timeout, transport=transport, follow_redirects=False, trust_env=False
         ) as client:
             yield cls(target, client)
 
@@ -86,7 +84,10 @@ class HttpSession:
         self.session_id, self.version = None, None
 
     def headers(self, message: dict[str, object]) -> dict[str, str]:
-        """Headers for POSTing ``message``: the session's, or a 2026-07-28 request's own routing headers."""
+        """Headers for POSTing ``message``: the session's, or a 2026-07-28 request's own routing headers.
+
+        Every routing header is read from ``message``, the parsed form of the exact bytes POSTed.
+        """
         headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
         if not is_modern_message(message):
             headers.update(self.session_headers())
@@ -102,6 +103,8 @@ class HttpSession:
             name = params.get(_NAME_PARAMS.get(method, ""))
             if isinstance(name, str):
                 headers["mcp-name"] = header_value(name)
+            if method == "tools/call":
+                headers.update(self.tools.for_call(params))
         return headers
 
     def session_headers(self) -> dict[str, str]:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from regogate.core import ConfigError
 from regogate.proxy.relay._framing import MAX_LINE_BYTES
+from regogate.proxy.relay._http_headers import PARAM_HEADER_PREFIX
 
 CONNECT_TIMEOUT = 10.0
 """Time to open a TCP/TLS connection to the server; a refused or silent host fails the call, not hangs it."""
@@ -34,7 +35,7 @@ RESERVED_HEADERS = frozenset(
         "transfer-encoding",
     }
 )
-"""Headers the bridge sets itself; a user header with one of these names would break the protocol."""
+"""Headers the bridge sets itself (and every ``Mcp-Param-*``); a user header named so would break the protocol."""
 
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -100,7 +101,7 @@ def check_header_name(name: str) -> None:
     """
     if not name or not set(name) <= _TOKEN_CHARS:
         raise ConfigError(f"header name {name!r} is not a valid HTTP header name")
-    if name.lower() in RESERVED_HEADERS:
+    if name.lower() in RESERVED_HEADERS or name.lower().startswith(PARAM_HEADER_PREFIX):
         raise ConfigError(f"header {name!r} is set by regogate itself and cannot be given")
 
 

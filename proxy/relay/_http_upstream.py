@@ -4,9 +4,11 @@ Every line the relay sends is POSTed. A request's answer comes back as ``applica
 an event stream that may carry the server's own requests and notifications first; every message
 is handed to the relay as one line. ``Mcp-Session-Id`` and the negotiated ``MCP-Protocol-Version``
 go on every later request; a 2026-07-28 request (version in ``_meta``) is sent on its own with its
-``MCP-Protocol-Version``, ``Mcp-Method`` and ``Mcp-Name`` headers. Once a session exists, a GET
-stream (``_http_listen``) carries server-initiated messages. A 404 on a live session means the
-server ended it: open requests are answered with an error and the upstream ends, as a server process exiting would.
+``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name`` and ``Mcp-Param-*`` headers
+(``_http_headers``). An answer stream that breaks after the server numbered its events is resumed
+with GET and ``Last-Event-ID``. Once a session exists, a GET stream carries server-initiated
+messages (both in ``_http_listen``). A 404 on a live session means the server ended it: open
+requests are answered with an error and the upstream ends, as a server process exiting would.
 
 Every request that was sent gets exactly one answer: the server's, or an error for its id when the
 network fails, a timeout runs out, or the answer is unusable. Only failures to connect are retried
@@ -28,7 +30,7 @@ import httpx
 
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._framing import Oversize, PeerClosed, sniff_id
-from regogate.proxy.relay._http_listen import ServerStream
+from regogate.proxy.relay._http_listen import ServerStream, resume
 from regogate.proxy.relay._http_session import (
     SESSION_ENDED,
     SESSION_HEADER,
@@ -209,7 +211,9 @@ class HttpUpstream:
         """POST one request and pass its answer on; what went wrong, if anything."""
         try:
             with post.scope:
-                await self._post_request(post, line, headers)
+                broken = await self._post_request(post, line, headers)
+                if broken is not None:
+                    await self._resume(post, broken)
         except HttpFailure as exc:
             return exc
         except Exception as exc:  # boundary: whatever breaks, the request gets an answer
@@ -217,7 +221,8 @@ class HttpUpstream:
             return HttpFailure(UPSTREAM_UNAVAILABLE, "upstream request failed")
         return None
 
-    async def _post_request(self, post: _Post, line: bytes, headers: dict[str, str]) -> None:
+    async def _post_request(self, post: _Post, line: bytes, headers: dict[str, str]) -> SseDecoder | None:
+        """POST ``line``; the answer stream's decoder if it ended unanswered after the server gave event ids."""
         async with self._http.open("POST", line, headers) as response:
             if not post.modern:
                 self._http.note_session(response)
@@ -231,14 +236,15 @@ class HttpUpstream:
                 raise HttpFailure(UPSTREAM_MALFORMED, "upstream accepted the request without answering it")
             if status >= 300:
                 await self._error_status(post, response)
-                return
+                return None
             kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
             if kind == "application/json":
                 await self._json_answer(post, response)
             elif kind == "text/event-stream":
-                await self._event_answer(post, response)
+                return await self._event_answer(post, response)
             else:
                 raise HttpFailure(UPSTREAM_MALFORMED, f"upstream answered with content type {kind or 'none'!r}")
+        return None
 
     async def _json_answer(self, post: _Post, response: httpx.Response) -> None:
         body = bytearray()
@@ -248,8 +254,23 @@ class HttpUpstream:
                 raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply too large")
         await self._message(post, bytes(body))
 
-    async def _event_answer(self, post: _Post, response: httpx.Response) -> None:
+    async def _event_answer(self, post: _Post, response: httpx.Response) -> SseDecoder | None:
+        """Pass on the answer stream's events; its decoder if it ended unanswered and can be resumed."""
         decoder = SseDecoder(max_event=self.target.max_message)
+        try:
+            await self._answer_events(post, response, decoder)
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            if not self._resumable(post, decoder):
+                raise
+            logger.info("answer stream of request %r broke: %s", post.request_id, self._http.describe(exc))
+        if post.answered:
+            return None
+        if not self._resumable(post, decoder):
+            raise HttpFailure(UPSTREAM_GONE, "upstream closed the answer stream before answering")
+        return decoder
+
+    async def _answer_events(self, post: _Post, response: httpx.Response, decoder: SseDecoder) -> None:
+        """Hand on the events of ``post``'s answer stream until its answer (or the stream's end)."""
         async for chunk in response.aiter_bytes():
             for event in decoder.feed(chunk):
                 if event.event != "message" or not event.data:  # a priming event (id only) carries nothing
@@ -262,8 +283,27 @@ class HttpUpstream:
                 await self._message(post, event.data)
                 if post.answered:
                     return
-        if not post.answered:
-            raise HttpFailure(UPSTREAM_GONE, "upstream closed the answer stream before answering")
+
+    def _resumable(self, post: _Post, decoder: SseDecoder) -> bool:
+        """The server numbered the stream's events and a session exists: a GET with Last-Event-ID may resume it."""
+        return decoder.last_id is not None and not post.modern and self._http.session_id is not None
+
+    async def _resume(self, post: _Post, decoder: SseDecoder) -> None:
+        """Resume ``post``'s broken answer stream; it is never re-sent.
+
+        Raises:
+            HttpFailure: no attempt brought the answer (or the server ended the session).
+        """
+
+        async def answered(response: httpx.Response) -> bool:
+            await self._answer_events(post, response, decoder)
+            return post.answered
+
+        live = lambda: not self._closed and self._ended is None  # noqa: E731
+        if not await resume(self._http, decoder, answered, live=live, session_over=self._session_over):
+            if self._ended is not None:
+                raise HttpFailure(SESSION_ENDED, self._ended)
+            raise HttpFailure(UPSTREAM_GONE, "upstream answer stream broke and could not be resumed")
 
     async def _message(self, post: _Post | None, data: bytes) -> None:
         """Hand one server message to the relay; note whether it answers ``post``."""
@@ -282,6 +322,8 @@ class HttpUpstream:
             post.answered = True
             if post.method == "initialize":
                 self._http.note_version(message)
+            elif post.method == "tools/list" and post.modern:
+                self._http.tools.learn(message.get("result"))
         await self._push(line)
 
     async def _error_status(self, post: _Post, response: httpx.Response) -> None:

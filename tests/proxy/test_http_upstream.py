@@ -9,12 +9,16 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 
+from regogate.core import ConfigError
+from regogate.proxy.relay._http_headers import param_header_map, param_headers
 from regogate.proxy.relay._http_session import SESSION_ENDED, UPSTREAM_UNAVAILABLE
 from regogate.proxy.relay._http_target import HttpTarget
 from regogate.proxy.relay._http_upstream import HttpUpstream
+from regogate.proxy.relay._wire import UPSTREAM_GONE
 from tests.http_servers import RunningServer, free_port, python_http_server
 
 pytestmark = pytest.mark.anyio
@@ -249,3 +253,154 @@ async def test_a_cancelled_2026_call_closes_its_stream_and_posts_nothing(server:
         assert text(await p.answer(echo)) == "after"
         assert all(m.get("id") != call for m in p.seen)
         assert not p.upstream._posts  # the cancelled POST is gone, not waiting 30 s
+
+
+def modern_call(name: str, arguments: dict[str, object]) -> dict[str, object]:
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+    return {"name": name, "arguments": arguments, "_meta": meta}
+
+
+async def test_a_2026_call_mirrors_its_declared_argument_in_an_mcp_param_header(server: RunningServer) -> None:
+    async with peer(server.url) as p:
+        # Before the tool was listed the bridge knows no declaration: the server refuses the call.
+        unlisted = await p.answer(await p.request("tools/call", modern_call("route", {"region": "eu", "text": "x"})))
+        assert unlisted["error"]["code"] == -32020  # type: ignore[index]
+        meta = modern_call("", {})["_meta"]
+        await p.answer(await p.request("tools/list", {"_meta": meta}))
+        for region in ("eu-west-1", "zone ünïcode", " padded ", "=?base64?trick?="):
+            answer = await p.answer(
+                await p.request("tools/call", modern_call("route", {"region": region, "text": "x"}))
+            )
+            assert text(answer) == f"{region}:x", answer
+
+
+def test_declarations_follow_the_spec_rules() -> None:
+    ok = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "string", "x-mcp-header": "A"},
+            "n": {"type": "object", "properties": {"b": {"type": "integer", "x-mcp-header": "B"}}},
+        },
+    }
+    declared = param_header_map(ok)
+    assert declared == {("a",): "A", ("n", "b"): "B"}
+    assert param_headers(declared, {"a": "v\r\nInjected: 1", "n": {"b": 7}}) == {
+        "mcp-param-a": "=?base64?dg0KSW5qZWN0ZWQ6IDE=?=",
+        "mcp-param-b": "7",
+    }
+    assert param_headers(declared, {"a": None, "n": "not an object"}) == {}
+    assert param_headers(declared, {"a": True, "n": {"b": [1]}}) == {"mcp-param-a": "true"}
+    for bad in (
+        {"properties": {"a": {"type": "number", "x-mcp-header": "A"}}},  # numbers are not allowed
+        {"properties": {"a": {"type": "string", "x-mcp-header": "A B"}}},  # not a token
+        {"properties": {"a": {"type": ["string"], "x-mcp-header": "A"}}},
+        {"properties": {"a": {"type": "string", "x-mcp-header": "A"}, "b": {"type": "string", "x-mcp-header": "a"}}},
+        {"anyOf": [{"properties": {"a": {"type": "string", "x-mcp-header": "A"}}}]},  # off the properties chain
+        {"type": "string", "x-mcp-header": "Root"},
+    ):
+        assert param_header_map(bad) == {}, bad
+
+
+def test_a_user_header_cannot_take_a_routing_header_name() -> None:
+    for name in ("Mcp-Param-Region", "mcp-name", "MCP-Method", "Last-Event-ID"):
+        with pytest.raises(ConfigError, match="set by regogate"):
+            HttpTarget("http://127.0.0.1:1/mcp", headers=((name, "x"),))
+
+
+class CuttingProxy:
+    """A TCP relay to the server that drops the connection once the server sends ``marker``.
+
+    After the cut it passes connections on again, or, with ``refuse_after``, closes each at once.
+    """
+
+    def __init__(self, target: str, marker: bytes, *, refuse_after: bool = False) -> None:
+        parts = httpx.URL(target)
+        self.host, self.port = parts.host, parts.port or 80
+        self.path = parts.path
+        self.marker, self.refuse_after = marker, refuse_after
+        self.cut = anyio.Event()
+
+    async def serve(self, tg: anyio.abc.TaskGroup) -> str:
+        port: int = await tg.start(self._listen)
+        return f"http://127.0.0.1:{port}{self.path}"
+
+    async def _listen(self, *, task_status: anyio.abc.TaskStatus[int]) -> None:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+            await listener.serve(self._relay)
+
+    async def _relay(self, client: anyio.abc.SocketStream) -> None:
+        async with client:
+            if self.cut.is_set() and self.refuse_after:
+                return
+            async with await anyio.connect_tcp(self.host, self.port) as server, anyio.create_task_group() as tg:
+                tg.start_soon(self._pump, client, server, False, tg.cancel_scope)
+                tg.start_soon(self._pump, server, client, True, tg.cancel_scope)
+
+    async def _pump(
+        self, source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, watch: bool, scope: anyio.CancelScope
+    ) -> None:
+        try:
+            async for chunk in source:
+                await sink.send(chunk)
+                if watch and not self.cut.is_set() and self.marker in chunk:
+                    self.cut.set()
+                    break
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        scope.cancel()  # one side is over: drop the connection both ways
+
+
+async def start_cut_call(p: Peer, proxy: CuttingProxy) -> int:
+    """Initialize, then start a call whose answer stream the proxy cuts after the first progress."""
+    await p.initialize()
+    params = {"name": "slow", "arguments": {"seconds": 1}, "_meta": {"progressToken": "cut"}}
+    call = await p.request("tools/call", params)
+    with anyio.fail_after(WAIT):
+        await proxy.cut.wait()
+    return call
+
+
+async def count_calls(url: str) -> int:
+    async with peer(url) as p:
+        await p.initialize()
+        return int(text(await p.call("count")))
+
+
+async def test_a_broken_answer_stream_is_resumed_with_last_event_id_and_the_call_runs_once() -> None:
+    with python_http_server("--resumable") as server:
+        before = await count_calls(server.url)
+        proxy = CuttingProxy(server.url, b"step 1")
+        async with anyio.create_task_group() as tg:
+            async with peer(await proxy.serve(tg)) as p:
+                call = await start_cut_call(p, proxy)
+                assert text(await p.answer(call)) == "slept 1.0"
+                progress = [m["params"] for m in p.seen if m.get("method") == "notifications/progress"]
+                assert progress[-1]["progress"] == 3, progress  # type: ignore[index]  # replayed, not lost
+            tg.cancel_scope.cancel()
+        assert await count_calls(server.url) == before + 1
+
+
+async def test_a_broken_answer_stream_without_event_ids_is_an_error_answer() -> None:
+    with python_http_server() as server:
+        proxy = CuttingProxy(server.url, b"step 1")
+        async with anyio.create_task_group() as tg:
+            async with peer(await proxy.serve(tg)) as p:
+                call = await start_cut_call(p, proxy)
+                answer = await p.answer(call)
+                assert answer["error"]["code"] == UPSTREAM_GONE  # type: ignore[index]
+            tg.cancel_scope.cancel()
+
+
+async def test_a_resume_that_keeps_failing_ends_in_an_error_answer_not_a_hang() -> None:
+    with python_http_server("--resumable") as server:
+        proxy = CuttingProxy(server.url, b"step 1", refuse_after=True)
+        async with anyio.create_task_group() as tg:
+            async with peer(await proxy.serve(tg)) as p:
+                call = await start_cut_call(p, proxy)
+                answer = await p.answer(call)
+                assert answer["error"] == {
+                    "code": UPSTREAM_GONE,
+                    "message": "upstream answer stream broke and could not be resumed",
+                }
+            tg.cancel_scope.cancel()

@@ -1,17 +1,18 @@
 """regogate's own Streamable HTTP MCP server for the bridge tests, built on the official Python SDK.
 
 It exists because no published server has the tools these tests need: a call that takes a set
-time, an answer of a set size, a sampling request sent on the GET stream after the call that
-asked for it, a counter of calls received, a way to end every session from outside, and a
-tools/list split into pages (server-everything and the other reference servers list every tool
-in one page, so nothing published exercises ``nextCursor``).
+time, an answer of a set size, an argument mirrored in an ``Mcp-Param-*`` header, a sampling
+request sent on the GET stream after the call that asked for it, a counter of calls received, a
+way to end every session from outside, resumable answer streams, and a tools/list split into
+pages (server-everything and the other reference servers list every tool in one page, so nothing
+published exercises ``nextCursor``).
 
-Usage: ``python http_server.py [--json] [--token TOKEN] [--page-size N] [--stdio]``; binds
-127.0.0.1 on a free port and prints ``PORT <n>`` on stdout once it accepts connections.
+Usage: ``python http_server.py [--json] [--token TOKEN] [--page-size N] [--stdio] [--resumable]``;
+binds 127.0.0.1 on a free port and prints ``PORT <n>`` on stdout once it accepts connections.
 ``POST /forget`` ends every session (404 from then on). With ``--token``, requests without
 ``Authorization: Bearer TOKEN`` get 401. With ``--page-size N``, tools/list answers N tools a
 page (sorted by name, the cursor is the next index). With ``--stdio`` the same server speaks over
-stdin/stdout instead.
+stdin/stdout instead. With ``--resumable``, events are numbered and replayed after ``Last-Event-ID``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import anyio.abc
@@ -29,8 +30,10 @@ import uvicorn
 from mcp import types
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp.server.transport_security import TransportSecuritySettings
-from pydantic import BaseModel
+from mcp.types import JSONRPCMessage
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -71,6 +74,12 @@ def echo(text: str) -> str:
     """Return the text."""
     calls["count"] += 1
     return text
+
+
+@server.tool()
+def route(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], text: str) -> str:
+    """Echo the text with the region it was routed by (2026-07-28 requests mirror it in Mcp-Param-Region)."""
+    return f"{region}:{text}"
 
 
 @server.tool()
@@ -143,6 +152,28 @@ async def sample_later(prompt: str, ctx: Context) -> str:
     return "scheduled"
 
 
+class MemoryEventStore(EventStore):
+    """Every event numbered and kept, so a broken answer stream can be resumed (``--resumable``)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, StreamId, JSONRPCMessage | None]] = []
+
+    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        event_id = str(len(self.events) + 1)
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
+        index = next((i for i, (event_id, _, _) in enumerate(self.events) if event_id == last_event_id), None)
+        if index is None:
+            return None
+        stream = self.events[index][1]
+        for event_id, stream_id, message in self.events[index + 1 :]:
+            if stream_id == stream and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream
+
+
 class Bearer:
     """Refuse requests without the expected bearer token."""
 
@@ -173,6 +204,7 @@ def main() -> None:
     parser.add_argument("--token")
     parser.add_argument("--page-size", type=int, default=0, help="tools per tools/list page (0: one page)")
     parser.add_argument("--stdio", action="store_true", help="speak over stdin/stdout, not HTTP")
+    parser.add_argument("--resumable", action="store_true", help="number events and replay them after Last-Event-ID")
     args = parser.parse_args()
     server.page_size = args.page_size
     if args.stdio:
@@ -182,7 +214,12 @@ def main() -> None:
     security = TransportSecuritySettings(
         allowed_hosts=["127.0.0.1:*", "localhost:*"], allowed_origins=["http://127.0.0.1:*"]
     )
-    app: ASGIApp = server.streamable_http_app(json_response=args.json, transport_security=security)
+    app: ASGIApp = server.streamable_http_app(
+        json_response=args.json,
+        transport_security=security,
+        event_store=MemoryEventStore() if args.resumable else None,
+        retry_interval=100 if args.resumable else None,
+    )
     if args.token:
         app = Bearer(app, args.token)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
