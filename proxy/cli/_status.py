@@ -14,7 +14,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -29,6 +29,10 @@ from regogate.proxy.state import WINDOW_SECONDS, ServerCounters, Window, default
 
 #: Only the tail of an audit log is searched for its last start event.
 AUDIT_TAIL_BYTES: Final = 4 * 1024 * 1024
+#: The key segment before a caller's id in a ``per: principal`` counter.
+PRINCIPAL_KEY: Final = "principal"
+#: The principal column of a ``per: principal`` limit nobody has used in the current window.
+NO_CALLER: Final = "(nobody yet)"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class Counter:
     limit: float | None
     resets_at: str
     source: str
+    principal: str | None = None
+    """Whose counter it is, for a ``per: principal`` limit (``None``: one counter for every caller)."""
 
 
 @dataclass(frozen=True)
@@ -170,21 +176,28 @@ async def counters(server: _Server, now: float) -> list[Counter]:
     try:
         out = []
         for rule, key, window, limit in _declared(policy):
-            used = await store.current(key, window, now)
             resets = window_start(window, now) + WINDOW_SECONDS[window]
-            out.append(
-                Counter(
-                    server_id=server.server_id,
-                    tool="* (every call)" if rule.tool == WILDCARD else rule.tool,
-                    rule=rule.name,
-                    key=key,
-                    window=window,
-                    used=used,
-                    limit=limit,
-                    resets_at=_utc(resets),
-                    source=f"{policy.source}:{rule.mark.line}",
-                )
+            row = Counter(
+                server_id=server.server_id,
+                tool="* (every call)" if rule.tool == WILDCARD else rule.tool,
+                rule=rule.name,
+                key=key,
+                window=window,
+                used=0.0,
+                limit=limit,
+                resets_at=_utc(resets),
+                source=f"{policy.source}:{rule.mark.line}",
             )
+            if not rule.per_principal:
+                out.append(replace(row, used=await store.current(key, window, now)))
+                continue
+            # One counter per caller (converters/_rego.py): <key>/principal/<id>.
+            found = await store.current_under(f"{key}/{PRINCIPAL_KEY}/", window, now)
+            for counted, used in sorted(found.items()):
+                principal = counted[len(key) + len(PRINCIPAL_KEY) + 2 :]
+                out.append(replace(row, key=counted, used=used, principal=principal))
+            if not found:
+                out.append(replace(row, principal=NO_CALLER))
         return out
     finally:
         await store.aclose()
@@ -224,10 +237,13 @@ def _utc(moment: float) -> str:
 
 
 def _table(rows: list[Counter]) -> str:
-    head = ("TOOL", "WINDOW", "USED", "LIMIT", "RESETS (UTC)", "RULE")
-    cells = [
+    head: tuple[str, ...] = ("TOOL", "WINDOW", "USED", "LIMIT", "RESETS (UTC)", "RULE")
+    cells: list[tuple[str, ...]] = [
         (c.tool, c.window, f"{c.used:g}", "-" if c.limit is None else f"{c.limit:g}", c.resets_at, c.rule) for c in rows
     ]
+    if any(c.principal is not None for c in rows):  # a per-principal limit: say whose counter each row is
+        head += ("PRINCIPAL",)
+        cells = [(*cell, c.principal or "(all callers)") for cell, c in zip(cells, rows, strict=True)]
     return _columns(head, cells)
 
 

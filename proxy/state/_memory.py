@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Final
 
 from regogate.proxy.state._store import (
+    MAX_LISTED,
     WINDOW_SECONDS,
     BucketId,
     Refused,
@@ -62,6 +64,12 @@ class MemoryStore:
     async def current(self, key: str, window: Window, now: float) -> float:
         """See ``RateLimitStore.current``."""
         return self._values.get((key, window, window_start(window, now)), 0.0)
+
+    async def current_under(self, key_prefix: str, window: Window, now: float) -> dict[str, float]:
+        """See ``RateLimitStore.current_under``."""
+        start = window_start(window, now)
+        found = ((k, v) for (k, w, s), v in self._values.items() if w == window and s == start)
+        return dict(itertools.islice(((k, v) for k, v in found if k.startswith(key_prefix)), MAX_LISTED))
 
     async def ping(self) -> None:
         """Nothing to check: the store is local and open."""

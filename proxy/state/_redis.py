@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from regogate.core import ConfigError, StateError
 from regogate.proxy.state._store import (
+    MAX_LISTED,
     WINDOW_SECONDS,
     Bucket,
     Refused,
@@ -109,6 +110,11 @@ for i, key in ipairs(KEYS) do
 end
 return 0
 """
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by a Redis glob pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def bucket_key(prefix: str, key: str, window: Window, start: int) -> str:
@@ -232,6 +238,21 @@ class RedisStore:
         async with self._guard("read"):
             value = await self._redis.get(bucket_key(self._prefix, key, window, window_start(window, now)))
         return 0.0 if value is None else float(value)
+
+    async def current_under(self, key_prefix: str, window: Window, now: float) -> dict[str, float]:
+        """See ``RateLimitStore.current_under``."""
+        start = window_start(window, now)
+        tail = f":{window}:{start}"
+        head = bucket_key(self._prefix, "", window, start).removesuffix(tail)  # "<prefix>:regogate:"
+        pattern = _glob_escape(head + key_prefix) + "*" + _glob_escape(tail)
+        keys: list[str] = []
+        async with self._guard("read"):
+            async for name in self._redis.scan_iter(match=pattern, count=1000):
+                text = name.decode() if isinstance(name, bytes) else str(name)
+                if text.endswith(tail) and len(keys) < MAX_LISTED:
+                    keys.append(text)
+            values = await self._redis.mget(keys) if keys else []
+        return {k[len(head) : -len(tail)]: float(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
     async def ping(self) -> None:
         """Check that Redis answers, e.g. at startup so a missing server fails fast.

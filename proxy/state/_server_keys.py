@@ -39,6 +39,12 @@ class ServerCounters:
         """See ``RateLimitStore.current``."""
         return await self._store.current(counter_key(self._server_id, key), window, now)
 
+    async def current_under(self, key_prefix: str, window: Window, now: float) -> dict[str, float]:
+        """See ``RateLimitStore.current_under``; the keys come back without the server id."""
+        head = counter_key(self._server_id, "")
+        found = await self._store.current_under(head + key_prefix, window, now)
+        return {key[len(head) :]: value for key, value in found.items()}
+
     async def ping(self) -> None:
         """See ``RateLimitStore.ping``."""
         await self._store.ping()

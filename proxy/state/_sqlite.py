@@ -16,6 +16,7 @@ from typing import Final
 
 from regogate.proxy.state._sqlite_file import SqliteFile
 from regogate.proxy.state._store import (
+    MAX_LISTED,
     WINDOW_SECONDS,
     BucketId,
     Refused,
@@ -45,6 +46,10 @@ CREATE TABLE IF NOT EXISTS regogate_counters (
 CREATE INDEX IF NOT EXISTS regogate_counters_expires ON regogate_counters (expires);
 """
 _SELECT: Final = "SELECT value FROM regogate_counters WHERE prefix = ? AND key = ? AND span = ? AND start = ?"
+_SELECT_UNDER: Final = (
+    "SELECT key, value FROM regogate_counters WHERE prefix = ? AND span = ? AND start = ? AND substr(key, 1, ?) = ? "
+    "LIMIT ?"
+)
 _ADD: Final = (
     "INSERT INTO regogate_counters (prefix, key, span, start, expires, value) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (prefix, key, span, start) DO UPDATE SET value = value + excluded.value"
@@ -114,6 +119,15 @@ class SqliteStore:
             return float(row[0]) if row else 0.0
 
         return await self._file.run("read", work)
+
+    async def current_under(self, key_prefix: str, window: Window, now: float) -> dict[str, float]:
+        """See ``RateLimitStore.current_under``."""
+        args = (self._prefix, window, window_start(window, now), len(key_prefix), key_prefix, MAX_LISTED)
+
+        def work() -> dict[str, float]:
+            return {str(key): float(value) for key, value in self._db.execute(_SELECT_UNDER, args)}
+
+        return await self._call("read", work)
 
     async def ping(self) -> None:
         """Nothing to check: the store is local and open."""

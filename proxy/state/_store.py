@@ -27,6 +27,10 @@ __all__ = [
 WINDOW_SECONDS: Final[dict[Window, int]] = {"minute": 60, "hour": 3600, "day": 86400}
 
 
+MAX_LISTED = 10_000
+"""Most keys ``current_under`` returns: a listing for people to read, not an export."""
+
+
 def window_start(window: Window, now: float) -> int:
     """The unix second at which the ``window`` containing ``now`` began (UTC-aligned)."""
     length = WINDOW_SECONDS[window]
@@ -144,6 +148,16 @@ class RateLimitStore(Protocol):
 
     async def current(self, key: str, window: Window, now: float) -> float:
         """The value of ``key`` in the ``window`` containing ``now`` (0 when never counted).
+
+        Raises:
+            StateError: the store failed.
+        """
+        ...
+
+    async def current_under(self, key_prefix: str, window: Window, now: float) -> dict[str, float]:
+        """Every key that starts with ``key_prefix`` and counted in the ``window`` containing ``now``, with its value.
+
+        For reading what was counted per caller (``per: principal``); at most ``MAX_LISTED`` keys.
 
         Raises:
             StateError: the store failed.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -309,3 +310,11 @@ async def test_limits_per_principal_through_two_bridges_sharing_a_store(
                 if name == "carol":
                     assert text(result) == "[POLICY DENIED] Only the payments team may echo"
     assert outcomes == {"alice": [True, True, False], "bob": [True, True, False], "carol": [False]}
+    # status tells the callers apart: each has a counter of their own, the refused calls not counted.
+    status = [REGOGATE, "status", "-c", str(policy), *state]
+    out = subprocess.run([*status, "--json"], capture_output=True, text=True, timeout=SESSION_TIMEOUT, check=True)
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    used = {row["principal"]: row["used"] for row in rows if row["kind"] == "counter" and row["rule"] == "two-each"}
+    assert used == {"alice": 2, "bob": 2}
+    table = subprocess.run(status, capture_output=True, text=True, timeout=SESSION_TIMEOUT, check=True).stdout
+    assert [line.split()[-1] for line in table.splitlines() if line.startswith("echo")] == ["alice", "bob"]

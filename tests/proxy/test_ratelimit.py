@@ -176,6 +176,22 @@ async def test_count_only_declarations_never_refuse(store: RateLimitStore) -> No
     assert await store.current("t/_rate_minute", "minute", NOW) == 500.0
 
 
+async def test_counters_under_a_prefix_are_listed_each_with_its_value(store: RateLimitStore) -> None:
+    per_caller = "t/_rate_minute/principal/"
+    for who, times in (("alice", 2), ("b*b?[x]\\", 1), ("carol:minute:1", 3)):  # glob and separator characters
+        for _ in range(times):
+            assert isinstance(await store.reserve([_one(per_caller + who, limit=None)], NOW), Ticket)
+    assert isinstance(await store.reserve([_one("t/_rate_minute", limit=None)], NOW), Ticket)
+    assert isinstance(await store.reserve([_one(per_caller + "dave", limit=None)], NOW - 60), Ticket)  # last window
+    assert await store.current_under(per_caller, "minute", NOW) == {
+        per_caller + "alice": 2.0,
+        per_caller + "b*b?[x]\\": 1.0,
+        per_caller + "carol:minute:1": 3.0,
+    }
+    assert await store.current_under("t/_rate_minute/principal/b*", "minute", NOW) == {per_caller + "b*b?[x]\\": 1.0}
+    assert await store.current_under(per_caller, "hour", NOW) == {}
+
+
 def test_window_start_is_utc_calendar_aligned() -> None:
     assert window_start("minute", NOW) == 1_795_000_000 - 40
     assert window_start("hour", NOW) == 1_795_000_000 - 6 * 60 - 40
