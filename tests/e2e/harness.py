@@ -21,7 +21,7 @@ FILESYSTEM_SERVER = str(SERVERS / "node_modules" / ".bin" / "mcp-server-filesyst
 EVERYTHING_SERVER = str(SERVERS / "node_modules" / ".bin" / "mcp-server-everything")
 TIME_SERVER = str(ROOT / ".venv-servers" / "bin" / "mcp-server-time")
 STANDIN = [sys.executable, str(SERVERS / "python_standin.py")]
-#: Our SDK server over stdio, listing its 8 tools 3 a page (no published server paginates tools/list).
+#: Our SDK server over stdio, listing its 9 tools 3 a page (no published server paginates tools/list).
 PAGED_SERVER = [sys.executable, str(SERVERS / "http_server.py"), "--stdio", "--page-size", "3"]
 
 

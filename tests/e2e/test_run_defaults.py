@@ -153,7 +153,7 @@ async def test_tools_the_server_does_not_offer_are_reported_after_the_first_list
 
 
 async def test_unknown_tools_are_checked_against_every_page_and_again_after_a_reload(tmp_path: Path) -> None:
-    # Our SDK server lists 8 tools, 3 a page: echo is on page 2, slow on page 3.
+    # Our SDK server lists 9 tools, 3 a page: echo is on page 2, slow on page 3.
     policy = tmp_path / "paged.yaml"
     policy.write_text(
         'version: "1"\ntools:\n  echo:\n    rules: []\n  slow:\n    rules: []\n  shuot:\n    rules: []\n',
@@ -187,9 +187,9 @@ async def test_unknown_tools_are_checked_against_every_page_and_again_after_a_re
                 await anyio.sleep(0.1)
             assert not (await session.call_tool("echo", {"text": "hi"})).is_error
     listed, reloaded = unknown()
-    assert listed["after"] == "tools/list" and listed["offered"] == 8
+    assert listed["after"] == "tools/list" and listed["offered"] == 9
     assert listed["warnings"] == [f'{policy}:8: tools: "shuot" is not a tool this server offers; did you mean "shout"?']
-    assert reloaded["after"] == "reload" and reloaded["offered"] == 8
+    assert reloaded["after"] == "reload" and reloaded["offered"] == 9
     assert reloaded["warnings"] == [
         f'{policy}:8: tools: "sloww" is not a tool this server offers; did you mean "slow"?'
     ]

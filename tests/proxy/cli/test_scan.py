@@ -121,7 +121,7 @@ def test_validate_checks_every_page_of_a_paginating_server(cli: Cli, tmp_path: P
     assert out.returncode == 1, out.stderr
     assert f'{policy}:6: tools: "shuot" is not a tool this server offers; did you mean "shout"?' in out.stderr
     assert "slow" not in out.stderr
-    assert "the server offers 8 tools; 1 name in the policy it does not offer" in out.stdout
+    assert "the server offers 9 tools; 1 name in the policy it does not offer" in out.stdout
 
 
 def test_scan_of_a_paginating_server_lists_every_page(cli: Cli, tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_scan_of_a_paginating_server_lists_every_page(cli: Cli, tmp_path: Path) 
     assert out.returncode == 0, out.stderr
     policy = load_policy(tmp_path / "paged.yaml")
     assert sorted(t.name for t in policy.tools) == [
-        "ask", "big", "count", "echo", "sample", "sample_later", "shout", "slow"
+        "ask", "big", "count", "echo", "route", "sample", "sample_later", "shout", "slow"
     ]  # fmt: skip
 
 
@@ -166,9 +166,9 @@ def test_scan_upstream_pages_through_our_server_and_keeps_its_token_secret(cli: 
     assert out.returncode == 0, out.stderr
     written = (tmp_path / "remote.yaml").read_text(encoding="utf-8")
     assert sorted(t.name for t in load_policy(tmp_path / "remote.yaml").tools) == [
-        "ask", "big", "count", "echo", "sample", "sample_later", "shout", "slow"
+        "ask", "big", "count", "echo", "route", "sample", "sample_later", "shout", "slow"
     ]  # fmt: skip
-    assert "wrote remote.yaml (8 tools)" in out.stderr
+    assert "wrote remote.yaml (9 tools)" in out.stderr
     assert wrong.returncode != 0
     assert checked.returncode == 1
     assert f'{typo}:4: tools: "slwo" is not a tool this server offers; did you mean "slow"?' in checked.stderr
