@@ -282,7 +282,7 @@ tools:
             value: payments
         on_deny: "Only the payments team may echo"
       - name: two-each
-        rate_limit: 2/minute
+        rate_limit: 2/hour
         per: principal
         on_deny: "Your echo budget is spent"
 """
