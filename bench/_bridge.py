@@ -99,10 +99,11 @@ def measure_bridge(
     results = []
     process, port = _start_server(stderr, env)
     try:
+        url = f"http://127.0.0.1:{port}/mcp"
         for _ in range(plan.repeat):
             client = _HttpClient(port)
             bridge = Session(
-                [regogate, "-c", str(policy), "--log-level", "error", "--upstream", f"http://127.0.0.1:{port}/mcp"],
+                [regogate, "-c", str(policy), "--log-level", "error", "--state", "memory", "--upstream", url],
                 env=env,
                 stderr=stderr,
             )
