@@ -204,7 +204,17 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         if not self._released:
             self._released = True
-            await self._transport._finish(self._connection, done=self._done)
+            await self._transport._finish(self._connection, done=self._done or self._ended_already())
+
+    def _ended_already(self) -> bool:
+        """The unread rest of the answer is already here (an empty 202, say): the connection can be reused."""
+        conn = self._connection.h11
+        try:
+            while isinstance(event := conn.next_event(), h11.Data):
+                pass
+        except h11.RemoteProtocolError:
+            return False
+        return isinstance(event, h11.EndOfMessage)
 
 
 async def _next_event(connection: _Connection, request: httpx.Request, read: float | None) -> h11.Event:
