@@ -124,10 +124,10 @@ class SqliteStore:
         """See ``RateLimitStore.current_under``."""
         args = (self._prefix, window, window_start(window, now), len(key_prefix), key_prefix, MAX_LISTED)
 
-        def work() -> dict[str, float]:
-            return {str(key): float(value) for key, value in self._db.execute(_SELECT_UNDER, args)}
+        def work(db: sqlite3.Connection) -> dict[str, float]:
+            return {str(key): float(value) for key, value in db.execute(_SELECT_UNDER, args)}
 
-        return await self._call("read", work)
+        return await self._file.run("read", work)
 
     async def ping(self) -> None:
         """Nothing to check: the store is local and open."""
