@@ -268,7 +268,10 @@ async def test_a_hand_written_rego_directory_with_a_bare_boolean_decision(tmp_pa
 
 async def test_counters_survive_a_policy_reload(tmp_path: Path) -> None:
     policy = tmp_path / "filesystem.yaml"
-    shutil.copy(POLICIES / "filesystem.yaml", policy)
+    # An hourly budget: a minute's window could roll over between the calls on a slow machine.
+    source = (POLICIES / "filesystem.yaml").read_text(encoding="utf-8")
+    assert "rate_limit: 5/minute" in source
+    policy.write_text(source.replace("rate_limit: 5/minute", "rate_limit: 5/hour"), encoding="utf-8")
     root = tmp_path / "files"
     root.mkdir()
     audit = tmp_path / "audit.jsonl"
