@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Sequence
@@ -9,11 +10,14 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 __all__ = ["ContainerUnavailable", "OpaContainer", "RedisContainer", "docker_client", "ensure_image"]
 
 DEFAULT_OPA_IMAGE: Final = "openpolicyagent/opa:1.22.2-static"
 DEFAULT_REDIS_IMAGE: Final = "redis:7.4.2-alpine"
+#: Where the docker package looks for an engine when ``DOCKER_HOST`` is not set.
+DEFAULT_DOCKER_HOST: Final = "unix:///var/run/docker.sock"
 #: A ping of a local engine answers within a second; this is slack for a loaded CI machine.
 ENGINE_TIMEOUT: Final = 10
 #: A pull over a slow link; a refused one fails at once.
@@ -39,6 +43,7 @@ def docker_client() -> Any:
         import docker.errors
     except ImportError as exc:
         raise ContainerUnavailable(f"the docker package is missing: pip install 'regogate[testing]' ({exc})") from exc
+    _reach_engine(os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST)
     try:
         client = docker.from_env(timeout=ENGINE_TIMEOUT)
     except docker.errors.DockerException as exc:
@@ -49,6 +54,28 @@ def docker_client() -> Any:
         client.close()
         raise ContainerUnavailable(f"no Docker engine answers: {_one_line(exc)}") from exc
     return client
+
+
+def _reach_engine(host: str) -> None:
+    """Connect to the engine's socket once and close it, before the docker package tries.
+
+    docker's client asks the engine for its API version while it is built, and when nobody answers
+    it leaves that socket open; pytest then fails the whole run over the unclosed socket.
+
+    Raises:
+        ContainerUnavailable: nothing accepts connections at ``host``.
+    """
+    url = urlsplit(host)
+    try:
+        if url.scheme in ("unix", "http+unix"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(ENGINE_TIMEOUT)
+                probe.connect(url.path)
+        elif url.scheme in ("tcp", "http", "https") and url.hostname:
+            default_port = 2376 if url.scheme == "https" else 2375
+            socket.create_connection((url.hostname, url.port or default_port), timeout=ENGINE_TIMEOUT).close()
+    except OSError as exc:
+        raise ContainerUnavailable(f"no Docker engine answers at {host}: {_one_line(exc)}") from exc
 
 
 def ensure_image(client: Any, image: str) -> None:

@@ -22,12 +22,13 @@ def test_uses_redis(regogate_redis):
 
 
 def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, **env: str) -> pytest.RunResult:
+    """The user's test run, strict about warnings as many projects are (an unclosed socket fails it)."""
     for name in ("REGOGATE_REQUIRE_CONTAINERS", "REGOGATE_REDIS_IMAGE", "CI"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     pytester.makepyfile(test_user=NEEDS_REDIS)
-    return pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider", timeout=120)
+    return pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider", "-W", "error", timeout=120)
 
 
 def test_without_an_engine_the_test_is_skipped_with_one_line_saying_why(
@@ -37,6 +38,7 @@ def test_without_an_engine_the_test_is_skipped_with_one_line_saying_why(
     result.assert_outcomes(skipped=1)
     [line] = [line for line in result.outlines if line.startswith("SKIPPED")]
     assert "regogate.testing: no Docker engine" in line
+    assert result.ret == pytest.ExitCode.OK  # nothing left open that fails the user's run at teardown
 
 
 def test_without_an_engine_a_project_that_requires_containers_fails(
