@@ -30,6 +30,7 @@ import httpx
 
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._framing import Oversize, PeerClosed, sniff_id
+from regogate.proxy.relay._http_bodies import read_bounded, read_error_answer
 from regogate.proxy.relay._http_listen import ServerStream, resume
 from regogate.proxy.relay._http_session import (
     SESSION_ENDED,
@@ -49,8 +50,6 @@ MAX_CONCURRENT_POSTS = 64
 """Requests in flight at once; beyond it the relay's writer waits (backpressure, not a queue)."""
 INBOX_SIZE = 16
 """Messages decoded but not yet taken by the relay."""
-ERROR_BODY_BYTES = 64 * 1024
-"""How much of an HTTP error body is read, looking for a JSON-RPC error."""
 END_TIMEOUT = 1.0
 """After the server ends the session, how long open requests get to post their error answers."""
 
@@ -247,12 +246,10 @@ class HttpUpstream:
         return None
 
     async def _json_answer(self, post: _Post, response: httpx.Response) -> None:
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > self.target.max_message:
-                raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply too large")
-        await self._message(post, bytes(body))
+        body = await read_bounded(response, self.target.max_message)
+        if body is None:
+            raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply too large")
+        await self._message(post, body)
 
     async def _event_answer(self, post: _Post, response: httpx.Response) -> SseDecoder | None:
         """Pass on the answer stream's events; its decoder if it ended unanswered and can be resumed."""
@@ -328,20 +325,8 @@ class HttpUpstream:
 
     async def _error_status(self, post: _Post, response: httpx.Response) -> None:
         """Pass on a JSON-RPC error the server sent with an HTTP error status, else make one."""
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > ERROR_BODY_BYTES:
-                break
-        try:
-            message = json.loads(body)
-        except ValueError:
-            message = None
-        if (
-            isinstance(message, dict)
-            and isinstance(message.get("error"), dict)
-            and id_key(message.get("id")) == id_key(post.request_id)
-        ):
+        message = await read_error_answer(response, post.request_id)
+        if message is not None:
             post.answered = True
             await self._push(encode(message))
             return

@@ -1,0 +1,47 @@
+"""Whole answer bodies from a Streamable HTTP server, read with a bound: a JSON answer and an error's body."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from regogate.proxy.relay._wire import id_key
+
+__all__ = ["ERROR_BODY_BYTES", "read_bounded", "read_error_answer"]
+
+ERROR_BODY_BYTES = 64 * 1024
+"""How much of an HTTP error body is read, looking for a JSON-RPC error."""
+
+
+async def read_bounded(response: httpx.Response, limit: int) -> bytes | None:
+    """The body, or ``None`` as soon as it grows past ``limit`` bytes (the rest is not read)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def read_error_answer(response: httpx.Response, request_id: str | int) -> dict[str, object] | None:
+    """The JSON-RPC error for ``request_id`` a server sent with an HTTP error status, if that is what it sent.
+
+    Only the first ``ERROR_BODY_BYTES`` are looked at: an error page is not an answer.
+    """
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > ERROR_BODY_BYTES:
+            return None
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    if (
+        isinstance(message, dict)
+        and isinstance(message.get("error"), dict)
+        and id_key(message.get("id")) == id_key(request_id)
+    ):
+        return message
+    return None
