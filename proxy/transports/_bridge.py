@@ -6,9 +6,7 @@ Kept apart from ``_stdio`` so that the process path never imports the HTTP clien
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import sys
 
 import anyio
 import anyio.abc
@@ -19,11 +17,9 @@ from regogate.proxy.relay import (
     Gateway,
     HttpTarget,
     HttpUpstream,
-    LineReader,
-    LineWriter,
     Relay,
 )
-from regogate.proxy.transports._stdio import FORWARDED_SIGNALS, _guard_stdout
+from regogate.proxy.transports._stdio import FORWARDED_SIGNALS, ClientStdio
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +38,14 @@ async def run_bridge(
     Returns 0, or 1 when the server ended the session. A signal ends the session (the server's
     session is DELETEd). Must run in the main thread (it installs signal handlers).
     """
-    wire_fd = _guard_stdout(stdout_fd)
-    client_in, client_out = LineReader(stdin_fd), LineWriter(wire_fd)
-    try:
+    with ClientStdio(stdin_fd, stdout_fd) as client:
         async with HttpUpstream.connect(target) as upstream, anyio.create_task_group() as outer:
             with anyio.CancelScope() as session_scope:
                 await outer.start(_end_on_signals, session_scope)
                 relay = Relay(
                     gateway,
-                    client_in=client_in,
-                    client_out=client_out,
+                    client_in=client.reader,
+                    client_out=client.writer,
                     upstream_in=upstream,
                     upstream_out=upstream,
                     on_client_closed=upstream.stop,
@@ -61,13 +55,6 @@ async def run_bridge(
                 await relay.run()
             status = await upstream.stop()
             outer.cancel_scope.cancel()
-    finally:
-        client_in.close()
-        client_out.close()
-        if wire_fd != stdout_fd:
-            sys.stdout.flush()
-            os.dup2(wire_fd, stdout_fd)
-            os.close(wire_fd)
     return status
 
 

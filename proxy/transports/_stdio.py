@@ -41,45 +41,57 @@ async def run_relay(
         ConfigError: the upstream command cannot be started.
     """
     upstream = upstream_argv if isinstance(upstream_argv, Upstream) else Upstream.spawn(upstream_argv)
-    wire_fd = _guard_stdout(stdout_fd)
-    client_in, client_out = LineReader(stdin_fd), LineWriter(wire_fd)
-    try:
-        async with anyio.create_task_group() as outer:
-            with anyio.CancelScope() as session_scope:
-                await outer.start(_forward_signals, upstream, session_scope)
-                relay = Relay(
-                    gateway,
-                    client_in=client_in,
-                    client_out=client_out,
-                    upstream_in=upstream.stdout,
-                    upstream_out=upstream.stdin,
-                    on_client_closed=upstream.stop,
-                    deny_prefix=deny_prefix,
-                    decision_timeout=decision_timeout,
-                )
-                await relay.run()
-            status = await upstream.stop()
-            outer.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await upstream.stop()
-        upstream.close()
-        client_in.close()
-        client_out.close()
-        if wire_fd != stdout_fd:
-            sys.stdout.flush()  # a stray buffered print still goes to stderr, not the wire
-            os.dup2(wire_fd, stdout_fd)
-            os.close(wire_fd)
+    with ClientStdio(stdin_fd, stdout_fd) as client:
+        try:
+            async with anyio.create_task_group() as outer:
+                with anyio.CancelScope() as session_scope:
+                    await outer.start(_forward_signals, upstream, session_scope)
+                    relay = Relay(
+                        gateway,
+                        client_in=client.reader,
+                        client_out=client.writer,
+                        upstream_in=upstream.stdout,
+                        upstream_out=upstream.stdin,
+                        on_client_closed=upstream.stop,
+                        deny_prefix=deny_prefix,
+                        decision_timeout=decision_timeout,
+                    )
+                    await relay.run()
+                status = await upstream.stop()
+                outer.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await upstream.stop()
+            upstream.close()
     return status
 
 
-def _guard_stdout(stdout_fd: int) -> int:
-    """Move the wire off fd 1 and point fd 1 at stderr, so a stray print cannot corrupt the protocol."""
-    if stdout_fd != 1:
-        return stdout_fd
-    wire_fd = os.dup(stdout_fd)
-    os.dup2(2, stdout_fd)
-    return wire_fd
+class ClientStdio:
+    """The client's side of a stdio session: its line reader and writer, with the wire guarded.
+
+    While open, fd 1 points at stderr and the wire uses a duplicate of it, so a stray print cannot
+    corrupt the protocol; closing restores fd 1.
+    """
+
+    def __init__(self, stdin_fd: int, stdout_fd: int) -> None:
+        self._stdout_fd = stdout_fd
+        self._wire_fd = stdout_fd
+        if stdout_fd == 1:
+            self._wire_fd = os.dup(stdout_fd)
+            os.dup2(2, stdout_fd)
+        self.reader = LineReader(stdin_fd)
+        self.writer = LineWriter(self._wire_fd)
+
+    def __enter__(self) -> ClientStdio:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.reader.close()
+        self.writer.close()
+        if self._wire_fd != self._stdout_fd:
+            sys.stdout.flush()  # a stray buffered print still goes to stderr, not the wire
+            os.dup2(self._wire_fd, self._stdout_fd)
+            os.close(self._wire_fd)
 
 
 async def _forward_signals(
