@@ -117,7 +117,9 @@ def test_requests_from_the_wrong_place_or_of_the_wrong_shape_are_refused(tmp_pat
         assert plain.status_code == 415
 
         assert http.post(gw.url, json=ping, headers=HEADERS).status_code == 400  # no session id
-        guessed = http.post(gw.url, json=ping, headers={**HEADERS, "mcp-session-id": session[:-1] + "A"})
+        # One character off (an id that already ends in "A" must not be "guessed" as itself).
+        off_by_one = session[:-1] + ("B" if session.endswith("A") else "A")
+        guessed = http.post(gw.url, json=ping, headers={**HEADERS, "mcp-session-id": off_by_one})
         assert guessed.status_code == 404
         assert http.get(f"{gw.base}/healthz").json() == {"status": "ok"}
         assert http.get(f"{gw.base}/readyz").json() == {"status": "ready"}
