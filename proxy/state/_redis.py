@@ -51,15 +51,17 @@ __all__ = ["CALL_TIMEOUT", "EXPIRY_MARGIN", "RedisStore", "bucket_key", "redis_c
 CONNECT_TIMEOUT: Final = 1.0
 #: A script over a handful of keys runs in microseconds; a reply this late means Redis is stalled.
 READ_TIMEOUT: Final = 1.0
-#: One proxy serves one MCP client, so a few connections cover its concurrent calls.
-POOL_SIZE: Final = 4
-#: How long a call waits for a free pooled connection before it fails (and the call is denied).
-POOL_TIMEOUT: Final = 1.0
+#: One proxy serves one MCP client (a gateway a few), so a few connections cover its concurrent calls.
+POOL_SIZE: Final = 8
 #: Retries after a connection error, to replace a pooled socket that Redis closed while idle.
 #: Timeouts are not retried: the script may have run, and running it twice would count twice.
 CONNECTION_RETRIES: Final = 1
 #: Ceiling on one store call however the waits above add up; the tools/call waits no longer.
 CALL_TIMEOUT: Final = 3.0
+#: Waiting for a free pooled connection is backpressure, not a fault: many calls in flight queue
+#: for the pool, and only the call's own ceiling ends the wait (a shorter bound denied calls
+#: of a busy but healthy proxy).
+POOL_TIMEOUT: Final = CALL_TIMEOUT
 #: Seconds a bucket outlives its window, so a rollback of a call that straddled the window's end
 #: still finds it.
 EXPIRY_MARGIN: Final = 60

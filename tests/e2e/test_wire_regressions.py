@@ -157,7 +157,8 @@ async def test_a_tools_list_never_reveals_a_hidden_tool_whatever_its_id(tmp_path
         async with raw_regogate(policy, recorder(log), tmp_path / "stderr") as session:
             await session.handshake()
             await session.send_json({"jsonrpc": "2.0", "id": odd_id, "method": "tools/list"})
-            await session.send_json({"jsonrpc": "2.0", "id": 7, "method": "tools/list"})
+            # the listing stays in flight (the recorder answers it late), so the call reuses a live id
+            await session.send_json({"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {"cursor": "slow"}})
             await session.send_json({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "safe"}})
             await session.until(lambda _: len(session.answers(7)) == 2 and bool(session.answers(odd_id)))
             assert await session.close() == 0

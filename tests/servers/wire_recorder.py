@@ -11,7 +11,8 @@ a server's reader really saw:
     Be a tiny MCP server whose reader splits its input at ``\\n`` only (as the
     TypeScript SDK does). It appends what it received to ``LOG.in`` and each tool it
     runs to ``LOG.calls`` (one name a line), and offers the tools ``safe``,
-    ``danger``, ``slow`` (answers after ``SLOW_SECONDS``) and ``hidden``. Written for
+    ``danger``, ``slow`` (answers after ``SLOW_SECONDS``) and ``hidden``; a ``tools/list``
+    with the cursor ``slow`` is answered after ``SLOW_SECONDS`` too. Written for
     regogate's tests.
 """
 
@@ -69,6 +70,9 @@ def _answer(message: dict[str, object], calls: Path) -> dict[str, object] | None
             "serverInfo": {"name": "wire-recorder", "version": "1"},
         }
     elif method == "tools/list":
+        params = message.get("params")
+        if isinstance(params, dict) and params.get("cursor") == "slow":  # keeps a listing in flight for a test
+            time.sleep(SLOW_SECONDS)
         result = {"tools": TOOLS}
     elif method == "tools/call":
         params = message.get("params")
