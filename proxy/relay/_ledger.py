@@ -68,6 +68,8 @@ class Request:
     """The client cancelled it after it was forwarded."""
     answerer: Answerer | None = None
     """Set for regogate's own requests, which are answered to it, never to the client."""
+    modern: bool = False
+    """A tools/list of the 2026-07-28 era (its answer carries a ``cacheScope``)."""
 
 
 class Ledger:

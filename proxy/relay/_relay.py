@@ -188,6 +188,8 @@ class Relay:
             return
         if method == "initialize":
             self._session.initialize_sent(message)
+        elif method == "tools/list":
+            request.modern = is_modern(self._session.version(message))
         if not await self._to_upstream(wire):
             self._ledger.unsent(request)
             await self._to_client(error_line(request_id, UPSTREAM_GONE, "upstream server is gone"))
@@ -332,7 +334,7 @@ class Relay:
     async def _answer_line(self, request: Request, message: dict[str, object], wire: bytes) -> bytes:
         """What the client gets for the server's answer to one of its requests."""
         if request.method == "tools/list":
-            return await self._tools.shown(message, wire, self._gateway.hidden)
+            return await self._tools.shown(message, wire, self._gateway.hidden, modern=request.modern)
         if request.method == "tools/call" and not isinstance(message.get("result", message.get("error")), dict):
             # An SDK client drops such a reply and waits forever; give it an answer.
             return error_line(request.request_id, UPSTREAM_MALFORMED, "upstream tools/call reply is malformed")

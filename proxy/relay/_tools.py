@@ -1,6 +1,8 @@
 """The upstream's tool catalogue: learnt from tools/list replies, fetched under private ids when missing.
 
-It also says what the client sees of a tools/list reply: the page without the tools the gateway hides.
+It also says what the client sees of a tools/list reply: the page without the tools the gateway hides,
+marked ``cacheScope: "private"`` in the 2026-07-28 era (the page depends on who asks, so no cache may
+share it across authorization contexts, whatever scope the server gave it).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ TOOL_DISCOVERY_TIMEOUT = 5.0
 
 TOOL_DISCOVERY_MAX_PAGES = 100
 """Page cap so an upstream whose nextCursor never ends cannot loop us."""
+
+PRIVATE_SCOPE = "private"
+"""2026-07-28 ``cacheScope``: reusable only within the same authorization context (SEP-2549)."""
 
 
 @dataclass
@@ -65,10 +70,13 @@ class ToolCatalog:
         message: dict[str, object],
         wire: bytes,
         hidden: Callable[[list[dict[str, object]], bool], Awaitable[set[str]]],
+        *,
+        modern: bool = False,
     ) -> bytes:
         """The client's line for the server's tools/list answer ``message`` (encoded as ``wire``).
 
         ``hidden`` gets the page's entries and whether it is the last page (no ``nextCursor``).
+        ``modern``: the request was of the 2026-07-28 era, whose results carry a ``cacheScope``.
         """
         if "error" in message:
             return wire
@@ -77,9 +85,13 @@ class ToolCatalog:
             # Unfilterable means unsafe to show: answer with an error instead.
             return error_line(message.get("id"), UPSTREAM_MALFORMED, "upstream tools/list result is malformed")
         names = await hidden(self.learn(result["tools"]), not result.get("nextCursor"))
-        if not names:
+        private = modern and result.get("cacheScope") != PRIVATE_SCOPE
+        if not names and not private:
             return wire
-        result["tools"] = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in names)]
+        if names:
+            result["tools"] = [t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in names)]
+        if private:
+            result["cacheScope"] = PRIVATE_SCOPE
         return encode(message)
 
     def invalidate(self) -> None:

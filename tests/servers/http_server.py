@@ -7,12 +7,13 @@ way to end every session from outside, resumable answer streams, and a tools/lis
 pages (server-everything and the other reference servers list every tool in one page, so nothing
 published exercises ``nextCursor``).
 
-Usage: ``python http_server.py [--json] [--token TOKEN] [--page-size N] [--stdio] [--resumable]``;
+Usage: ``python http_server.py [--json] [--token TOKEN] [--page-size N] [--stdio] [--resumable] [--public-tools MS]``;
 binds 127.0.0.1 on a free port and prints ``PORT <n>`` on stdout once it accepts connections.
 ``POST /forget`` ends every session (404 from then on). With ``--token``, requests without
 ``Authorization: Bearer TOKEN`` get 401. With ``--page-size N``, tools/list answers N tools a
 page (sorted by name, the cursor is the next index). With ``--stdio`` the same server speaks over
 stdin/stdout instead. With ``--resumable``, events are numbered and replayed after ``Last-Event-ID``.
+With ``--public-tools MS``, 2026-07-28 tools/list answers say any cache may share them (``cacheScope: public``).
 """
 
 from __future__ import annotations
@@ -54,16 +55,22 @@ class PagedServer(MCPServer[Any]):
     """The SDK's server, listing tools ``page_size`` at a time when that is set."""
 
     page_size = 0
+    public_ttl_ms: int | None = None
+    """With ``--public-tools MS``: tools/list answers say any cache may share them for MS milliseconds."""
 
     async def _handle_list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         tools = sorted(await self.list_tools(), key=lambda t: t.name)
+        scope: dict[str, Any] = {}
+        if self.public_ttl_ms is not None:
+            scope = {"cache_scope": "public", "ttl_ms": self.public_ttl_ms}
         if not self.page_size:
-            return types.ListToolsResult(tools=tools)
+            return types.ListToolsResult(tools=tools, **scope)
         start = int(params.cursor) if params is not None and params.cursor else 0
         end = start + self.page_size
-        return types.ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
+        page = tools[start:end]
+        return types.ListToolsResult(tools=page, next_cursor=str(end) if end < len(tools) else None, **scope)
 
 
 server = PagedServer("regogate-test-http", lifespan=lifespan)
@@ -205,8 +212,10 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=0, help="tools per tools/list page (0: one page)")
     parser.add_argument("--stdio", action="store_true", help="speak over stdin/stdout, not HTTP")
     parser.add_argument("--resumable", action="store_true", help="number events and replay them after Last-Event-ID")
+    parser.add_argument("--public-tools", type=int, metavar="MS", help="tools/list: cacheScope public, ttlMs MS")
     args = parser.parse_args()
     server.page_size = args.page_size
+    server.public_ttl_ms = args.public_tools
     if args.stdio:
         anyio.run(server.run_stdio_async)
         return
