@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,13 +33,18 @@ logger = logging.getLogger(__name__)
 JWKS_REFRESH = 300.0
 """Keys are fetched again this often, so a rotated key is picked up."""
 JWKS_RETRY = 30.0
-"""A token naming an unknown key refetches the JWKS at most this often (no fetch storm from forged kids)."""
+"""Tokens naming unknown keys refetch the JWKS at most this often (no fetch storm from forged kids);
+also the wait before retrying a failed refresh."""
+JWKS_UNAVAILABLE_RETRY_AFTER = "30"
+"""Seconds a client is told to wait when its token names a key the JWKS could not be fetched for."""
 JWKS_TIMEOUT = 5.0
 """Bound on fetching the JWKS."""
 MAX_JWKS_BYTES = 1024 * 1024
 MAX_TOKEN_BYTES = 16 * 1024
 """A bearer token longer than this is refused unread."""
 METADATA_PATH = "/.well-known/oauth-protected-resource"
+PUBLIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
+"""JWK types kept from the JWKS: a shared-secret (``oct``) key never verifies anything here."""
 _NOT_CLAIMS = ("exp", "nbf", "iat", "jti")
 """Token bookkeeping, not facts about the caller: left out of ``input.principal``."""
 
@@ -61,25 +68,42 @@ class JwtSettings:
 
 
 class _KeySet:
-    """The JWKS's signing keys by ``kid``, loaded from a file or URL and refreshed."""
+    """The JWKS's signing keys by ``kid``, loaded from a file or URL and refreshed.
+
+    Two kinds of refresh, each rate-limited: every ``JWKS_REFRESH`` seconds (sooner, every
+    ``JWKS_RETRY``, after a failed one), and when a token names a key not held, at most once per
+    ``JWKS_RETRY`` whatever the number of unknown kids. A failed refresh keeps the keys there are.
+    """
 
     def __init__(self, source: str) -> None:
         self._source = source
         self._keys: dict[str | None, jwt.PyJWK] = {}
         self.declared_alg: dict[str | None, str] = {}
         """The ``alg`` a key's JWK names, where it names one."""
-        self._loaded_at = -JWKS_REFRESH
+        self._loaded_at = -math.inf
+        self._unknown_kid_at = -math.inf
         self._lock = anyio.Lock()
+        self.failing = False
+        """The last attempt to read the JWKS failed: a token naming a key not held cannot be judged now."""
 
-    async def key(self, kid: str | None) -> jwt.PyJWK | None:
-        now = anyio.current_time()
-        if now - self._loaded_at > JWKS_REFRESH or (kid not in self._keys and now - self._loaded_at > JWKS_RETRY):
-            async with self._lock:
-                if anyio.current_time() - self._loaded_at > min(JWKS_RETRY, JWKS_REFRESH):
-                    await self.load()
+    def _held(self, kid: str | None) -> jwt.PyJWK | None:
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
         return self._keys.get(kid)
+
+    async def key(self, kid: str | None) -> jwt.PyJWK | None:
+        """The key for a token's ``kid`` (a lone key for a token naming none), refreshing when due."""
+        now = anyio.current_time()
+        if now - self._loaded_at >= JWKS_REFRESH:
+            async with self._lock:
+                if anyio.current_time() - self._loaded_at >= JWKS_REFRESH:
+                    await self.load()
+        elif self._held(kid) is None and now - self._unknown_kid_at >= JWKS_RETRY:
+            async with self._lock:
+                if self._held(kid) is None and anyio.current_time() - self._unknown_kid_at >= JWKS_RETRY:
+                    self._unknown_kid_at = anyio.current_time()
+                    await self.load()
+        return self._held(kid)
 
     async def load(self) -> None:
         """Fetch or read the JWKS; on failure keep the keys there are (logged).
@@ -89,20 +113,24 @@ class _KeySet:
         """
         self._loaded_at = anyio.current_time()
         try:
-            raw = await self._fetch()
-            data = json.loads(raw)
-            keys = {key.key_id: key for key in jwt.PyJWKSet.from_dict(data).keys if key.public_key_use in (None, "sig")}
+            data = json.loads(await self._fetch())
+            if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+                raise ValueError('not a JWKS (expected an object with a "keys" list)')
+            found = jwt.PyJWKSet.from_dict(data).keys
+            keys = {k.key_id: k for k in found if k.public_key_use in (None, "sig") and k.key_type in PUBLIC_KEY_TYPES}
+            if not keys:
+                raise ValueError("no public signing key (RSA, EC or OKP)")
             declared = {
-                k.get("kid"): k["alg"]
-                for k in data.get("keys", [])
-                if isinstance(k, dict) and isinstance(k.get("alg"), str)
+                k.get("kid"): k["alg"] for k in data["keys"] if isinstance(k, dict) and isinstance(k.get("alg"), str)
             }
         except (OSError, ValueError, httpx.HTTPError, jwt.PyJWKSetError, jwt.InvalidKeyError) as exc:
+            self.failing = True
             if not self._keys:
-                raise ConfigError(f"--jwks {self._shown}: cannot load the keys ({type(exc).__name__}: {exc})") from exc
-            logger.error("--jwks %s: refresh failed (%s); keeping the keys loaded before", self._shown, exc)
+                raise ConfigError(f"--jwks {self._shown}: cannot load the keys ({_failure(exc)})") from exc
+            self._loaded_at -= JWKS_REFRESH - JWKS_RETRY  # try again sooner than the usual period
+            logger.error("--jwks %s: refresh failed (%s); keeping the keys loaded before", self._shown, _failure(exc))
             return
-        self._keys, self.declared_alg = keys, declared
+        self._keys, self.declared_alg, self.failing = keys, declared, False
 
     @property
     def _shown(self) -> str:
@@ -115,13 +143,36 @@ class _KeySet:
                 raise ValueError("larger than 1 MiB")
             return data
         timeout = httpx.Timeout(JWKS_TIMEOUT)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        # The system's trust store (OpenSSL honours SSL_CERT_FILE), as for --upstream; no proxy variables.
+        verify = ssl.create_default_context()
+        async with httpx.AsyncClient(timeout=timeout, verify=verify, follow_redirects=False, trust_env=False) as client:
             with anyio.fail_after(JWKS_TIMEOUT):
-                response = await client.get(self._source, headers={"accept": "application/json"})
-            response.raise_for_status()
-            if len(response.content) > MAX_JWKS_BYTES:
-                raise ValueError("larger than 1 MiB")
-            return response.content
+                async with client.stream("GET", self._source, headers={"accept": "application/json"}) as response:
+                    response.raise_for_status()
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_JWKS_BYTES:
+                            raise ValueError("larger than 1 MiB")
+                    return bytes(body)
+
+
+def _failure(exc: BaseException) -> str:
+    """A JWKS failure in a few words: never the URL's query (it may hold a secret)."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return f"no answer within {JWKS_TIMEOUT:g} s"
+    if isinstance(exc, httpx.HTTPError):
+        return f"{type(exc).__name__}: {exc}".split(" for url ", 1)[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
+KEYS_UNAVAILABLE = "the issuer's keys cannot be fetched now; try again later"
+
+
+class _KeysUnavailable(Exception):
+    """The token names a key not held and the JWKS could not be refreshed: not the caller's fault."""
 
 
 class JwtAuth:
@@ -150,6 +201,11 @@ class JwtAuth:
             return self._refuse(request, "invalid_token", "the token is too long")
         try:
             claims = await self._verify(token)
+        except _KeysUnavailable:
+            logger.warning("a token names a key not held, and the JWKS cannot be fetched now: answered 503")
+            body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": KEYS_UNAVAILABLE}}
+            headers = {"retry-after": JWKS_UNAVAILABLE_RETRY_AFTER, "cache-control": "no-store"}
+            return JSONResponse(body, status_code=503, headers=headers)
         except jwt.PyJWTError as exc:
             logger.info("refused a bearer token: %s", type(exc).__name__)
             return self._refuse(request, "invalid_token", _reason(exc))
@@ -168,6 +224,8 @@ class JwtAuth:
         kid = header.get("kid")
         key = await self._keys.key(kid if isinstance(kid, str) else None)
         if key is None:
+            if self._keys.failing:
+                raise _KeysUnavailable
             raise jwt.InvalidKeyError("no key in the JWKS for this token")
         declared = self._keys.declared_alg.get(key.key_id)
         if declared is not None and declared != algorithm:
