@@ -15,6 +15,7 @@ import anyio
 
 from regogate.converters import Policy
 from regogate.core import ConfigError, DecisionError
+from regogate.proxy.cli._json_text import json_object
 from regogate.proxy.cli._opa_eval import opa_eval
 from regogate.proxy.cli._policy_bundles import policy_bundles
 from regogate.proxy.cli._server_tools import list_tools_of
@@ -121,31 +122,19 @@ def _stamp(unix: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
 
 
-def _json_object(text: str | None, flag: str) -> dict[str, object] | None:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{flag} is not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ConfigError(f"{flag} must be a JSON object")
-    return value
-
-
 async def _tool_entry(
     args: argparse.Namespace, target: HttpTarget | None
 ) -> tuple[dict[str, object] | None, dict[str, object] | None]:
     """The tool's inputSchema and annotations: from the server when one is given, else from the flags."""
     command = upstream_command(args)
     if not command and target is None:
-        given = _json_object(args.input_schema, "--input-schema")
+        given = None if args.input_schema is None else json_object(args.input_schema, "--input-schema")
         if given is None:
             sys.stderr.write(
                 f"regogate explain: no server given, so {args.tool}'s inputSchema is unknown (as for a tool the "
                 "server does not list): validate rules deny; pass -- COMMAND, --upstream URL or --input-schema JSON\n"
             )
-        return given, _json_object(args.annotations, "--annotations")
+        return given, None if args.annotations is None else json_object(args.annotations, "--annotations")
     for entry in await list_tools_of(command, target):
         if entry.get("name") == args.tool:
             schema, annotations = entry.get("inputSchema"), entry.get("annotations")
@@ -245,7 +234,7 @@ async def _explain(
 
 def run(args: argparse.Namespace) -> int:
     """Explain one call."""
-    arguments = _json_object(args.args, "--args") or {}
+    arguments = {} if args.args is None else json_object(args.args, "--args")
     command = upstream_command(args)
     target, principal = read_upstream_flags(args.parser, args, command, required=False)
     if target is not None:

@@ -9,15 +9,16 @@ local user name.
 from __future__ import annotations
 
 import getpass
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from regogate.core import ConfigError
+from regogate.proxy.cli._json_text import json_object
 
 ENV_VAR = "REGOGATE_PRINCIPAL"
 MAX_PRINCIPAL_BYTES = 64 * 1024
 """A principal is a handful of claims; a bigger file is a mistake (a token dump, a log)."""
+_EXPECTED = "the principal must be a JSON object of claims"
 
 
 def _local_user() -> str:
@@ -25,16 +26,6 @@ def _local_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER in a bare container
         return "unknown"
-
-
-def _claims(text: str, where: str) -> dict[str, object]:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: the principal must be a JSON object of claims")
-    return value
 
 
 def load_principal(
@@ -56,9 +47,9 @@ def load_principal(
             raise ConfigError(f"--principal-file {file}: {exc.strerror or exc}") from exc
         if len(raw) > MAX_PRINCIPAL_BYTES:
             raise ConfigError(f"--principal-file {file}: larger than {MAX_PRINCIPAL_BYTES} bytes")
-        claims = _claims(raw.decode("utf-8", "replace"), file)
+        claims = json_object(raw.decode("utf-8", "replace"), file, _EXPECTED)
     elif environ.get(ENV_VAR):
-        claims = _claims(environ[ENV_VAR], ENV_VAR)
+        claims = json_object(environ[ENV_VAR], ENV_VAR, _EXPECTED)
     for pair in pairs:
         key, equals, value = pair.partition("=")
         if not equals or not key.strip():

@@ -29,11 +29,9 @@ async def read_error_answer(response: httpx.Response, request_id: str | int) -> 
 
     Only the first ``ERROR_BODY_BYTES`` are looked at: an error page is not an answer.
     """
-    body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) > ERROR_BODY_BYTES:
-            return None
+    body = await read_bounded(response, ERROR_BODY_BYTES)
+    if body is None:
+        return None
     try:
         message = json.loads(body)
     except ValueError:

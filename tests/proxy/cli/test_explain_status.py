@@ -78,8 +78,8 @@ def test_explain_passes_opas_explanation_through(cli: Cli) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--args", "[1]"], "--args must be a JSON object"),
-        (["--args", "{"], "--args is not JSON"),
+        (["--args", "[1]"], "--args: must be a JSON object"),
+        (["--args", "{"], "--args: not JSON"),
         (["--opa-path", "regogate/nothing"], "data.regogate.nothing is undefined"),
     ],
 )
