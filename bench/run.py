@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -147,6 +147,15 @@ def run(plan: Plan, *, workdir: Path, progress: bool = True, peers: Sequence[str
     return results
 
 
+def _section(name: str, build: Callable[[], str]) -> str:
+    """A later section's Markdown, or a note of its failure: the figures measured before it are kept."""
+    try:
+        return build()
+    except (BenchError, OSError, subprocess.SubprocessError) as error:
+        sys.stderr.write(f"bench: the {name} section failed: {error}\n")
+        return f"\n## {name.capitalize()}\n\nNot measured in this run: {error}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--output", type=Path, help="write the Markdown report here (default: stdout)")
@@ -188,8 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="regogate-bench-") as workdir:
         started = time.monotonic()
         results = run(plan, workdir=Path(workdir), peers=args.peer)
-        bridge = bridge_section(plan, workdir=Path(workdir), regogate=REGOGATE, policy=POLICY, root=ROOT)
-        bridge += gateway_section(smoke=args.smoke)
+        bridge = _section(
+            "bridge", lambda: bridge_section(plan, workdir=Path(workdir), regogate=REGOGATE, policy=POLICY, root=ROOT)
+        )
+        bridge += _section("gateway", lambda: gateway_section(smoke=args.smoke))
         elapsed = time.monotonic() - started
     report = render(results, plan, command=command, facts=facts, elapsed=elapsed) + bridge
     if args.output:

@@ -69,7 +69,7 @@ def _describe(approval: Approval, now: float) -> str:
         f"server    {approval.server_id}",
         f"tool      {approval.tool}",
         f"rule      {approval.rule}: {approval.message}",
-        f"asked     {_when(approval.created)}",
+        f"asked     {_when(approval.created)} by {approval.asked_by or '-'}",
         f"lapses    {_when(approval.expires)}",
     ]
     if approval.decided_by is not None:
@@ -100,7 +100,7 @@ async def _act(args: argparse.Namespace) -> int:
                 else:
                     sys.stdout.write(
                         f"{approval.id}  {approval.effective_status(now):8}  {approval.server_id}/{approval.tool}  "
-                        f"lapses {_when(approval.expires)}  {approval.rule}\n"
+                        f"by {approval.asked_by or '-'}  lapses {_when(approval.expires)}  {approval.rule}\n"
                     )
             if not shown and not args.json:
                 sys.stdout.write("no approvals waiting\n" if not args.all else "no approvals kept\n")

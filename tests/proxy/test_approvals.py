@@ -72,7 +72,7 @@ async def approval_gateway(
     desk = ApprovalDesk(store, clock, audit, SERVER, state_flag=f"--state {spec}")
     try:
         async with EmbeddedOpa(bundles) as opa:
-            settings = GateSettings(server_id=SERVER)
+            settings = GateSettings(server_id=SERVER, principal={"id": "bo"})
             gateway = PolicyGateway(opa.client, MemoryStore(), clock, audit, settings, approvals=desk)
             yield gateway, store, clock, audit_path
     finally:
@@ -114,8 +114,9 @@ async def test_out_of_band_approval_admits_the_same_call_exactly_once(
 
         shown = approvals_cli("show", approval_id, "--state", spec)
         assert shown.returncode == 0 and '"numpy"' in shown.stdout and "conda-needs-approval" in shown.stdout
+        assert " by bo\n" in shown.stdout  # who made the call, for the person deciding
         listed = approvals_cli("list", "--state", spec)
-        assert approval_id in listed.stdout
+        assert approval_id in listed.stdout and " by bo " in listed.stdout
         approved = approvals_cli("approve", approval_id, "--state", spec, "--by", "ana", "--reason", "checked")
         assert approved.returncode == 0, approved.stderr
 
