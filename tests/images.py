@@ -13,6 +13,9 @@ shared libraries ``ldd`` lists for them:
 - ``regogate-test/regogate``: Debian's python3.11 and regogate installed from a wheel built from
   this checkout, plus the MCP SDK for the stand-in server a test runs beside it; entrypoint ``regogate``. Its dependencies are a base image of their own
   (``regogate-test/python:deps``), so a source change rebuilds one small layer.
+- ``regogate-test/gateway``: that image laid out as deploy/gateway/Dockerfile's (which needs Docker
+  Hub and PyPI): entrypoint ``regogate serve``, ``mcp-server-time`` and ``python`` on the path, an
+  unprivileged user, ``XDG_STATE_HOME`` under /tmp; docker-compose.yml's ``gateway`` profile runs it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ OPA_IMAGE: Final = f"regogate-test/opa:{OPA_VERSION}-static"
 REDIS_IMAGE: Final = "regogate-test/redis:debian"
 NGINX_IMAGE: Final = "regogate-test/nginx:debian"
 REGOGATE_IMAGE: Final = "regogate-test/regogate:checkout"
+GATEWAY_IMAGE: Final = "regogate-test/gateway:checkout"
 #: Debian's Python with regogate's dependencies: rebuilt only when they change, so a source edit is a small layer.
 PYTHON_IMAGE: Final = "regogate-test/python:deps"
 LABEL: Final = "org.regogate.inputs"
@@ -65,6 +69,7 @@ http {
 }
 """
 PYTHON_PATH: Final = "/usr/local/lib/regogate"
+TIME_SCRIPT: Final = "#!/usr/bin/python3.11\nimport sys\n\nfrom mcp_server_time import main\n\nsys.exit(main())\n"
 REGOGATE_SCRIPT: Final = (
     "#!/usr/bin/python3.11\nimport sys\n\nfrom regogate.proxy.cli._main import main\n\nsys.exit(main())\n"
 )
@@ -195,6 +200,25 @@ def regogate_rootfs(site: Path) -> tuple[Rootfs, str]:
     return rootfs, 'ENTRYPOINT ["/usr/local/bin/regogate"]\nCMD ["--help"]\n'
 
 
+def gateway_rootfs(site: Path) -> tuple[Rootfs, str]:
+    """deploy/gateway/Dockerfile's layout on top of the regogate image: the MCP server in ``site``."""
+    rootfs = Rootfs()
+    rootfs.tree(site, PYTHON_PATH)
+    rootfs.texts["/usr/local/bin/mcp-server-time"] = (TIME_SCRIPT, 0o755)
+    rootfs.files["/usr/bin/python"] = Path("/usr/bin/python3.11").resolve()  # the compose healthcheck's command
+    config = (
+        "USER 1000:1000\nENV XDG_STATE_HOME=/tmp/regogate-state\n"
+        'ENTRYPOINT ["/usr/local/bin/regogate", "serve"]\nCMD ["--help"]\n'
+    )
+    return rootfs, config
+
+
+def _time_server_requirements() -> list[str]:
+    """mcp-server-time as tests/servers/requirements.txt pins it, and its two small dependencies."""
+    pins = (ROOT / "tests" / "servers" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    return [line for line in pins if line.startswith("mcp-server-time==")] + ["tzdata", "tzlocal"]
+
+
 def _dependencies_digest() -> str:
     """The hash of the recipe and of regogate's declared runtime dependencies."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
@@ -299,6 +323,15 @@ def build_all(client: Any, opa_binary: str) -> list[str]:
             rootfs, config = regogate_rootfs(tmp / "app")
             _build(client, REGOGATE_IMAGE, rootfs, config, source, base=PYTHON_IMAGE)
         built.append(REGOGATE_IMAGE)
+    gateway = hashlib.sha256(f"{source}{_time_server_requirements()}".encode()).hexdigest()
+    if _label(client, GATEWAY_IMAGE) != gateway:
+        with tempfile.TemporaryDirectory(prefix="regogate-image-") as name:
+            site = Path(name) / "time"
+            # No dependencies: the regogate image below has the MCP SDK and pydantic the server imports.
+            _pip_install(site, *_time_server_requirements(), deps=False)
+            rootfs, config = gateway_rootfs(site)
+            _build(client, GATEWAY_IMAGE, rootfs, config, gateway, base=REGOGATE_IMAGE)
+        built.append(GATEWAY_IMAGE)
     if built:
         client.images.prune(filters={"dangling": True})
     return built

@@ -45,6 +45,7 @@ from tests.deploy.conftest import (
     python_policy,
 )
 from tests.e2e.harness import SERVERS, text
+from tests.e2e.serve_harness import mcp_session
 from tests.engine import docker_client, require_container
 
 pytestmark = pytest.mark.anyio
@@ -96,7 +97,9 @@ def _opa_command(files: Sequence[Path], env: dict[str, str], opa_port: int) -> l
     return [f"--addr=127.0.0.1:{opa_port}" if arg.startswith("--addr=") else arg for arg in command]
 
 
-def _override(tmp: Path, nginx_port: int, opa_port: int, redis_port: int, org: Org | None) -> Path:
+def _override(
+    tmp: Path, nginx_port: int, opa_port: int, redis_port: int, org: Org | None, gateway_port: int | None = None
+) -> Path:
     site = (DEPLOY / "nginx" / "bundles.conf").read_text(encoding="utf-8")
     assert "listen 80;" in site
     conf = tmp / "bundles.conf"
@@ -137,9 +140,33 @@ def _override(tmp: Path, nginx_port: int, opa_port: int, redis_port: int, org: O
             },
         },
     }
+    if gateway_port is not None:
+        override["services"]["gateway"] = _gateway_service(files, env, opa_port, redis_port, gateway_port)
     path = tmp / "compose.test.yml"
     path.write_text(yaml.safe_dump(override, sort_keys=False), encoding="utf-8")
     return path
+
+
+def _gateway_service(
+    files: Sequence[Path], env: dict[str, str], opa_port: int, redis_port: int, port: int
+) -> dict[str, Any]:
+    """The gateway service as the compose files say, with the local image and this run's loopback ports."""
+    done = _compose("regogate-config", files, "--profile", "gateway", "config", timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    service = yaml.safe_load(done.stdout)["services"]["gateway"]
+    moved = {
+        "--opa-url=": f"--opa-url=http://127.0.0.1:{opa_port}",
+        "--state=": f"--state=redis://127.0.0.1:{redis_port}/0",
+        "--listen=": f"--listen=127.0.0.1:{port}",
+    }
+    command = []
+    for arg in service["command"]:
+        prefix = next((p for p in moved if arg.startswith(p)), None)
+        command.append(moved.pop(prefix) if prefix is not None else arg)
+    assert not moved, f"the gateway service no longer passes {sorted(moved)}"
+    (check,) = [a for a in service["healthcheck"]["test"] if "8765" in a]
+    probe = [*service["healthcheck"]["test"][:-1], check.replace("8765", str(port))]
+    return {"image": images.GATEWAY_IMAGE, "command": command, "healthcheck": {"test": probe, "interval": "1s"}}
 
 
 def _compose(
@@ -158,19 +185,24 @@ def _compose(
     )
 
 
-def _resolve(project: str, override: Path, org: Org | None) -> Path:
+def _resolve(project: str, override: Path, org: Org | None, *, gateway: bool = False) -> Path:
     """docker-compose.yml with the override, merged by compose itself, minus the published ports.
 
     Compose merges ``ports`` lists rather than replacing them, and port publishing is refused with
     the host's network (the services listen on loopback directly), so they are dropped here.
     """
     files = [ROOT / "docker-compose.yml", *([ROOT / "deploy" / "compose.org.yml"] if org else []), override]
-    done = _compose(project, files, "config", timeout=60, env=org.env() if org else None)
+    profiles = ["--profile", "gateway"] if gateway else []
+    done = _compose(project, files, *profiles, "config", timeout=60, env=org.env() if org else None)
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load(done.stdout)
-    # The gateway profile builds its own image on the host's network; the team's services are what is up here.
-    config["services"] = {k: v for k, v in config["services"].items() if not v.get("profiles")}
-    for service in config["services"].values():
+    if not gateway:
+        config["services"] = {k: v for k, v in config["services"].items() if not v.get("profiles")}
+    for name, service in config["services"].items():
+        if name == "gateway":  # on the host's network already, and built here from the wheel, not by compose
+            assert service["network_mode"] == "host" and "ports" not in service
+            service.pop("build")
+            continue
         assert service.pop("ports"), "the compose file publishes every service's port"
     resolved = override.with_name("compose.resolved.yml")
     resolved.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -209,21 +241,26 @@ def _leftovers(project: str) -> list[str]:
 
 
 @contextmanager
-def compose_up(tmp_path: Path, org: Org | None = None) -> Iterator[Composed]:
-    """The team setup (with the organisation's override when ``org`` is given), up on the test engine.
+def compose_up(tmp_path: Path, org: Org | None = None, *, gateway_port: int | None = None) -> Iterator[Composed]:
+    """The team setup (with the organisation's override when ``org`` is given), up on the test engine;
+    with ``gateway_port``, the ``gateway`` profile too, listening there.
 
     Taken down with its volumes when the block ends; nothing of the project may be left.
     """
-    for image in (images.NGINX_IMAGE, images.OPA_IMAGE, images.REDIS_IMAGE, images.REGOGATE_IMAGE):
+    needed = [images.NGINX_IMAGE, images.OPA_IMAGE, images.REDIS_IMAGE, images.REGOGATE_IMAGE]
+    for image in [*needed, *([images.GATEWAY_IMAGE] if gateway_port is not None else [])]:
         require_container(image)
     (tmp_path / "bundles").mkdir()
     policy = python_policy(tmp_path)
     ports = free_tcp_port(), free_tcp_port(), free_tcp_port()
     project = f"regogate-test-{uuid.uuid4().hex[:10]}"
-    files = [_resolve(project, _override(tmp_path, *ports, org), org)]
+    gateway = gateway_port is not None
+    override = _override(tmp_path, *ports, org, gateway_port)
+    files = [_resolve(project, override, org, gateway=gateway)]
+    profiles = ["--profile", "gateway"] if gateway else []
 
     def logs() -> str:
-        return _compose(project, files, "logs", "--no-color", timeout=60).stdout
+        return _compose(project, files, *profiles, "logs", "--no-color", timeout=60).stdout
 
     composed = Composed(
         project,
@@ -237,13 +274,15 @@ def compose_up(tmp_path: Path, org: Org | None = None) -> Iterator[Composed]:
         composed.publish(name, bundle)
 
     try:
-        up = _compose(project, files, "up", "-d", timeout=UP_TIMEOUT)
+        up = _compose(project, files, *profiles, "up", "-d", timeout=UP_TIMEOUT)
         assert up.returncode == 0, up.stderr
         _wait("OPA with its bundles", lambda: _opa_ready(composed.opa_url), logs)
         _wait("Redis", lambda: _redis_ready(composed.redis_url), logs)
         yield composed
     finally:
-        down = _compose(project, files, "down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=DOWN_TIMEOUT)
+        down = _compose(
+            project, files, *profiles, "down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=DOWN_TIMEOUT
+        )
         assert down.returncode == 0, down.stderr
         assert _leftovers(project) == []
 
@@ -311,3 +350,31 @@ def _calls_of(collector: Collector, tool: str) -> list[dict[str, Any]]:
     """The shipped decision-log events of calls to ``tool`` (the start-up probe and listings are left out)."""
     events = [e for e in collector.received() if e.get("path") == DEFAULT_DECISION_PATH]
     return [e for e in events if e.get("input", {}).get("tool", {}).get("name") == tool]
+
+
+def _gateway_health(project: str) -> str:
+    """The Docker healthcheck's verdict on the gateway container (its command runs inside the image)."""
+    client = docker_client()
+    try:
+        label = [f"com.docker.compose.project={project}", "com.docker.compose.service=gateway"]
+        (container,) = client.containers.list(filters={"label": label})
+        return str(container.attrs["State"].get("Health", {}).get("Status", "none"))
+    finally:
+        client.close()
+
+
+async def test_the_gateway_profile_serves_an_sdk_client_over_http_decided_by_the_composed_opa(tmp_path: Path) -> None:
+    port = free_tcp_port()
+    with compose_up(tmp_path, gateway_port=port) as composed:
+        base = f"http://127.0.0.1:{port}"
+        _wait("the gateway", lambda: _gateway_health(composed.project) == "healthy", composed.logs)
+        with anyio.fail_after(SESSION_TIMEOUT):
+            async with mcp_session(f"{base}/mcp") as session:
+                names = {tool.name for tool in (await session.list_tools()).tools}
+                denied = await session.call_tool("get_current_time", {"timezone": "UTC"})
+        logs = composed.logs()
+    assert names == {"get_current_time", "convert_time"}  # mcp-server-time, spawned in the container for the session
+    assert denied.is_error and text(denied).startswith("[POLICY DENIED]"), text(
+        denied
+    )  # the python policy: default deny
+    assert f"serving MCP on {base}/mcp" in logs
