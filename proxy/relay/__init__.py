@@ -10,7 +10,15 @@ from regogate.proxy.relay._http_target import READ_TIMEOUT, HttpTarget, parse_he
 from regogate.proxy.relay._pipes import LineSink, LineSource
 from regogate.proxy.relay._relay import DEFAULT_DENY_PREFIX, Relay
 from regogate.proxy.relay._upstream import Upstream, exit_status
-from regogate.proxy.relay._wire import INVALID_REQUEST, UPSTREAM_GONE, Key, error_line, id_key
+from regogate.proxy.relay._wire import (
+    INVALID_REQUEST,
+    PROTOCOL_VERSION_META_KEY,
+    UPSTREAM_GONE,
+    Key,
+    error_line,
+    id_key,
+    is_modern,
+)
 
 if TYPE_CHECKING:
     from regogate.proxy.relay._http_upstream import HttpUpstream
@@ -19,6 +27,7 @@ __all__ = [
     "DECISION_TIMEOUT",
     "DEFAULT_DENY_PREFIX",
     "INVALID_REQUEST",
+    "PROTOCOL_VERSION_META_KEY",
     "READ_TIMEOUT",
     "UPSTREAM_GONE",
     "BadLine",
@@ -41,6 +50,7 @@ __all__ = [
     "error_line",
     "exit_status",
     "id_key",
+    "is_modern",
     "parse_headers",
 ]
 

@@ -6,12 +6,21 @@ event stream that ends with the answer. Notifications and the client's answers g
 starts with an ``initialize`` POST without ``Mcp-Session-Id`` and belongs to the principal that
 started it; any other request must name a live session of the same principal. Denials are ordinary
 answers (HTTP 200, a tool result with ``isError``), exactly as on stdio.
+
+A 2026-07-28 request (its ``_meta`` names that protocol version) needs no session: it is served on an
+upstream the pool lends for that one request (the same principal's idle one when there is one), and
+its answer carries no ``Mcp-Session-Id``; a notification in that era is acknowledged and dropped, as
+the era defines none from client to server on this wire. Event streams carry a comment line after
+``KEEPALIVE`` seconds of silence, so a proxy's idle timeout does not cut them; for the same reason a
+POSTed request still unanswered after that long gets its answer as an event stream when the client
+accepts one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+import math
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol
 
 import anyio
@@ -20,7 +29,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from regogate.core import RegogateError
-from regogate.proxy.relay import BadLine, decode, id_key
+from regogate.proxy.relay import PROTOCOL_VERSION_META_KEY, BadLine, decode, id_key, is_modern
 from regogate.proxy.transports._client_link import Exchange, Outgoing
 from regogate.proxy.transports._gateway_session import GatewaySession
 from regogate.proxy.transports._http_guard import (
@@ -41,6 +50,10 @@ logger = logging.getLogger(__name__)
 SESSION_HEADER = "mcp-session-id"
 RETRY_AFTER = "5"
 """Seconds a client is told to wait when no session can be opened now."""
+KEEPALIVE = 15.0
+"""Seconds of silence on an event stream before a comment line keeps proxies from closing it."""
+HEADER_MISMATCH = -32020
+"""MCP 2026-07-28: a routing header that contradicts the body."""
 
 
 class Authenticator(Protocol):
@@ -56,6 +69,31 @@ def same_principal(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
 
 def _sse_event(line: bytes) -> bytes:
     return b"event: message\ndata: " + line + b"\n\n"
+
+
+KEEPALIVE_COMMENT = b": keep-alive\n\n"
+"""An SSE comment: clients skip it; proxies see traffic."""
+
+
+def _meta_version(message: dict[str, object]) -> object:
+    """The protocol version a request carries in its ``_meta`` (2026-07-28 era), else ``None``."""
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return meta.get(PROTOCOL_VERSION_META_KEY) if isinstance(meta, dict) else None
+
+
+def _header_mismatch(request: Request, message: dict[str, object], version: object) -> str | None:
+    """Why the routing headers contradict the body (MCP 2026-07-28), or ``None``.
+
+    A proxy in front may route on the headers while regogate decides on the body: they must agree.
+    """
+    for header, body in (("mcp-protocol-version", version), ("mcp-method", message.get("method"))):
+        values = request.headers.getlist(header)
+        if len(values) > 1:
+            return f"{header} header appears more than once"
+        if values and values[0] != body:
+            return f"{header} header does not match the body"
+    return None
 
 
 class McpEndpoint:
@@ -119,6 +157,9 @@ class McpEndpoint:
             return rpc_error(400, f"invalid request: {reason}")
         method = message.get("method")
         is_request = "id" in message and method is not None
+        version = _meta_version(message)
+        if SESSION_HEADER not in request.headers and is_modern(version):
+            return await self._post_modern(request, who, message, decoded.wire, sse, version)
         new = method == "initialize" and is_request and SESSION_HEADER not in request.headers
         if new:
             try:
@@ -156,7 +197,7 @@ class McpEndpoint:
         if not await session.link.submit(decoded.wire):
             session.link.close_exchange(exchange)
             return rpc_error(503, "the session is closing or busy", request_id=request_id, headers=headers)
-        first = await _first_or_gone(exchange, request.receive)
+        first = await _first_or_gone(exchange, request.receive, patience=KEEPALIVE if sse else math.inf)
         if first is None:
             session.link.close_exchange(exchange)
             if new:
@@ -173,13 +214,81 @@ class McpEndpoint:
             del headers[SESSION_HEADER]
         return Response(line, status_code=200, media_type=JSON, headers=headers)
 
-    async def _event_stream(self, session: GatewaySession, exchange: Exchange, first: bytes) -> AsyncIterator[bytes]:
+    async def _post_modern(
+        self,
+        request: Request,
+        who: Mapping[str, object],
+        message: dict[str, object],
+        wire: bytes,
+        sse: bool,
+        version: object,
+    ) -> Response:
+        """One 2026-07-28 message without a session (see the module's docstring)."""
+        request_id = message.get("id")
+        mismatch = _header_mismatch(request, message, version)
+        if mismatch is not None:
+            return rpc_error(400, mismatch, code=HEADER_MISMATCH, request_id=request_id)
+        if "id" not in message or "method" not in message:
+            return Response(status_code=202, headers=NO_STORE)
+        if not isinstance(request_id, str | int) or id_key(request_id) is None:
+            return rpc_error(400, "invalid request: id must be a string or an integer", request_id=None)
+        if self._pool.draining:
+            return rpc_error(
+                503, "the gateway is shutting down", request_id=request_id, headers={"retry-after": RETRY_AFTER}
+            )
         try:
-            yield _sse_event(first)
-            async for line, _final in exchange.receive:
+            session = await self._pool.borrow(who)
+        except PoolClosed as exc:
+            return rpc_error(503, str(exc), request_id=request_id, headers={"retry-after": RETRY_AFTER})
+        except RegogateError as exc:
+            logger.error("cannot start an upstream for a 2026-07-28 request: %s", exc)
+            return rpc_error(502, "the upstream server could not be started", request_id=request_id)
+        params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        exchange = session.link.open_exchange(request_id, token, sse=sse)
+        if exchange is None or not await session.link.submit(wire):
+            self._pool.give_back(session, reusable=False)
+            return rpc_error(503, "the upstream is closing", request_id=request_id)
+        first = await _first_or_gone(exchange, request.receive, patience=KEEPALIVE if sse else math.inf)
+        if first is None:
+            session.link.close_exchange(exchange)
+            self._pool.give_back(session, reusable=False)
+            return Response(status_code=499)
+        line, final = first
+        if not final:
+
+            def done(answered: bool) -> None:
+                self._pool.give_back(session, reusable=answered)
+
+            stream = self._event_stream(session, exchange, line, done)
+            return StreamingResponse(stream, media_type=EVENT_STREAM, headers=NO_STORE)
+        session.link.close_exchange(exchange)
+        self._pool.give_back(session, reusable=True)
+        return Response(line, status_code=200, media_type=JSON, headers=NO_STORE)
+
+    async def _event_stream(
+        self, session: GatewaySession, exchange: Exchange, first: bytes, done: Callable[[bool], None] | None = None
+    ) -> AsyncIterator[bytes]:
+        answered = False
+        try:
+            yield _sse_event(first) if first else KEEPALIVE_COMMENT
+            while not answered:
+                item: Outgoing | None = None
+                with anyio.move_on_after(KEEPALIVE):
+                    try:
+                        item = await exchange.receive.receive()
+                    except (anyio.EndOfStream, anyio.ClosedResourceError):
+                        break
+                if item is None:
+                    yield KEEPALIVE_COMMENT
+                    continue
+                line, answered = item
                 yield _sse_event(line)
         finally:
             session.link.close_exchange(exchange)
+            if done is not None:
+                done(answered)
 
     def _listen(self, request: Request, session: GatewaySession) -> Response:
         if EVENT_STREAM not in request.headers.get("accept", ""):
@@ -190,8 +299,14 @@ class McpEndpoint:
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                async for line in stream:
-                    yield _sse_event(line)
+                while True:
+                    line: bytes | None = None
+                    with anyio.move_on_after(KEEPALIVE):
+                        try:
+                            line = await stream.receive()
+                        except (anyio.EndOfStream, anyio.ClosedResourceError):
+                            return
+                    yield KEEPALIVE_COMMENT if line is None else _sse_event(line)
             finally:
                 session.link.unlisten(stream)
 
@@ -204,20 +319,29 @@ def _is_error(line: bytes) -> bool:
     return not isinstance(decoded, BadLine) and isinstance(decoded.message, dict) and "error" in decoded.message
 
 
-async def _first_or_gone(exchange: Exchange, receive: Receive) -> Outgoing | None:
-    """The first message for the exchange, or ``None`` if the client disconnects (or the session ends) first."""
-    first: Outgoing | None = None
+SILENT: Outgoing = (b"", False)
+"""No message within the patience given: the answer becomes an event stream, opened by a keep-alive."""
+
+
+async def _first_or_gone(exchange: Exchange, receive: Receive, *, patience: float) -> Outgoing | None:
+    """The first message for the exchange; ``SILENT`` after ``patience`` seconds without one; ``None`` if
+    the client disconnects (or the session ends) first."""
+    first: Outgoing | None = SILENT
+    gone = False
     async with anyio.create_task_group() as tg:
 
         async def watch() -> None:
+            nonlocal gone
             while (await receive())["type"] != "http.disconnect":
                 pass
+            gone = True
             tg.cancel_scope.cancel()
 
         tg.start_soon(watch)
-        try:
-            first = await exchange.receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            first = None
+        with anyio.move_on_after(patience):
+            try:
+                first = await exchange.receive.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                first = None
         tg.cancel_scope.cancel()
-    return first
+    return None if gone else first

@@ -26,7 +26,7 @@ TIMEOUT = 60  # one whole test; seconds, slack for a loaded CI machine
 PUBLIC_SERVER = [sys.executable, str(SERVERS / "http_server.py"), "--stdio", "--public-tools", "60000"]
 POLICY = """\
 version: "1"
-hide: [sleep]
+hide: [count]
 """
 
 
@@ -46,7 +46,7 @@ async def test_a_modern_client_is_told_the_filtered_list_is_private(tmp_path: Pa
             listed = await client.list_tools()
             direct = await client.call_tool("echo", {"text": "still relayed"})
     names = {tool.name for tool in listed.tools}
-    assert "echo" in names and "sleep" not in names
+    assert "echo" in names and "count" not in names
     assert listed.cache_scope == "private"
     assert listed.ttl_ms == 60000  # the server's freshness hint stands; only who may share it changes
     assert not direct.is_error
@@ -59,5 +59,5 @@ async def test_a_legacy_session_gets_no_cache_scope_added(tmp_path: Path) -> Non
         answer = await raw.answer(2)
     result = answer["result"]
     assert isinstance(result, dict) and "echo" in {tool["name"] for tool in result["tools"]}
-    assert "sleep" not in {tool["name"] for tool in result["tools"]}
+    assert "count" not in {tool["name"] for tool in result["tools"]}
     assert "cacheScope" not in result and "ttlMs" not in result and "resultType" not in result
