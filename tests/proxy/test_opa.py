@@ -170,6 +170,40 @@ async def test_a_connection_closed_without_an_answer_is_unreachable() -> None:
     assert caught.value.code == "opa_unreachable"
 
 
+async def test_an_answer_that_ends_with_the_connection_is_read_whole_and_the_connection_not_reused() -> None:
+    unframed = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"result": true}'
+    async with fake_http(_answer(Reply(raw=unframed))) as (url, seen), OpaClient(url) as client:
+        with anyio.fail_after(5):
+            for _ in range(2):
+                assert await client.evaluate("t/allow", {}) == (True, None)
+    assert [request.connection for request in seen] == [1, 2]
+
+
+async def test_an_unframed_answer_cut_mid_body_is_malformed() -> None:
+    cut = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"result": tr'
+    async with fake_http(_answer(Reply(raw=cut))) as (url, _), OpaClient(url) as client:
+        with pytest.raises(DecisionError) as caught:
+            await client.evaluate("t/allow", {})
+    assert caught.value.code == "decision_malformed"
+
+
+async def test_an_informational_answer_before_the_decision_is_skipped() -> None:
+    body = b'{"result": {"allow": false}}'
+    raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    async with fake_http(_answer(Reply(raw=raw))) as (url, _), OpaClient(url) as client:
+        assert await client.evaluate("t/allow", {}) == ({"allow": False}, None)
+
+
+async def test_an_answer_past_the_size_bound_is_opa_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("regogate.proxy.policy._http.MAX_ANSWER_BYTES", 1000)
+    reply = json_reply('{"result": "' + "x" * 2000 + '"}')
+    reply.chunked = True
+    async with fake_http(_answer(reply)) as (url, _), OpaClient(url) as client:
+        with pytest.raises(DecisionError) as caught:
+            await client.evaluate("t/allow", {})
+    assert caught.value.code == "opa_error" and "larger than 1000 bytes" in str(caught.value)
+
+
 async def test_a_chunked_answer_is_read_whole() -> None:
     reply = json_reply('{"result": {"allow": true, "reasons": []}}')
     reply.chunked = True
