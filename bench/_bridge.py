@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import select
 import subprocess
 import sys
@@ -20,8 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from bench._measure import Plan, percentile
-from bench._session import BenchError, Session, check_reply, cpu_seconds, descendants
-from regogate.proxy.policy._embedded_opa import find_opa
+from bench._session import BenchError, Session, bench_env, check_reply, cpu_seconds, descendants
 
 SERVER = [sys.executable, "-m", "bench.http_echo_server"]
 SERVER_START_TIMEOUT = 20.0
@@ -179,6 +177,6 @@ def render_bridge(results: list[dict[str, float]]) -> str:
 
 def bridge_section(plan: Plan, *, workdir: Path, regogate: str, policy: Path, root: Path) -> str:
     """Measure the bridge (stderr to ``workdir``) and render its section of the report."""
-    env = {**os.environ, "REGOGATE_OPA": find_opa(None), "PYTHONPATH": str(root)}
+    env = bench_env(root)
     with open(workdir / "bridge-stderr.log", "ab") as stderr:
         return render_bridge(measure_bridge(plan, regogate=regogate, policy=policy, env=env, stderr=stderr))

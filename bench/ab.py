@@ -23,8 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench import _measure as m
-from bench._session import BenchError, Session
-from regogate.proxy.policy import find_opa
+from bench._session import BenchError, Session, bench_env
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "bench" / "bench.yaml"
@@ -69,7 +68,7 @@ Figures = dict[str, dict[str, float]]
 
 
 def one_round(trees: dict[str, Path], plan: m.Plan, sections: Sequence[str], seed: int, launcher: Path) -> Figures:
-    env = {**os.environ, "REGOGATE_OPA": find_opa(None), "PYTHONPATH": str(ROOT)}
+    env = bench_env(ROOT, *trees.values())
     names = ["direct", *(trees if seed % 2 == 0 else reversed(list(trees)))]
     figures: dict[str, dict[str, float]] = {}
     with open(os.devnull, "wb") as stderr:

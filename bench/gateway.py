@@ -29,7 +29,7 @@ from pathlib import Path
 from bench._bridge import SERVER, SERVER_START_TIMEOUT
 from bench._measure import percentile
 from bench._report import machine_facts
-from bench._session import BenchError
+from bench._session import BenchError, bench_env
 from regogate.proxy.policy import find_opa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,7 +213,7 @@ def _idle_memory(port: int, process: subprocess.Popen[bytes], sessions: int) -> 
 
 
 def measure(*, clients: int, calls: int, sequential: int, idle: int) -> dict[str, float]:
-    env = {**os.environ, "REGOGATE_OPA": find_opa(None), "PYTHONPATH": str(ROOT)}
+    env = bench_env(ROOT)
     with direct_server(env) as port:
         direct = _sequential(port, 200, sequential)
     with gateway(env, max_sessions=clients + idle + 2) as (port, process):

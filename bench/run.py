@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shlex
 import socket
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 from bench._bridge import bridge_section
 from bench._measure import PathSpec, Plan, embedded_opa_pid, embedded_opa_url, measure
 from bench._report import Results, machine_facts, render
-from bench._session import BenchError, Session
+from bench._session import BenchError, Session, bench_env
 from bench.gateway import gateway_section
 from regogate.converters import gate_bundle, load_policy, policy_bundle, write_bundle
 from regogate.proxy.policy import find_opa
@@ -126,7 +125,7 @@ def run(plan: Plan, *, workdir: Path, progress: bool = True, peers: Sequence[str
         BenchError: a path misbehaved.
     """
     opa_bin = find_opa(None)
-    env = {**os.environ, "REGOGATE_OPA": opa_bin, "PYTHONPATH": str(ROOT)}
+    env = bench_env(ROOT)
     log = workdir / "stderr.log"
     results: Results = []
     with external_opa(opa_bin, workdir / "opa", log) as (opa_url, opa_pid), open(log, "ab") as stderr:
