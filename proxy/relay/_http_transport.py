@@ -1,10 +1,12 @@
-"""HTTP/1.1 for the Streamable HTTP upstream: an httpx transport on ``h11`` that sends each request in one write.
+"""HTTP/1.1 for the Streamable HTTP upstream: an httpx transport that sends each request in one write.
 
 httpx's default transport (httpcore) cost ~3 ms of CPU per request on this machine, seven times
 httpx's own share (bench/notes.md, "Bridge latency"): it asks which async library runs on every
 lock it sets up (a failing ``import sniffio`` when sniffio is absent, four per request) and writes
 a request's headers and body in two sends, waking the server twice. This transport writes the
-whole request at once, streams the answer, and keeps idle connections for reuse.
+whole request at once (framed and checked by ``h11``), reads the answer with ``httptools``
+(llhttp, the parser uvicorn uses; a small fraction of ``h11``'s cost per answer), streams it,
+and keeps idle connections for reuse.
 
 A request is never sent twice: an idle connection is checked before reuse (open, nothing unread),
 and a connection that breaks after the request left fails that request.
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import select
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator
 
 import anyio
 import anyio.abc
 import h11
+import httptools
 import httpx
 
 READ_CHUNK = 64 * 1024
@@ -29,15 +33,87 @@ KEEPALIVE_EXPIRY = 30.0
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class _Connection:
-    """One HTTP/1.1 connection: the socket stream and its ``h11`` state."""
+_Head = tuple[int, list[tuple[bytes, bytes]]]
+_Event = _Head | bytes | None
+"""What an answer yields, in order: its status and headers, body chunks, ``None`` at its end."""
 
-    __slots__ = ("h11", "idle_since", "key", "stream")
+
+class _Answer:
+    """One answer as ``httptools`` reads it; its callbacks queue the events a reader takes in order."""
+
+    __slots__ = ("ended", "events", "extra", "framed", "headed", "headers", "informational", "keep_alive", "parser")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.events: deque[_Event] = deque()
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.headed = self.framed = self.informational = self.ended = self.extra = self.keep_alive = False
+
+    def feed(self, chunk: bytes) -> None:
+        """Read ``chunk``; ``b""`` is the end of the connection.
+
+        Raises:
+            httptools.HttpParserError: the bytes are not an HTTP/1.1 answer.
+            EOFError: the connection ended before the answer did.
+        """
+        if chunk:
+            try:
+                self.parser.feed_data(chunk)
+            except httptools.HttpParserError:
+                if not self.ended:
+                    raise
+                self.extra = True  # garbage after a whole answer: it stands, the connection goes
+        elif self.headed and not self.framed and not self.ended:  # the close ends an unframed body
+            self.ended = True
+            self.events.append(None)
+        elif not self.ended:
+            raise EOFError
+
+    def on_message_begin(self) -> None:
+        if self.ended:
+            self.extra = True  # bytes after the answer: a message nobody asked for
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.extra:
+            self.headers.append((name, value))
+            if name.lower() in (b"content-length", b"transfer-encoding"):
+                self.framed = True
+
+    def on_headers_complete(self) -> None:
+        if self.extra:
+            return
+        status = self.parser.get_status_code()
+        if status < 200:  # informational (1xx): the real answer follows
+            self.informational = True
+            self.headers = []
+            self.framed = False
+            return
+        self.informational = False
+        self.headed = True
+        self.events.append((status, self.headers))
+
+    def on_body(self, body: bytes) -> None:
+        if not self.extra:
+            self.events.append(bytes(body))
+
+    def on_message_complete(self) -> None:
+        if self.extra or self.informational:
+            self.informational = False
+            return
+        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the next message starts
+        self.ended = True
+        self.events.append(None)
+
+
+class _Connection:
+    """One HTTP/1.1 connection: the socket stream and the answer being read on it."""
+
+    __slots__ = ("answer", "idle_since", "key", "stream")
 
     def __init__(self, key: tuple[str, str, int], stream: anyio.abc.ByteStream) -> None:
         self.key = key
         self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.answer = _Answer()
         self.idle_since = 0.0
 
     def quiet(self) -> bool:
@@ -49,13 +125,17 @@ class _Connection:
         poller.register(raw.fileno(), select.POLLIN | select.POLLPRI | select.POLLRDHUP)
         return not poller.poll(0)
 
+    def ended_already(self) -> bool:
+        """The answer's end has been read (its unread rest, if any, was already here): nothing is left."""
+        answer = self.answer
+        while answer.events and answer.events[0] is not None:
+            answer.events.popleft()
+        return answer.ended
+
     def reusable(self) -> bool:
         """The exchange is complete and nothing came after it: ready for the next request."""
-        conn = self.h11
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE and not conn.trailing_data[0]:
-            conn.start_next_cycle()
-            return True
-        return False
+        answer = self.answer
+        return answer.ended and answer.keep_alive and not answer.extra
 
     async def aclose(self) -> None:
         await anyio.aclose_forcefully(self.stream)
@@ -133,7 +213,8 @@ class H11Transport(httpx.AsyncBaseTransport):
     async def _exchange(
         self, connection: _Connection, request: httpx.Request, timeouts: dict[str, float | None]
     ) -> tuple[int, list[tuple[bytes, bytes]]]:
-        conn = connection.h11
+        conn = h11.Connection(h11.CLIENT)  # frames and checks the request (no CR or LF in a header, say)
+        connection.answer = _Answer()
         target = request.url.raw_path
         try:
             data = conn.send(h11.Request(method=request.method, target=target, headers=request.headers.raw))
@@ -150,12 +231,10 @@ class H11Transport(httpx.AsyncBaseTransport):
             raise httpx.WriteTimeout("sending timed out", request=request) from exc
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise httpx.WriteError(str(exc) or type(exc).__name__, request=request) from exc
-        while True:
-            event = await _next_event(connection, request, timeouts.get("read"))
-            if isinstance(event, h11.Response):
-                return event.status_code, list(event.headers)
-            if not isinstance(event, h11.InformationalResponse):
-                raise httpx.RemoteProtocolError("the server sent no HTTP answer", request=request)
+        event = await _next_event(connection, request, timeouts.get("read"))
+        if not isinstance(event, tuple):  # only a bug in the reader could get here: the head comes first
+            raise httpx.RemoteProtocolError("the server sent no HTTP answer", request=request)
+        return event
 
     async def _finish(self, connection: _Connection, *, done: bool) -> None:
         """Put ``connection`` back for reuse if its exchange completed cleanly, else close it."""
@@ -194,9 +273,9 @@ class _Body(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while not self._done:
             event = await _next_event(self._connection, self._request, self._read)
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+            if isinstance(event, bytes):
+                yield event
+            elif event is None:
                 self._done = True
             else:
                 raise httpx.RemoteProtocolError("unexpected HTTP event in an answer", request=self._request)
@@ -204,49 +283,35 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         if not self._released:
             self._released = True
-            await self._transport._finish(self._connection, done=self._done or self._ended_already())
-
-    def _ended_already(self) -> bool:
-        """The unread rest of the answer is already here (an empty 202, say): the connection can be reused."""
-        conn = self._connection.h11
-        try:
-            while isinstance(event := conn.next_event(), h11.Data):
-                pass
-        except h11.RemoteProtocolError:
-            return False
-        return isinstance(event, h11.EndOfMessage)
+            await self._transport._finish(self._connection, done=self._done or self._connection.ended_already())
 
 
-async def _next_event(connection: _Connection, request: httpx.Request, read: float | None) -> h11.Event:
-    """The next ``h11`` event of the answer, reading the socket as needed.
+async def _next_event(connection: _Connection, request: httpx.Request, read: float | None) -> _Event:
+    """The next event of the answer (head, body chunk, ``None`` at its end), reading the socket as needed.
 
     Raises:
         httpx.ReadTimeout: nothing arrived within ``read`` seconds.
         httpx.ReadError: the connection broke.
         httpx.RemoteProtocolError: the bytes are not HTTP/1.1, or the answer was cut short.
     """
-    conn = connection.h11
-    while True:
+    answer = connection.answer
+    while not answer.events:
         try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-        if event is h11.NEED_DATA:
-            try:
-                with anyio.fail_after(_bound(read)):
-                    chunk = await connection.stream.receive(READ_CHUNK)
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout("reading timed out", request=request) from exc
-            except anyio.EndOfStream:
-                chunk = b""
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
-            conn.receive_data(chunk)
-            continue
-        if event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
-            raise httpx.RemoteProtocolError("the server closed the connection mid-answer", request=request)
-        assert isinstance(event, h11.Event)
-        return event
+            with anyio.fail_after(_bound(read)):
+                chunk = await connection.stream.receive(READ_CHUNK)
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout("reading timed out", request=request) from exc
+        except anyio.EndOfStream:
+            chunk = b""
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+        try:
+            answer.feed(chunk)
+        except httptools.HttpParserError as exc:
+            raise httpx.RemoteProtocolError(f"not an HTTP/1.1 answer: {exc}", request=request) from exc
+        except EOFError:
+            raise httpx.RemoteProtocolError("the server closed the connection mid-answer", request=request) from None
+    return answer.events.popleft()
 
 
 def _bound(seconds: float | None) -> float:
