@@ -20,7 +20,9 @@ from mcp.client.stdio import stdio_client
 
 from tests.conftest import find_opa_binary
 from tests.e2e.harness import REGOGATE, text
+from tests.e2e.serve_harness import serve
 from tests.http_servers import RunningServer, everything_http_server, python_http_server
+from tests.loopback_tls import loopback_certificate
 
 pytestmark = pytest.mark.anyio
 
@@ -57,6 +59,19 @@ tools:
             op: lte
             value: 100
         on_deny: "Sums of big numbers are not allowed"
+"""
+
+BRIDGE_OVER_GATEWAY_POLICY = """\
+version: "1"
+tools:
+  echo:
+    rules:
+      - name: lowercase-only
+        conditions:
+          - path: args.message
+            op: regex
+            value: "^[a-z ]*$"
+        on_deny: "Only lowercase may be echoed"
 """
 
 
@@ -318,3 +333,30 @@ async def test_limits_per_principal_through_two_bridges_sharing_a_store(
     assert used == {"alice": 2, "bob": 2}
     table = subprocess.run(status, capture_output=True, text=True, timeout=SESSION_TIMEOUT, check=True).stdout
     assert [line.split()[-1] for line in table.splitlines() if line.startswith("echo")] == ["alice", "bob"]
+
+
+async def test_the_bridge_speaks_tls_to_a_server_it_trusts_and_to_no_other(tmp_path: Path) -> None:
+    cert, key = loopback_certificate(tmp_path)
+    bridge_policy = write(tmp_path, "bridge.yaml", BRIDGE_OVER_GATEWAY_POLICY)
+    gateway_policy = write(tmp_path, "gateway.yaml", EVERYTHING_POLICY)
+    errors = tmp_path / "untrusted.log"
+    with serve(gateway_policy, "--state", "memory", "--tls-cert", str(cert), "--tls-key", str(key)) as gw:
+        assert gw.url.startswith("https://127.0.0.1:")
+        with anyio.fail_after(SESSION_TIMEOUT):
+            async with bridge(bridge_policy, gw.url, "--state", "memory", env={"SSL_CERT_FILE": str(cert)}) as session:
+                names = {t.name for t in (await session.list_tools()).tools}
+                small = await session.call_tool("get-sum", {"a": 1, "b": 2})
+                big = await session.call_tool("get-sum", {"a": 1000, "b": 2})
+                loud = await session.call_tool("echo", {"message": "LOUD"})
+        with (
+            anyio.fail_after(SESSION_TIMEOUT),
+            errors.open("w", encoding="utf-8") as errlog,
+            pytest.raises(Exception) as untrusted,  # the SDK wraps the bridge's error answer its own way
+        ):
+            async with bridge(bridge_policy, gw.url, "--state", "memory", errlog=errlog):
+                pass
+    assert "get-env" not in names and "get-sum" in names  # the gateway's hide reaches the bridge's client
+    assert not small.is_error and "3" in text(small)
+    assert big.is_error and text(big) == "[POLICY DENIED] Sums of big numbers are not allowed"  # the gateway's rule
+    assert loud.is_error and text(loud) == "[POLICY DENIED] Only lowercase may be echoed"  # the bridge's own rule
+    assert "CERTIFICATE_VERIFY_FAILED" in str(untrusted.value) + errors.read_text(encoding="utf-8")
