@@ -6,7 +6,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from regogate.converters._conditions import INPUT_ARGS, Helpers, condition_lines, ref, rego_literal
+from regogate.converters._allowed import INPUT_SCHEMA, allowed_calls, amount_checks, limit_declaration
+from regogate.converters._conditions import INPUT_ARGS, Helpers, condition_lines, rego_literal
 from regogate.converters._gotext import go_quote
 from regogate.converters._model import Policy, Rule
 from regogate.core import WILDCARD
@@ -16,11 +17,8 @@ _PLAIN_YAML = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-/\[\]]*$")
 INPUT_PRINCIPAL = "input.principal"
 #: How long a person has to answer when a require_approval rule names no approval_timeout.
 DEFAULT_APPROVAL_TIMEOUT = "5m"
-INPUT_SCHEMA = "input.tool.input_schema"
 #: Reasons found only after every rule passed (an amount that cannot be counted) sort after the rules'.
 AMOUNT_ORDER = 1_000_000
-#: Go's int64 ends here; a larger amount cannot be counted.
-MAX_AMOUNT = 9223372036854775807
 UNKNOWN_SCHEMA = "cannot check the arguments: the input schema of this tool is unknown"
 
 PRESENT_HELPER = """\
@@ -145,10 +143,8 @@ def _counter_rego(writer: _Writer, rule: Rule) -> None:
     counter = rule.counter
     assert counter is not None
     meta_custom = {"tool": rule.tool, "action": rule.action}
-    cost = rego_literal(counter.increment)
     guard: list[str] = []
     if counter.increment_from is not None:
-        argument = ref(INPUT_ARGS, counter.increment_from)
         shown = "args." + ".".join(counter.increment_from)
         message = (
             f"Internal policy error: {shown} must be a number of at least 0; "
@@ -163,24 +159,15 @@ def _counter_rego(writer: _Writer, rule: Rule) -> None:
         )
         writer.emit(
             f"# {counted} holds when {shown} is a number Intercept can count (a fraction counts its whole part).\n"
-            f"{counted}" + _body([f"is_number({argument})", f"{argument} > -1", f"{argument} < {MAX_AMOUNT}"])
+            f"{counted}" + _body(amount_checks(rule))
         )
-        cost = f"floor(abs({argument}))"
         guard = [counted]
-    limit = rule.limit
-    if limit is None:
+    declaration = limit_declaration(rule)
+    if declaration is None:
         return
-    bound, exclusive = limit
-    key_text = rego_literal(f"{rule.scope}/{counter.name}")
-    if rule.per_principal:
-        # One counter per caller; a call without a principal id shares the "_anonymous" one, still limited.
-        key_text = f'concat("/", [{key_text}, "principal", object.get(input, ["principal", "id"], "_anonymous")])'
     writer.emit(
         writer.metadata(rule.name, rule.limit_message, rule.mark.line, **meta_custom)
-        + "rate_limits contains "
-        + f'{{"key": {key_text}, "limit": {rego_literal(bound)}, '
-        + f'"exclusive": {rego_literal(exclusive)}, "window": {rego_literal(counter.window)}, '
-        + f'"cost": {cost}, "rule": {rego_literal(rule.name)}, "message": {rego_literal(rule.limit_message)}}}'
+        + f"rate_limits contains {declaration}"
         + _body([*_tool_test(rule), *guard])
     )
 
@@ -273,6 +260,13 @@ def generate_rego(policy: Policy) -> str:
         )
     for rule in policy.rules:
         _rule_rego(writer, rule)
+    for allowed in allowed_calls(policy, writer.helpers):
+        title = "allowed_call" if allowed.tool is None else f"allowed_call {allowed.tool}"
+        what = "an unlisted tool" if allowed.tool is None else f"a call to {allowed.tool}"
+        writer.emit(
+            writer.metadata(title, f"The gate's decision for {what} that every rule lets through", allowed.line)
+            + allowed.rego
+        )
     body = "\n\n".join(writer.chunks)
     helpers = "\n".join(sorted(writer.helpers.texts))
     text = "\n".join(header) + body + ("\n\n" + helpers if helpers else "")

@@ -73,9 +73,19 @@ _no_policy_reason := {
 # entrypoint: true
 default decision := {"allow": false, "reasons": [{"rule": "regogate.bad_input", "message": "input is not a version 1 tools/call or tools/list"}], "rate_limits": []}
 
-decision := _call_decision if {
-	input.version == contract_version
+# A converted policy decides the calls it lets through itself (its allowed_call, one rule per tool that
+# OPA's index picks by name); the gate takes that decision while no extension is loaded. Every other
+# call, and every call under a policy without allowed_call, gets generic_call_decision, which builds
+# the same document from the policy's rule sets. The version is written out: a reference to
+# contract_version would cost this lookup another rule evaluation.
+decision := allowed if {
 	input.kind == "tools/call"
+	input.version == 1
+	allowed := data.regogate.policies[input.server.id].allowed_call
+	not data.regogate.extensions
+} else := generic_call_decision if {
+	input.kind == "tools/call"
+	input.version == contract_version
 }
 
 decision := {"allow": true, "reasons": [], "hidden": sort(hidden)} if {
@@ -90,9 +100,13 @@ decision := _no_policy if {
 	not policy_loaded
 }
 
-# An allowed call evaluates only the deny rules, the approval requests and whether it declares
-# limits: reasons are built and sorted only for a denial, limits only when there are some.
-_call_decision := {"allow": true, "reasons": [], "rate_limits": []} if {
+# METADATA
+# description: |
+#   The decision for a tools/call, built from the deny, approvals and rate_limits sets of the
+#   server's policy and the deny sets of the extensions. An allowed call evaluates only the deny
+#   rules, the approval requests and whether it declares limits: reasons are built and sorted only
+#   for a denial, limits only when there are some.
+generic_call_decision := {"allow": true, "reasons": [], "rate_limits": []} if {
 	policy_loaded
 	not _denied
 	not _awaits_approval

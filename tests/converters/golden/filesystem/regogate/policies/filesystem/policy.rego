@@ -198,6 +198,134 @@ no_dry_run_skipping_passes if {
 	input.tool.arguments.dryRun in {true, "true"}
 }
 
+# METADATA
+# title: "allowed_call read_text_file"
+# description: "The gate's decision for a call to read_text_file that every rule lets through"
+# custom:
+#   source: policies/filesystem.yaml:10
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "read_text_file/_rate_minute", "limit": 120, "exclusive": false, "window": "minute", "cost": 1, "rule": "read-budget", "message": "Rate limit of 120 per minute reached. Try again later."}]} if {
+	input.tool.name == "read_text_file"
+
+	# read-budget
+	is_number(counter("read_text_file", "_rate_minute"))
+	counter("read_text_file", "_rate_minute") <= 120
+}
+
+# METADATA
+# title: "allowed_call read_file"
+# description: "The gate's decision for a call to read_file that every rule lets through"
+# custom:
+#   source: policies/filesystem.yaml:14
+allowed_call := {"allow": true, "reasons": [], "rate_limits": []} if {
+	input.tool.name == "read_file"
+}
+
+# METADATA
+# title: "allowed_call read_multiple_files"
+# description: "The gate's decision for a call to read_multiple_files that every rule lets through"
+# custom:
+#   source: policies/filesystem.yaml:16
+allowed_call := {"allow": true, "reasons": [], "rate_limits": []} if {
+	input.tool.name == "read_multiple_files"
+}
+
+# METADATA
+# title: "allowed_call list_directory"
+# description: "The gate's decision for a call to list_directory that every rule lets through"
+# custom:
+#   source: policies/filesystem.yaml:18
+allowed_call := {"allow": true, "reasons": [], "rate_limits": []} if {
+	input.tool.name == "list_directory"
+}
+
+# METADATA
+# title: "allowed_call list_allowed_directories"
+# description: "The gate's decision for a call to list_allowed_directories that every rule lets through"
+# custom:
+#   source: policies/filesystem.yaml:20
+allowed_call := {"allow": true, "reasons": [], "rate_limits": []} if {
+	input.tool.name == "list_allowed_directories"
+}
+
+# METADATA
+# title: "allowed_call get_file_info"
+# description: "The gate's decision for a call to get_file_info that every rule lets through"
+# custom:
+#   source: policies/filesystem.yaml:22
+allowed_call := {"allow": true, "reasons": [], "rate_limits": []} if {
+	input.tool.name == "get_file_info"
+}
+
+# METADATA
+# title: "allowed_call search_files"
+# description: "The gate's decision for a call to search_files that every rule lets through"
+# custom:
+#   source: policies/filesystem.yaml:24
+allowed_call := {"allow": true, "reasons": [], "rate_limits": []} if {
+	input.tool.name == "search_files"
+}
+
+# METADATA
+# title: "allowed_call directory_tree"
+# description: "The gate's decision for a call to directory_tree that every rule lets through"
+# custom:
+#   source: policies/filesystem.yaml:26
+allowed_call := {"allow": true, "reasons": [], "rate_limits": []} if {
+	input.tool.name == "directory_tree"
+}
+
+# METADATA
+# title: "allowed_call create_directory"
+# description: "The gate's decision for a call to create_directory that every rule lets through"
+# custom:
+#   source: policies/filesystem.yaml:28
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "create_directory/_rate_minute", "limit": 10, "exclusive": false, "window": "minute", "cost": 1, "rule": "directory-budget", "message": "Rate limit of 10 per minute reached. Try again later."}]} if {
+	input.tool.name == "create_directory"
+
+	# directory-budget
+	is_number(counter("create_directory", "_rate_minute"))
+	counter("create_directory", "_rate_minute") <= 10
+}
+
+# METADATA
+# title: "allowed_call write_file"
+# description: "The gate's decision for a call to write_file that every rule lets through"
+# custom:
+#   source: policies/filesystem.yaml:32
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "write_file/_rate_minute", "limit": 5, "exclusive": false, "window": "minute", "cost": 1, "rule": "write-budget", "message": "At most 5 writes a minute"}]} if {
+	input.tool.name == "write_file"
+
+	# write-text-files-only
+	is_string(input.tool.arguments.path)
+	regex.match(`\.(txt|md|json)$`, input.tool.arguments.path)
+
+	# no-hidden-folders
+	is_string(input.tool.arguments.path)
+	regex.match(`^[^.]*(\.[^./][^/]*)?$`, input.tool.arguments.path)
+
+	# write-needs-content
+	input.tool.input_schema
+	every name in object.get(input.tool, ["input_schema", "required"], []) {
+		argument_present(input.tool.arguments, name)
+	}
+
+	# write-budget
+	is_number(counter("write_file", "_rate_minute"))
+	counter("write_file", "_rate_minute") <= 5
+}
+
+# METADATA
+# title: "allowed_call edit_file"
+# description: "The gate's decision for a call to edit_file that every rule lets through"
+# custom:
+#   source: policies/filesystem.yaml:52
+allowed_call := {"allow": true, "reasons": [], "rate_limits": []} if {
+	input.tool.name == "edit_file"
+
+	# no-dry-run-skipping
+	input.tool.arguments.dryRun in {true, "true"}
+}
+
 # argument_present holds when the argument is there and neither null nor an empty string.
 argument_present(arguments, name) if {
 	value := arguments[name]

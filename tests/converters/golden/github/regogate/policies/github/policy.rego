@@ -254,6 +254,104 @@ global_call_budget_passes if {
 #   action: evaluate
 rate_limits contains {"key": "_global/_rate_hour", "limit": 600, "exclusive": false, "window": "hour", "cost": 1, "rule": "global-call-budget", "message": "Rate limit of 600 per hour reached. Try again later."}
 
+# METADATA
+# title: "allowed_call get_file_contents"
+# description: "The gate's decision for a call to get_file_contents that every rule lets through"
+# custom:
+#   source: policies/github.yaml:10
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "_global/_rate_hour", "limit": 600, "exclusive": false, "window": "hour", "cost": 1, "rule": "global-call-budget", "message": "Rate limit of 600 per hour reached. Try again later."}]} if {
+	input.tool.name == "get_file_contents"
+
+	# global-call-budget
+	is_number(counter("_global", "_rate_hour"))
+	counter("_global", "_rate_hour") <= 600
+}
+
+# METADATA
+# title: "allowed_call search_code"
+# description: "The gate's decision for a call to search_code that every rule lets through"
+# custom:
+#   source: policies/github.yaml:12
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "_global/_rate_hour", "limit": 600, "exclusive": false, "window": "hour", "cost": 1, "rule": "global-call-budget", "message": "Rate limit of 600 per hour reached. Try again later."}, {"key": "search_code/_rate_minute", "limit": 30, "exclusive": false, "window": "minute", "cost": 1, "rule": "search-rate", "message": "Code search is limited to 30 queries a minute"}]} if {
+	input.tool.name == "search_code"
+
+	# search-rate
+	is_number(counter("search_code", "_rate_minute"))
+	counter("search_code", "_rate_minute") <= 30
+
+	# global-call-budget
+	is_number(counter("_global", "_rate_hour"))
+	counter("_global", "_rate_hour") <= 600
+}
+
+# METADATA
+# title: "allowed_call create_issue"
+# description: "The gate's decision for a call to create_issue that every rule lets through"
+# custom:
+#   source: policies/github.yaml:17
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "_global/_rate_hour", "limit": 600, "exclusive": false, "window": "hour", "cost": 1, "rule": "global-call-budget", "message": "Rate limit of 600 per hour reached. Try again later."}]} if {
+	input.tool.name == "create_issue"
+
+	# issue-needs-title
+	input.tool.input_schema
+	every name in object.get(input.tool, ["input_schema", "required"], []) {
+		argument_present(input.tool.arguments, name)
+	}
+
+	# issue-title-length
+	is_string(input.tool.arguments.title)
+	regex.match(`^.{5,120}$`, input.tool.arguments.title)
+
+	# issue-needs-triage-label
+	contains_value(input.tool.arguments.labels, "needs-triage")
+
+	# global-call-budget
+	is_number(counter("_global", "_rate_hour"))
+	counter("_global", "_rate_hour") <= 600
+}
+
+# METADATA
+# title: "allowed_call push_files"
+# description: "The gate's decision for a call to push_files that every rule lets through"
+# custom:
+#   source: policies/github.yaml:35
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "_global/_rate_hour", "limit": 600, "exclusive": false, "window": "hour", "cost": 1, "rule": "global-call-budget", "message": "Rate limit of 600 per hour reached. Try again later."}, {"key": "push_files/_rate_hour", "limit": 20, "exclusive": false, "window": "hour", "cost": 1, "rule": "push-budget", "message": "Rate limit of 20 per hour reached. Try again later."}]} if {
+	input.tool.name == "push_files"
+
+	# no-force-push
+	force_value := input.tool.arguments.force
+	not force_value in {true, "true"}
+
+	# protected-branches
+	branch_value := input.tool.arguments.branch
+	not branch_value in {"main", "master", "release"}
+
+	# push-budget
+	is_number(counter("push_files", "_rate_hour"))
+	counter("push_files", "_rate_hour") <= 20
+
+	# global-call-budget
+	is_number(counter("_global", "_rate_hour"))
+	counter("_global", "_rate_hour") <= 600
+}
+
+# METADATA
+# title: "allowed_call create_pull_request"
+# description: "The gate's decision for a call to create_pull_request that every rule lets through"
+# custom:
+#   source: policies/github.yaml:60
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "_global/_rate_hour", "limit": 600, "exclusive": false, "window": "hour", "cost": 1, "rule": "global-call-budget", "message": "Rate limit of 600 per hour reached. Try again later."}]} if {
+	input.tool.name == "create_pull_request"
+
+	# pr-base-allowed
+	input.tool.arguments.base in {"main", "develop"}
+	input.tool.arguments.draft != null
+
+	# global-call-budget
+	is_number(counter("_global", "_rate_hour"))
+	counter("_global", "_rate_hour") <= 600
+}
+
 # argument_present holds when the argument is there and neither null nor an empty string.
 argument_present(arguments, name) if {
 	value := arguments[name]

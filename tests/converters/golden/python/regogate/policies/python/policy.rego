@@ -419,6 +419,166 @@ rate_limits contains {"key": "uv-install/_rate_hour", "limit": 30, "exclusive": 
 	input.tool.name == "uv-install"
 }
 
+# METADATA
+# title: "allowed_call uv-run"
+# description: "The gate's decision for a call to uv-run that every rule lets through"
+# custom:
+#   source: policies/python.yaml:26
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "uv-run/_rate_hour", "limit": 10, "exclusive": false, "window": "hour", "cost": 1, "rule": "uv-run[0]", "message": "Rate limit of 10 per hour reached. Try again later."}]} if {
+	input.tool.name == "uv-run"
+
+	# uv-run[0]
+	is_number(counter("uv-run", "_rate_hour"))
+	counter("uv-run", "_rate_hour") <= 10
+	input.tool.input_schema
+	every name in object.get(input.tool, ["input_schema", "required"], []) {
+		argument_present(input.tool.arguments, name)
+	}
+}
+
+# METADATA
+# title: "allowed_call black"
+# description: "The gate's decision for a call to black that every rule lets through"
+# custom:
+#   source: policies/python.yaml:32
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "black/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "black[0]", "message": "Rate limit of 60 per minute reached. Try again later."}]} if {
+	input.tool.name == "black"
+
+	# black[0]
+	is_number(counter("black", "_rate_minute"))
+	counter("black", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: "allowed_call mypy"
+# description: "The gate's decision for a call to mypy that every rule lets through"
+# custom:
+#   source: policies/python.yaml:36
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "mypy/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "mypy[0]", "message": "Rate limit of 60 per minute reached. Try again later."}]} if {
+	input.tool.name == "mypy"
+
+	# mypy[0]
+	is_number(counter("mypy", "_rate_minute"))
+	counter("mypy", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: "allowed_call pip-audit"
+# description: "The gate's decision for a call to pip-audit that every rule lets through"
+# custom:
+#   source: policies/python.yaml:40
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "pip-audit/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "pip-audit[0]", "message": "Rate limit of 60 per minute reached. Try again later."}]} if {
+	input.tool.name == "pip-audit"
+
+	# pip-audit[0]
+	is_number(counter("pip-audit", "_rate_minute"))
+	counter("pip-audit", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: "allowed_call pip-list"
+# description: "The gate's decision for a call to pip-list that every rule lets through"
+# custom:
+#   source: policies/python.yaml:44
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "pip-list/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "pip-list[0]", "message": "Rate limit of 60 per minute reached. Try again later."}]} if {
+	input.tool.name == "pip-list"
+
+	# pip-list[0]
+	is_number(counter("pip-list", "_rate_minute"))
+	counter("pip-list", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: "allowed_call pip-show"
+# description: "The gate's decision for a call to pip-show that every rule lets through"
+# custom:
+#   source: policies/python.yaml:48
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "pip-show/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "pip-show[0]", "message": "Rate limit of 60 per minute reached. Try again later."}]} if {
+	input.tool.name == "pip-show"
+
+	# pip-show[0]
+	is_number(counter("pip-show", "_rate_minute"))
+	counter("pip-show", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: "allowed_call pyenv"
+# description: "The gate's decision for a call to pyenv that every rule lets through"
+# custom:
+#   source: policies/python.yaml:52
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "pyenv/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "pyenv[0]", "message": "Rate limit of 60 per minute reached. Try again later."}]} if {
+	input.tool.name == "pyenv"
+
+	# pyenv[0]
+	is_number(counter("pyenv", "_rate_minute"))
+	counter("pyenv", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: "allowed_call pytest"
+# description: "The gate's decision for a call to pytest that every rule lets through"
+# custom:
+#   source: policies/python.yaml:56
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "pytest/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "pytest[0]", "message": "Rate limit of 60 per minute reached. Try again later."}]} if {
+	input.tool.name == "pytest"
+
+	# pytest[0]
+	is_number(counter("pytest", "_rate_minute"))
+	counter("pytest", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: "allowed_call ruff-check"
+# description: "The gate's decision for a call to ruff-check that every rule lets through"
+# custom:
+#   source: policies/python.yaml:60
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "ruff-check/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "ruff-check[0]", "message": "Rate limit of 60 per minute reached. Try again later."}]} if {
+	input.tool.name == "ruff-check"
+
+	# ruff-check[0]
+	is_number(counter("ruff-check", "_rate_minute"))
+	counter("ruff-check", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: "allowed_call ruff-format"
+# description: "The gate's decision for a call to ruff-format that every rule lets through"
+# custom:
+#   source: policies/python.yaml:64
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "ruff-format/_rate_minute", "limit": 60, "exclusive": false, "window": "minute", "cost": 1, "rule": "ruff-format[0]", "message": "Rate limit of 60 per minute reached. Try again later."}]} if {
+	input.tool.name == "ruff-format"
+
+	# ruff-format[0]
+	is_number(counter("ruff-format", "_rate_minute"))
+	counter("ruff-format", "_rate_minute") <= 60
+}
+
+# METADATA
+# title: "allowed_call pip-install"
+# description: "The gate's decision for a call to pip-install that every rule lets through"
+# custom:
+#   source: policies/python.yaml:68
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "pip-install/_rate_hour", "limit": 30, "exclusive": false, "window": "hour", "cost": 1, "rule": "pip-install[0]", "message": "Rate limit of 30 per hour reached. Try again later."}]} if {
+	input.tool.name == "pip-install"
+
+	# pip-install[0]
+	is_number(counter("pip-install", "_rate_hour"))
+	counter("pip-install", "_rate_hour") <= 30
+}
+
+# METADATA
+# title: "allowed_call uv-install"
+# description: "The gate's decision for a call to uv-install that every rule lets through"
+# custom:
+#   source: policies/python.yaml:72
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "uv-install/_rate_hour", "limit": 30, "exclusive": false, "window": "hour", "cost": 1, "rule": "uv-install[0]", "message": "Rate limit of 30 per hour reached. Try again later."}]} if {
+	input.tool.name == "uv-install"
+
+	# uv-install[0]
+	is_number(counter("uv-install", "_rate_hour"))
+	counter("uv-install", "_rate_hour") <= 30
+}
+
 # argument_present holds when the argument is there and neither null nor an empty string.
 argument_present(arguments, name) if {
 	value := arguments[name]

@@ -312,6 +312,124 @@ hourly_spend_guard_passes if {
 #   action: evaluate
 rate_limits contains {"key": "_global/calls", "limit": 1000, "exclusive": false, "window": "hour", "cost": 1, "rule": "hourly-spend-guard", "message": "Stripe calls are limited to 1000 an hour"}
 
+# METADATA
+# title: "allowed_call create_charge"
+# description: "The gate's decision for a call to create_charge that every rule lets through"
+# custom:
+#   source: policies/stripe.yaml:8
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "_global/calls", "limit": 1000, "exclusive": false, "window": "hour", "cost": 1, "rule": "hourly-spend-guard", "message": "Stripe calls are limited to 1000 an hour"}, {"key": "create_charge/daily_volume", "limit": 1000000, "exclusive": false, "window": "day", "cost": floor(abs(input.tool.arguments.amount)), "rule": "daily-charge-volume", "message": "Daily charge volume of 10,000.00 reached"}]} if {
+	input.tool.name == "create_charge"
+
+	# charge-currency
+	input.tool.arguments.currency in {"usd", "eur", "gbp"}
+
+	# charge-amount-cap
+	is_number(input.tool.arguments.amount)
+	input.tool.arguments.amount <= 50000
+	is_number(input.tool.arguments.amount)
+	input.tool.arguments.amount > 0
+
+	# daily-charge-volume
+	is_number(counter("create_charge", "daily_volume"))
+	counter("create_charge", "daily_volume") <= 1000000
+	is_number(input.tool.arguments.amount)
+	input.tool.arguments.amount > -1
+	input.tool.arguments.amount < 9223372036854775807
+
+	# schema-check
+	input.tool.input_schema
+	[schema_valid, _] := json.match_schema(input.tool.arguments, input.tool.input_schema)
+	schema_valid
+
+	# hourly-spend-guard
+	is_number(counter("_global", "calls"))
+	counter("_global", "calls") <= 1000
+}
+
+# METADATA
+# title: "allowed_call create_refund"
+# description: "The gate's decision for a call to create_refund that every rule lets through"
+# custom:
+#   source: policies/stripe.yaml:35
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "_global/calls", "limit": 1000, "exclusive": false, "window": "hour", "cost": 1, "rule": "hourly-spend-guard", "message": "Stripe calls are limited to 1000 an hour"}, {"key": "create_refund/refunds_today", "limit": 11, "exclusive": true, "window": "day", "cost": 1, "rule": "refund-count", "message": "At most 10 refunds a day"}]} if {
+	input.tool.name == "create_refund"
+
+	# refund-count
+	is_number(counter("create_refund", "refunds_today"))
+	counter("create_refund", "refunds_today") < 11
+
+	# refund-reason-given
+	input.tool.arguments.metadata.reason != null
+	object.get(input.tool.arguments, ["metadata", "internal_note"], null) == null
+
+	# refund-after-charges
+	is_number(counter("create_charge", "daily_volume"))
+	counter("create_charge", "daily_volume") >= 1
+
+	# schema-check
+	input.tool.input_schema
+	[schema_valid, _] := json.match_schema(input.tool.arguments, input.tool.input_schema)
+	schema_valid
+
+	# hourly-spend-guard
+	is_number(counter("_global", "calls"))
+	counter("_global", "calls") <= 1000
+}
+
+# METADATA
+# title: "allowed_call update_customer"
+# description: "The gate's decision for a call to update_customer that every rule lets through"
+# custom:
+#   source: policies/stripe.yaml:60
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "_global/calls", "limit": 1000, "exclusive": false, "window": "hour", "cost": 1, "rule": "hourly-spend-guard", "message": "Stripe calls are limited to 1000 an hour"}]} if {
+	input.tool.name == "update_customer"
+
+	# customer-email-domain
+	is_string(input.tool.arguments.email)
+	regex.match(`@example\.(com|org)$`, input.tool.arguments.email)
+
+	# customer-not-vip
+	tier_value := input.tool.arguments.tier
+	tier_value != "vip"
+
+	# customer-age
+	is_number(input.tool.arguments.age)
+	input.tool.arguments.age >= 18
+	is_number(input.tool.arguments.age)
+	input.tool.arguments.age < 130
+
+	# customer-tags
+	contains_like(input.tool.arguments.tags, 7, {7, "7"}, set())
+	contains_value(input.tool.arguments.note, "ok")
+
+	# schema-check
+	input.tool.input_schema
+	[schema_valid, _] := json.match_schema(input.tool.arguments, input.tool.input_schema)
+	schema_valid
+
+	# hourly-spend-guard
+	is_number(counter("_global", "calls"))
+	counter("_global", "calls") <= 1000
+}
+
+# METADATA
+# title: allowed_call
+# description: "The gate's decision for an unlisted tool that every rule lets through"
+# custom:
+#   source: policies/stripe.yaml:5
+allowed_call := {"allow": true, "reasons": [], "rate_limits": [{"key": "_global/calls", "limit": 1000, "exclusive": false, "window": "hour", "cost": 1, "rule": "hourly-spend-guard", "message": "Stripe calls are limited to 1000 an hour"}]} if {
+	not input.tool.name in listed_tools
+
+	# schema-check
+	input.tool.input_schema
+	[schema_valid, _] := json.match_schema(input.tool.arguments, input.tool.input_schema)
+	schema_valid
+
+	# hourly-spend-guard
+	is_number(counter("_global", "calls"))
+	counter("_global", "calls") <= 1000
+}
+
 # contains_like holds when needle is a substring of a string haystack, or when a member of a list
 # haystack equals needle as Intercept's eq does (one of the alternatives, or printed as one of the texts).
 contains_like(haystack, needle, _, _) if {
