@@ -107,11 +107,17 @@ def _local(base: str, taken: set[str]) -> str:
 
 @dataclass(frozen=True)
 class AllowedCall:
-    """One ``allowed_call`` rule: the tool it decides (None: any unlisted tool), its YAML line and its Rego."""
+    """One ``allowed_call`` rule: the tool it decides (None: any unlisted tool), its YAML line, rules and Rego."""
 
     tool: str | None
     line: int
+    rules: tuple[Rule, ...]
     rego: str
+
+    @property
+    def limit_keys(self) -> list[str]:
+        """The keys of the declared limits in the decision's order, without a per-principal suffix."""
+        return sorted(_static_key(r) for r in self.rules if r.limit is not None and r.counter is not None)
 
 
 def _allowed_rule(selector: list[str], rules: list[Rule], helpers: Helpers) -> str | None:
@@ -144,12 +150,14 @@ def allowed_calls(policy: Policy, helpers: Helpers) -> list[AllowedCall]:
         rules = [r for r in policy.rules if r.tool == tool.name] + wildcard
         rego = _allowed_rule([f"input.tool.name == {rego_literal(tool.name)}"], rules, helpers)
         if rego is not None:
-            found.append(AllowedCall(tool.name, tool.mark.line, rego))
+            found.append(AllowedCall(tool.name, tool.mark.line, tuple(rules), rego))
     if policy.default == "allow":
         selector = ["not input.tool.name in listed_tools"] if policy.listed else []
         if policy.hide:
             selector.append("not input.tool.name in hidden_tools")
         rego = _allowed_rule(selector, wildcard, helpers)
         if rego is not None:
-            found.append(AllowedCall(None, policy.default_mark.line if policy.default_mark else 1, rego))
+            found.append(
+                AllowedCall(None, policy.default_mark.line if policy.default_mark else 1, tuple(wildcard), rego)
+            )
     return found

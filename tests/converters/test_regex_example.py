@@ -97,5 +97,11 @@ def test_a_policy_with_re2_only_syntax_gets_a_passing_allowing_test(tmp_path: Pa
         [opa_bin, "test", "--format", "json", "-b", str(tmp_path / "bundle")], capture_output=True, text=True
     )
     outcomes = {t["name"]: not (t.get("fail") or t.get("error")) for t in json.loads(result.stdout)}
-    assert outcomes == {"test_semver_tags_only_allows": True, "test_semver_tags_only_denies": True}
+    assert outcomes == {
+        "test_semver_tags_only_allows": True,
+        "test_semver_tags_only_denies": True,
+        "test_allowed_call_tag_decides_a_passing_call": True,
+        "test_allowed_call_tag_leaves_a_failing_call_to_the_gate": True,
+        "test_allowed_call_unlisted_tools_decides_a_passing_call": True,
+    }
     assert result.returncode == 0

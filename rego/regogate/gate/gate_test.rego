@@ -131,3 +131,38 @@ test_unknown_kind_is_bad_input if {
 	d := gate.decision with input as object.union(_call, {"kind": "resources/read"}) with data.regogate.policies as _policies
 	d.reasons[0].rule == "regogate.bad_input"
 }
+
+# A policy that decides its allowed calls itself; the marker limit shows which path answered.
+_deciding := {"demo": object.union(_clean.demo, {"allowed_call": {
+	"allow": true,
+	"reasons": [],
+	"rate_limits": [{"key": "fast/x", "limit": 1, "window": "day", "cost": 1, "rule": "fast", "message": "m"}],
+}})}
+
+test_decision_takes_the_policys_allowed_call if {
+	d := gate.decision with input as _call with data.regogate.policies as _deciding
+	d.rate_limits[0].key == "fast/x"
+}
+
+test_decision_builds_the_document_when_an_extension_is_loaded if {
+	ext := {"audit": {"deny": set()}}
+	d := gate.decision with input as _call with data.regogate.policies as _deciding with data.regogate.extensions as ext
+	d == {"allow": true, "reasons": [], "rate_limits": [{"key": "a/x", "limit": 2, "window": "day", "cost": 1, "rule": "a", "message": "m"}]}
+}
+
+test_an_extension_denies_a_call_the_policy_allows_itself if {
+	ext := {"audit": {"deny": {{"rule": "ext", "message": "no", "order": 0}}}}
+	d := gate.decision with input as _call with data.regogate.policies as _deciding with data.regogate.extensions as ext
+	d.allow == false
+	d.reasons == [{"rule": "ext", "message": "no"}]
+}
+
+test_allowed_call_is_not_read_for_another_contract_version if {
+	d := gate.decision with input as object.union(_call, {"version": 2}) with data.regogate.policies as _deciding
+	d.reasons[0].rule == "regogate.bad_input"
+}
+
+test_generic_call_decision_ignores_allowed_call if {
+	d := gate.generic_call_decision with input as _call with data.regogate.policies as _deciding
+	d.rate_limits[0].key == "a/x"
+}

@@ -122,3 +122,96 @@ test_no_dry_run_skipping_denies if {
 	rules := {v.rule | some v in policy.deny} with input as _call("edit_file", {}, {}, {"type": "object"})
 	"no-dry-run-skipping" in rules
 }
+
+test_allowed_call_read_text_file_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("read_text_file", {}, {"read_text_file": {"_rate_minute": 120}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["read_text_file/_rate_minute"]
+}
+
+test_allowed_call_read_text_file_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("read_text_file", {}, {"read_text_file": {"_rate_minute": 121}}, {"type": "object"})
+}
+
+test_allowed_call_read_file_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("read_file", {}, {}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == []
+}
+
+test_allowed_call_read_multiple_files_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("read_multiple_files", {}, {}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == []
+}
+
+test_allowed_call_list_directory_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("list_directory", {}, {}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == []
+}
+
+test_allowed_call_list_allowed_directories_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("list_allowed_directories", {}, {}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == []
+}
+
+test_allowed_call_get_file_info_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("get_file_info", {}, {}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == []
+}
+
+test_allowed_call_search_files_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("search_files", {}, {}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == []
+}
+
+test_allowed_call_directory_tree_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("directory_tree", {}, {}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == []
+}
+
+test_allowed_call_create_directory_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("create_directory", {}, {"create_directory": {"_rate_minute": 10}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["create_directory/_rate_minute"]
+}
+
+test_allowed_call_create_directory_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("create_directory", {}, {"create_directory": {"_rate_minute": 11}}, {"type": "object"})
+}
+
+test_allowed_call_write_file_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("write_file", {"path": ".txt", "regogate_test_arg": "present"}, {"write_file": {"_rate_minute": 5}}, {"required": ["regogate_test_arg"], "type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["write_file/_rate_minute"]
+}
+
+test_allowed_call_write_file_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("write_file", {"regogate_test_arg": "present"}, {"write_file": {"_rate_minute": 5}}, {"required": ["regogate_test_arg"], "type": "object"})
+}
+
+test_allowed_call_edit_file_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("edit_file", {"dryRun": true}, {}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == []
+}
+
+test_allowed_call_edit_file_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("edit_file", {}, {}, {"type": "object"})
+}

@@ -162,3 +162,58 @@ test_global_call_budget_declares_its_limit if {
 	limit.key == "_global/_rate_hour"
 	limit.rule == "global-call-budget"
 }
+
+test_allowed_call_get_file_contents_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("get_file_contents", {}, {"_global": {"_rate_hour": 600}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["_global/_rate_hour"]
+}
+
+test_allowed_call_get_file_contents_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("get_file_contents", {}, {"_global": {"_rate_hour": 601}}, {"type": "object"})
+}
+
+test_allowed_call_search_code_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("search_code", {}, {"_global": {"_rate_hour": 600}, "search_code": {"_rate_minute": 30}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["_global/_rate_hour", "search_code/_rate_minute"]
+}
+
+test_allowed_call_search_code_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("search_code", {}, {"_global": {"_rate_hour": 600}, "search_code": {"_rate_minute": 31}}, {"type": "object"})
+}
+
+test_allowed_call_create_issue_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("create_issue", {"labels": "xneeds-triagex", "regogate_test_arg": "present", "title": "aaaaa"}, {"_global": {"_rate_hour": 600}}, {"required": ["regogate_test_arg"], "type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["_global/_rate_hour"]
+}
+
+test_allowed_call_create_issue_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("create_issue", {"labels": "xneeds-triagex", "regogate_test_arg": "present"}, {"_global": {"_rate_hour": 600}}, {"required": ["regogate_test_arg"], "type": "object"})
+}
+
+test_allowed_call_push_files_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("push_files", {"branch": "regogate-test-value", "force": "other"}, {"_global": {"_rate_hour": 600}, "push_files": {"_rate_hour": 20}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["_global/_rate_hour", "push_files/_rate_hour"]
+}
+
+test_allowed_call_push_files_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("push_files", {"branch": "regogate-test-value"}, {"_global": {"_rate_hour": 600}, "push_files": {"_rate_hour": 20}}, {"type": "object"})
+}
+
+test_allowed_call_create_pull_request_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("create_pull_request", {"base": "main", "draft": "present"}, {"_global": {"_rate_hour": 600}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["_global/_rate_hour"]
+}
+
+test_allowed_call_create_pull_request_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("create_pull_request", {"draft": "present"}, {"_global": {"_rate_hour": 600}}, {"type": "object"})
+}

@@ -255,3 +255,135 @@ test_uv_install_0_declares_its_limit if {
 	limit.key == "uv-install/_rate_hour"
 	limit.rule == "uv-install[0]"
 }
+
+test_allowed_call_uv_run_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("uv-run", {"regogate_test_arg": "present"}, {"uv-run": {"_rate_hour": 10}}, {"required": ["regogate_test_arg"], "type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["uv-run/_rate_hour"]
+}
+
+test_allowed_call_uv_run_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("uv-run", {"regogate_test_arg": "present"}, {"uv-run": {"_rate_hour": 11}}, {"required": ["regogate_test_arg"], "type": "object"})
+}
+
+test_allowed_call_black_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("black", {}, {"black": {"_rate_minute": 60}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["black/_rate_minute"]
+}
+
+test_allowed_call_black_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("black", {}, {"black": {"_rate_minute": 61}}, {"type": "object"})
+}
+
+test_allowed_call_mypy_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("mypy", {}, {"mypy": {"_rate_minute": 60}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["mypy/_rate_minute"]
+}
+
+test_allowed_call_mypy_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("mypy", {}, {"mypy": {"_rate_minute": 61}}, {"type": "object"})
+}
+
+test_allowed_call_pip_audit_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("pip-audit", {}, {"pip-audit": {"_rate_minute": 60}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["pip-audit/_rate_minute"]
+}
+
+test_allowed_call_pip_audit_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("pip-audit", {}, {"pip-audit": {"_rate_minute": 61}}, {"type": "object"})
+}
+
+test_allowed_call_pip_list_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("pip-list", {}, {"pip-list": {"_rate_minute": 60}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["pip-list/_rate_minute"]
+}
+
+test_allowed_call_pip_list_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("pip-list", {}, {"pip-list": {"_rate_minute": 61}}, {"type": "object"})
+}
+
+test_allowed_call_pip_show_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("pip-show", {}, {"pip-show": {"_rate_minute": 60}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["pip-show/_rate_minute"]
+}
+
+test_allowed_call_pip_show_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("pip-show", {}, {"pip-show": {"_rate_minute": 61}}, {"type": "object"})
+}
+
+test_allowed_call_pyenv_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("pyenv", {}, {"pyenv": {"_rate_minute": 60}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["pyenv/_rate_minute"]
+}
+
+test_allowed_call_pyenv_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("pyenv", {}, {"pyenv": {"_rate_minute": 61}}, {"type": "object"})
+}
+
+test_allowed_call_pytest_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("pytest", {}, {"pytest": {"_rate_minute": 60}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["pytest/_rate_minute"]
+}
+
+test_allowed_call_pytest_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("pytest", {}, {"pytest": {"_rate_minute": 61}}, {"type": "object"})
+}
+
+test_allowed_call_ruff_check_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("ruff-check", {}, {"ruff-check": {"_rate_minute": 60}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["ruff-check/_rate_minute"]
+}
+
+test_allowed_call_ruff_check_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("ruff-check", {}, {"ruff-check": {"_rate_minute": 61}}, {"type": "object"})
+}
+
+test_allowed_call_ruff_format_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("ruff-format", {}, {"ruff-format": {"_rate_minute": 60}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["ruff-format/_rate_minute"]
+}
+
+test_allowed_call_ruff_format_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("ruff-format", {}, {"ruff-format": {"_rate_minute": 61}}, {"type": "object"})
+}
+
+test_allowed_call_pip_install_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("pip-install", {}, {"pip-install": {"_rate_hour": 30}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["pip-install/_rate_hour"]
+}
+
+test_allowed_call_pip_install_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("pip-install", {}, {"pip-install": {"_rate_hour": 31}}, {"type": "object"})
+}
+
+test_allowed_call_uv_install_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("uv-install", {}, {"uv-install": {"_rate_hour": 30}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["uv-install/_rate_hour"]
+}
+
+test_allowed_call_uv_install_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("uv-install", {}, {"uv-install": {"_rate_hour": 31}}, {"type": "object"})
+}

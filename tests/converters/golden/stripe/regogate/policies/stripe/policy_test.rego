@@ -172,3 +172,47 @@ test_hourly_spend_guard_declares_its_limit if {
 	limit.key == "_global/calls"
 	limit.rule == "hourly-spend-guard"
 }
+
+test_allowed_call_create_charge_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("create_charge", {"amount": 50000, "currency": "usd"}, {"_global": {"calls": 1000}, "create_charge": {"daily_volume": 1000000}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["_global/calls", "create_charge/daily_volume"]
+}
+
+test_allowed_call_create_charge_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("create_charge", {"amount": 50000}, {"_global": {"calls": 1000}, "create_charge": {"daily_volume": 1000000}}, {"type": "object"})
+}
+
+test_allowed_call_create_refund_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("create_refund", {"metadata": {"reason": "present"}}, {"_global": {"calls": 1000}, "create_charge": {"daily_volume": 1}, "create_refund": {"refunds_today": 10}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["_global/calls", "create_refund/refunds_today"]
+}
+
+test_allowed_call_create_refund_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("create_refund", {"metadata": {"reason": "present"}}, {"_global": {"calls": 1000}, "create_charge": {"daily_volume": 1}, "create_refund": {"refunds_today": 12}}, {"type": "object"})
+}
+
+test_allowed_call_update_customer_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("update_customer", {"age": 18, "email": "@example.com", "note": "xokx", "tags": [7], "tier": "vip-other"}, {"_global": {"calls": 1000}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["_global/calls"]
+}
+
+test_allowed_call_update_customer_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("update_customer", {"age": 18, "note": "xokx", "tags": [7], "tier": "vip-other"}, {"_global": {"calls": 1000}}, {"type": "object"})
+}
+
+test_allowed_call_unlisted_tools_decides_a_passing_call if {
+	decision := policy.allowed_call with input as _call("regogate-unlisted-tool", {}, {"_global": {"calls": 1000}}, {"type": "object"})
+	decision.allow
+	decision.reasons == []
+	[limit.key | some limit in decision.rate_limits] == ["_global/calls"]
+}
+
+test_allowed_call_unlisted_tools_leaves_a_failing_call_to_the_gate if {
+	not policy.allowed_call with input as _call("regogate-unlisted-tool", {}, {"_global": {"calls": 1001}}, {"type": "object"})
+}
