@@ -3,28 +3,22 @@ real OPA."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import signal
 import ssl
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import alive
 from tests.e2e.harness import children, command_line, text
-from tests.e2e.serve_harness import Gateway, mcp_session, serve
+from tests.e2e.serve_harness import HEADERS, INITIALIZE, Gateway, loopback_certificate, mcp_session, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -48,14 +42,6 @@ tools:
         rate_limit: 3/minute
         on_deny: "Long operations budget spent"
 """
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
-}
-HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
 def policy_file(tmp_path: Path, content: str = POLICY) -> Path:
@@ -281,25 +267,7 @@ async def test_a_cancelled_call_ends_its_http_answer_and_the_session_goes_on(tmp
 
 
 def test_tls_from_a_cert_and_key(tmp_path: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    cert_file, key_file = loopback_certificate(tmp_path)
     flags = ("--state", "memory", "--tls-cert", str(cert_file), "--tls-key", str(key_file))
     with serve(policy_file(tmp_path), *flags) as gw:
         assert gw.url.startswith("https://127.0.0.1:")

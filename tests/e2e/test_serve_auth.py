@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.e2e.harness import text
-from tests.e2e.serve_harness import mcp_session, serve
+from tests.e2e.serve_harness import HEADERS, INITIALIZE, mcp_session, serve
 from tests.http_servers import python_http_server
 
 pytestmark = pytest.mark.anyio
@@ -45,13 +45,6 @@ tools:
         per: principal
         on_deny: "Two sums each per minute"
 """
-HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
-}
 
 
 class Issuer:

@@ -7,7 +7,6 @@ with one clear log line, and forged key ids must not make the gateway hammer the
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import ssl
@@ -16,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,14 +23,11 @@ import anyio
 import httpx
 import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from tests.conftest import find_opa_binary
 from tests.e2e.harness import EVERYTHING_SERVER, REGOGATE, text
-from tests.e2e.serve_harness import mcp_session, serve
+from tests.e2e.serve_harness import HEADERS, INITIALIZE, loopback_certificate, mcp_session, serve
 from tests.http_servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -41,13 +36,6 @@ TIMEOUT = 90  # one whole test; seconds, slack for a loaded CI machine
 ISSUER = "https://idp.example.test/"
 AUDIENCE = "https://gateway.example.test/mcp"
 POLICY = 'version: "1"\nhide: [get-env]\n'
-HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
-}
 
 
 class JwksHost:
@@ -117,27 +105,8 @@ def policy_file(tmp_path: Path) -> Path:
 
 
 def loopback_ca(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
-    """A self-signed certificate for 127.0.0.1: the server's TLS context and the file a client trusts."""
-    key = new_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "jwks-cert.pem", tmp_path / "jwks-key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    """A TLS context for a server on 127.0.0.1, and the certificate file a client trusts for it."""
+    cert_file, key_file = loopback_certificate(tmp_path, ca=True)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     return context, cert_file

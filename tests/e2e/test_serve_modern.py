@@ -21,7 +21,7 @@ from mcp.client import Client
 
 from tests.conftest import alive
 from tests.e2e.harness import SERVERS, children, command_line, text
-from tests.e2e.serve_harness import Gateway, serve
+from tests.e2e.serve_harness import HEADERS, Gateway, serve
 from tests.e2e.test_serve_auth import Issuer
 
 pytestmark = pytest.mark.anyio
@@ -41,7 +41,6 @@ tools:
             value: "^[a-z ]*$"
         on_deny: "Only lowercase letters may be echoed"
 """
-HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientCapabilities": {},
