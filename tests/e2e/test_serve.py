@@ -18,7 +18,8 @@ from mcp.shared.exceptions import MCPError
 
 from tests.conftest import alive
 from tests.e2e.harness import children, command_line, text
-from tests.e2e.serve_harness import HEADERS, INITIALIZE, Gateway, loopback_certificate, mcp_session, serve
+from tests.e2e.serve_harness import HEADERS, INITIALIZE, Gateway, mcp_session, serve
+from tests.loopback_tls import loopback_certificate
 
 pytestmark = pytest.mark.anyio
 

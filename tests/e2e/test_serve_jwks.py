@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import find_opa_binary
 from tests.e2e.harness import EVERYTHING_SERVER, REGOGATE, text
-from tests.e2e.serve_harness import HEADERS, INITIALIZE, loopback_certificate, mcp_session, serve
+from tests.e2e.serve_harness import HEADERS, INITIALIZE, mcp_session, serve
 from tests.http_servers import free_port
+from tests.loopback_tls import loopback_certificate
 
 pytestmark = pytest.mark.anyio
 
@@ -106,7 +107,7 @@ def policy_file(tmp_path: Path) -> Path:
 
 def loopback_ca(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
     """A TLS context for a server on 127.0.0.1, and the certificate file a client trusts for it."""
-    cert_file, key_file = loopback_certificate(tmp_path, ca=True)
+    cert_file, key_file = loopback_certificate(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     return context, cert_file
