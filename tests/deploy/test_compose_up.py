@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import tarfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -378,3 +380,42 @@ async def test_the_gateway_profile_serves_an_sdk_client_over_http_decided_by_the
         denied
     )  # the python policy: default deny
     assert f"serving MCP on {base}/mcp" in logs
+
+
+def test_the_gateway_build_context_is_the_source_the_wheel_needs_and_nothing_else(tmp_path: Path) -> None:
+    """.dockerignore: `docker compose build` sends no virtualenv, node_modules, .git or test output."""
+    require_container(images.REGOGATE_IMAGE)  # an engine answers (the image itself is not used)
+    client = docker_client()
+    tag = f"regogate-test/context:{uuid.uuid4().hex[:10]}"
+    try:
+        # The same context as the gateway service's build (the checkout), copied whole into an empty image.
+        dockerfile = tmp_path / "Dockerfile"
+        dockerfile.write_text("FROM scratch\nCOPY . /src\n", encoding="utf-8")
+        client.images.build(path=str(ROOT), dockerfile=str(dockerfile), tag=tag, rm=True)
+        container = client.containers.create(tag, command=["none"])
+        try:
+            with (tmp_path / "context.tar").open("wb") as out:
+                for chunk in container.export():
+                    out.write(chunk)
+        finally:
+            container.remove()
+    finally:
+        with suppress(Exception):
+            client.images.remove(tag, force=True)
+        client.close()
+    with tarfile.open(tmp_path / "context.tar") as tar:
+        names = [n for n in tar.getnames() if n.startswith("src/")]
+        tar.extractall(tmp_path / "context", members=[m for m in tar.getmembers() if m.name.startswith("src/")])
+    tops = {n.split("/")[1] for n in names if n.count("/") >= 1 and n.split("/")[1]}
+    assert tops == {"pyproject.toml", "README.md", "LICENSE", "core", "proxy", "converters", "rego", "testing"}
+    assert not [n for n in names if "__pycache__" in n]
+    wheel = ["wheel", "-q", "--no-deps", "-w", str(tmp_path / "wheel"), str(tmp_path / "context" / "src")]
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", *wheel],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    assert list((tmp_path / "wheel").glob("regogate-*.whl"))
