@@ -260,6 +260,7 @@ def test_shipped_policies_decide_the_same_both_ways(decider: Decider, path: Path
     assert decider.fast > before
 
 
+@pytest.mark.slow
 def test_drawn_policies_decide_the_same_both_ways(decider: Decider) -> None:
     before = decider.fast
 

@@ -76,8 +76,8 @@ default decision := {"allow": false, "reasons": [{"rule": "regogate.bad_input", 
 # A converted policy decides the calls it lets through itself (its allowed_call, one rule per tool that
 # OPA's index picks by name); the gate takes that decision while no extension is loaded. Every other
 # call, and every call under a policy without allowed_call, gets generic_call_decision, which builds
-# the same document from the policy's rule sets. The version is written out: a reference to
-# contract_version would cost this lookup another rule evaluation.
+# the same document from the policy's rule sets. The version is compared with the literal 1
+# (contract_version): a reference to that rule would cost each decision another rule evaluation.
 decision := allowed if {
 	input.kind == "tools/call"
 	input.version == 1
@@ -85,19 +85,16 @@ decision := allowed if {
 	not data.regogate.extensions
 } else := generic_call_decision if {
 	input.kind == "tools/call"
-	input.version == contract_version
+	input.version == 1
 }
 
 decision := {"allow": true, "reasons": [], "hidden": sort(hidden)} if {
-	input.version == contract_version
 	input.kind == "tools/list"
+	input.version == 1
 	policy_loaded
-}
-
-decision := _no_policy if {
-	input.version == contract_version
+} else := _no_policy if {
 	input.kind == "tools/list"
-	not policy_loaded
+	input.version == 1
 }
 
 # METADATA

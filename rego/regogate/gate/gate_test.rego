@@ -166,3 +166,14 @@ test_generic_call_decision_ignores_allowed_call if {
 	d := gate.generic_call_decision with input as _call with data.regogate.policies as _deciding
 	d.rate_limits[0].key == "a/x"
 }
+
+test_decision_reads_inputs_of_the_contract_version_it_declares if {
+	call := object.union(_call, {"version": gate.contract_version})
+	list := object.union(_list, {"version": gate.contract_version})
+	fast := gate.decision with input as call with data.regogate.policies as _deciding
+	fast.rate_limits[0].key == "fast/x"
+	generic := gate.decision with input as call with data.regogate.policies as _clean
+	generic.allow == true
+	listed := gate.decision with input as list with data.regogate.policies as _policies
+	listed.hidden == ["secret"]
+}
