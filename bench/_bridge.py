@@ -159,7 +159,7 @@ def render_bridge(results: list[dict[str, float]]) -> str:
             "The same server (`bench/http_echo_server.py`, JSON answers, HTTP/1.1 keep-alive), the same calls,",
             "alternating call by call: `direct` POSTs each `tools/call` itself; `bridge` sends it on regogate's",
             "stdio (`regogate --upstream URL`, embedded OPA), which decides it and POSTs it with httpx on its",
-            "h11 transport (`proxy/relay/_http_transport.py`).",
+            "own transport (`proxy/relay/_http_transport.py`: h11 frames requests, httptools reads answers).",
             "",
             "| path | p50 | p99 | added p50 | added p99 |",
             "|---|---|---|---|---|",
