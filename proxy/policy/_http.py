@@ -25,6 +25,7 @@ import anyio.abc
 import httptools
 
 from regogate.core import ConfigError, DecisionError
+from regogate.proxy.relay import HttpAnswer
 
 __all__ = ["CONNECT_TIMEOUT", "HttpTransport", "OpaTransport"]
 
@@ -204,68 +205,6 @@ async def _connect_socket(family: int, address: str | tuple[object, ...]) -> soc
         raise
 
 
-class _Answer:
-    """What ``httptools`` has read of one answer (its callbacks fill it)."""
-
-    __slots__ = ("complete", "extra", "framed", "headed", "keep_alive", "parser", "parts", "size", "status", "too_big")
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.status = 0
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.complete = False
-        self.extra = False
-        self.too_big = False
-        self.keep_alive = False
-        self.framed = False
-        self.headed = False
-
-    def on_header(self, name: bytes, _value: bytes) -> None:
-        if name.lower() in (b"content-length", b"transfer-encoding"):
-            self.framed = True
-
-    def on_headers_complete(self) -> None:
-        self.headed = True
-
-    def whole(self) -> bool:
-        """The answer is complete (the parser's callbacks say so, while it reads)."""
-        return self.complete
-
-    def ended_by_close(self) -> bool:
-        """The connection closed where an answer without a length or chunks ends: the body is whole."""
-        if self.complete or not self.headed or self.framed:
-            return False
-        status = self.parser.get_status_code()
-        if status < 200:
-            return False
-        self.status, self.complete = status, True
-        return True
-
-    def on_message_begin(self) -> None:
-        if self.complete:
-            self.extra = True  # bytes after the answer: a message nobody asked for
-
-    def on_body(self, body: bytes) -> None:
-        self.size += len(body)
-        if self.size > MAX_ANSWER_BYTES:
-            self.too_big = True
-        elif not self.extra:
-            self.parts.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.complete:
-            return
-        status = self.parser.get_status_code()
-        if status < 200:  # an informational answer (1xx) precedes the real one
-            self.parts.clear()
-            self.size = 0
-            return
-        self.status = status
-        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the next message starts
-        self.complete = True
-
-
 class _Connection:
     """One keep-alive HTTP/1.1 connection to OPA."""
 
@@ -290,33 +229,38 @@ class _Connection:
             await self.wire.send(b"%s %s HTTP/1.1\r\n%s\r\n%s" % (method.encode(), target.encode(), headers, body))
         except _BROKEN as exc:
             raise _Stale from exc
-        answer = _Answer()
+        answer = HttpAnswer()
+        status = 0
+        parts: list[bytes] = []
+        size = 0
         answered = False
-        while not answer.whole():
+        while not answer.ended:
             try:
                 chunk = await self.wire.receive()
             except _BROKEN as exc:
                 if not answered:
                     raise _Stale from exc
                 raise DecisionError("opa_unreachable", f"the connection broke: {exc!r}") from exc
-            if not chunk:
-                if not answered:
-                    raise _Stale
-                if answer.ended_by_close():
-                    break
-                raise DecisionError("opa_unreachable", "OPA closed the connection before answering")
+            if not chunk and not answered:
+                raise _Stale
             answered = True
             try:
-                answer.parser.feed_data(chunk)
+                answer.feed(chunk)
             except httptools.HttpParserError as exc:
-                if not answer.whole():
-                    raise DecisionError("opa_unreachable", f"OPA's answer is not HTTP/1.1: {exc}") from exc
-                answer.extra = True  # garbage after a whole answer: the answer stands, the connection goes
-            if answer.too_big:
-                raise DecisionError("opa_error", f"OPA's answer is larger than {MAX_ANSWER_BYTES} bytes")
-        self.keep_alive = answer.keep_alive and not answer.extra
-        parts = answer.parts
-        return answer.status, parts[0] if len(parts) == 1 else b"".join(parts)
+                raise DecisionError("opa_unreachable", f"OPA's answer is not HTTP/1.1: {exc}") from exc
+            except EOFError:
+                raise DecisionError("opa_unreachable", "OPA closed the connection before answering") from None
+            while answer.events:
+                event = answer.events.popleft()
+                if isinstance(event, bytes):
+                    size += len(event)
+                    if size > MAX_ANSWER_BYTES:
+                        raise DecisionError("opa_error", f"OPA's answer is larger than {MAX_ANSWER_BYTES} bytes")
+                    parts.append(event)
+                elif event is not None:
+                    status = event[0]
+        self.keep_alive = answer.reusable()
+        return status, parts[0] if len(parts) == 1 else b"".join(parts)
 
     def reusable(self) -> bool:
         """Whether the connection may carry another request: the answer was whole and nothing followed it.

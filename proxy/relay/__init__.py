@@ -6,6 +6,7 @@ from regogate.proxy.relay._bounded import DECISION_TIMEOUT
 from regogate.proxy.relay._codec import BadLine, decode, encode
 from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, PeerClosed
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
+from regogate.proxy.relay._http_answer import HttpAnswer
 from regogate.proxy.relay._http_target import READ_TIMEOUT, HttpTarget, parse_headers
 from regogate.proxy.relay._pipes import LineSink, LineSource
 from regogate.proxy.relay._relay import DEFAULT_DENY_PREFIX, Relay
@@ -33,6 +34,7 @@ __all__ = [
     "BadLine",
     "CallContext",
     "Gateway",
+    "HttpAnswer",
     "HttpTarget",
     "HttpUpstream",
     "Key",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import select
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator
 
 import anyio
@@ -25,84 +24,14 @@ import h11
 import httptools
 import httpx
 
+from regogate.proxy.relay._http_answer import AnswerEvent, HttpAnswer
+
 READ_CHUNK = 64 * 1024
 """One socket read."""
 KEEPALIVE_EXPIRY = 30.0
 """An idle connection older than this is closed rather than reused (servers drop idle ones too)."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-_Head = tuple[int, list[tuple[bytes, bytes]]]
-_Event = _Head | bytes | None
-"""What an answer yields, in order: its status and headers, body chunks, ``None`` at its end."""
-
-
-class _Answer:
-    """One answer as ``httptools`` reads it; its callbacks queue the events a reader takes in order."""
-
-    __slots__ = ("ended", "events", "extra", "framed", "headed", "headers", "informational", "keep_alive", "parser")
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.events: deque[_Event] = deque()
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.headed = self.framed = self.informational = self.ended = self.extra = self.keep_alive = False
-
-    def feed(self, chunk: bytes) -> None:
-        """Read ``chunk``; ``b""`` is the end of the connection.
-
-        Raises:
-            httptools.HttpParserError: the bytes are not an HTTP/1.1 answer.
-            EOFError: the connection ended before the answer did.
-        """
-        if chunk:
-            try:
-                self.parser.feed_data(chunk)
-            except httptools.HttpParserError:
-                if not self.ended:
-                    raise
-                self.extra = True  # garbage after a whole answer: it stands, the connection goes
-        elif self.headed and not self.framed and not self.ended:  # the close ends an unframed body
-            self.ended = True
-            self.events.append(None)
-        elif not self.ended:
-            raise EOFError
-
-    def on_message_begin(self) -> None:
-        if self.ended:
-            self.extra = True  # bytes after the answer: a message nobody asked for
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.extra:
-            self.headers.append((name, value))
-            if name.lower() in (b"content-length", b"transfer-encoding"):
-                self.framed = True
-
-    def on_headers_complete(self) -> None:
-        if self.extra:
-            return
-        status = self.parser.get_status_code()
-        if status < 200:  # informational (1xx): the real answer follows
-            self.informational = True
-            self.headers = []
-            self.framed = False
-            return
-        self.informational = False
-        self.headed = True
-        self.events.append((status, self.headers))
-
-    def on_body(self, body: bytes) -> None:
-        if not self.extra:
-            self.events.append(bytes(body))
-
-    def on_message_complete(self) -> None:
-        if self.extra or self.informational:
-            self.informational = False
-            return
-        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the next message starts
-        self.ended = True
-        self.events.append(None)
 
 
 class _Connection:
@@ -113,7 +42,7 @@ class _Connection:
     def __init__(self, key: tuple[str, str, int], stream: anyio.abc.ByteStream) -> None:
         self.key = key
         self.stream = stream
-        self.answer = _Answer()
+        self.answer = HttpAnswer()
         self.idle_since = 0.0
 
     def quiet(self) -> bool:
@@ -134,8 +63,7 @@ class _Connection:
 
     def reusable(self) -> bool:
         """The exchange is complete and nothing came after it: ready for the next request."""
-        answer = self.answer
-        return answer.ended and answer.keep_alive and not answer.extra
+        return self.answer.reusable()
 
     async def aclose(self) -> None:
         await anyio.aclose_forcefully(self.stream)
@@ -214,7 +142,7 @@ class H11Transport(httpx.AsyncBaseTransport):
         self, connection: _Connection, request: httpx.Request, timeouts: dict[str, float | None]
     ) -> tuple[int, list[tuple[bytes, bytes]]]:
         conn = h11.Connection(h11.CLIENT)  # frames and checks the request (no CR or LF in a header, say)
-        connection.answer = _Answer()
+        connection.answer = HttpAnswer()
         target = request.url.raw_path
         try:
             data = conn.send(h11.Request(method=request.method, target=target, headers=request.headers.raw))
@@ -286,7 +214,7 @@ class _Body(httpx.AsyncByteStream):
             await self._transport._finish(self._connection, done=self._done or self._connection.ended_already())
 
 
-async def _next_event(connection: _Connection, request: httpx.Request, read: float | None) -> _Event:
+async def _next_event(connection: _Connection, request: httpx.Request, read: float | None) -> AnswerEvent:
     """The next event of the answer (head, body chunk, ``None`` at its end), reading the socket as needed.
 
     Raises:
