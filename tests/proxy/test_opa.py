@@ -194,6 +194,13 @@ async def test_an_informational_answer_before_the_decision_is_skipped() -> None:
         assert await client.evaluate("t/allow", {}) == ({"allow": False}, None)
 
 
+async def test_the_framing_of_an_informational_answer_does_not_frame_the_answer_after_it() -> None:
+    raw = b'HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n{"result": true}'
+    async with fake_http(_answer(Reply(raw=raw))) as (url, _), OpaClient(url) as client:
+        with anyio.fail_after(5):
+            assert await client.evaluate("t/allow", {}) == (True, None)
+
+
 async def test_an_answer_past_the_size_bound_is_opa_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("regogate.proxy.policy._http.MAX_ANSWER_BYTES", 1000)
     reply = json_reply('{"result": "' + "x" * 2000 + '"}')
