@@ -14,11 +14,13 @@ can withhold it unless ``--log-args full``.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
 import secrets
 import stat
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final
@@ -50,13 +52,8 @@ def load_key(path: Path) -> bytes:
     """
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(secrets.token_hex(KEY_BYTES) + "\n")
+        if not os.path.lexists(path):
+            _create_key(path)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "r", encoding="ascii") as handle:
             info = os.fstat(handle.fileno())
@@ -76,6 +73,19 @@ def load_key(path: Path) -> bytes:
     if len(key) != KEY_BYTES:
         raise ConfigError(f"argument hash key {path}: not {KEY_BYTES} hex-encoded bytes; remove it to make a new one")
     return key
+
+
+def _create_key(path: Path) -> None:
+    """Write a new key whole, then link it into place: a process starting at the same moment never
+    reads a half-written key, and when two create one at once the first link wins for both."""
+    fd, temporary = tempfile.mkstemp(prefix=".args-hash-", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(KEY_BYTES) + "\n")
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
 
 
 def _canonical(arguments: object) -> bytes:
