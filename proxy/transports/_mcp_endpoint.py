@@ -10,7 +10,9 @@ answers (HTTP 200, a tool result with ``isError``), exactly as on stdio.
 A 2026-07-28 request (its ``_meta`` names that protocol version) needs no session: it is served on an
 upstream the pool lends for that one request (the same principal's idle one when there is one), and
 its answer carries no ``Mcp-Session-Id``; a notification in that era is acknowledged and dropped, as
-the era defines none from client to server on this wire. Event streams carry a comment line after
+the era defines none from client to server on this wire. An upstream that turns down ``server/discover``
+(the SDK client's probe in its ``auto`` mode) speaks an older era: it is stopped as soon as that answer
+is out, as the client goes on with a session of its own. Event streams carry a comment line after
 ``KEEPALIVE`` seconds of silence, so a proxy's idle timeout does not cut them; for the same reason a
 POSTed request still unanswered after that long gets its answer as an event stream when the client
 accepts one.
@@ -54,6 +56,8 @@ KEEPALIVE = 15.0
 """Seconds of silence on an event stream before a comment line keeps proxies from closing it."""
 HEADER_MISMATCH = -32020
 """MCP 2026-07-28: a routing header that contradicts the body."""
+DISCOVER = "server/discover"
+"""The 2026-07-28 probe; an upstream that turns it down is of an older era and is not lent again."""
 
 
 class Authenticator(Protocol):
@@ -255,22 +259,29 @@ class McpEndpoint:
             session.link.close_exchange(exchange)
             self._pool.give_back(session, reusable=False)
             return Response(status_code=499)
+        probe = message.get("method") == DISCOVER
         line, final = first
         if not final:
 
-            def done(answered: bool) -> None:
-                self._pool.give_back(session, reusable=answered)
+            def done(answer: bytes | None) -> None:
+                self._pool.give_back(session, reusable=answer is not None and not (probe and _turned_down(answer)))
 
             stream = self._event_stream(session, exchange, line, done)
             return StreamingResponse(stream, media_type=EVENT_STREAM, headers=NO_STORE)
         session.link.close_exchange(exchange)
-        self._pool.give_back(session, reusable=True)
+        self._pool.give_back(session, reusable=not (probe and _turned_down(line)))
         return Response(line, status_code=200, media_type=JSON, headers=NO_STORE)
 
     async def _event_stream(
-        self, session: GatewaySession, exchange: Exchange, first: bytes, done: Callable[[bool], None] | None = None
+        self,
+        session: GatewaySession,
+        exchange: Exchange,
+        first: bytes,
+        done: Callable[[bytes | None], None] | None = None,
     ) -> AsyncIterator[bytes]:
+        """The exchange's messages as events; ``done`` gets the answer (``None`` if none came) at the end."""
         answered = False
+        line = first
         try:
             yield _sse_event(first) if first else KEEPALIVE_COMMENT
             while not answered:
@@ -288,7 +299,7 @@ class McpEndpoint:
         finally:
             session.link.close_exchange(exchange)
             if done is not None:
-                done(answered)
+                done(line if answered else None)
 
     def _listen(self, request: Request, session: GatewaySession) -> Response:
         if EVENT_STREAM not in request.headers.get("accept", ""):
@@ -317,6 +328,16 @@ class McpEndpoint:
 def _is_error(line: bytes) -> bool:
     decoded = decode(line)
     return not isinstance(decoded, BadLine) and isinstance(decoded.message, dict) and "error" in decoded.message
+
+
+def _turned_down(answer: bytes) -> bool:
+    """The upstream's answer to ``server/discover`` says it does not serve the 2026-07-28 era: an error, or
+    no modern version among its ``supportedVersions`` (what makes the SDK client fall back to ``initialize``)."""
+    decoded = decode(answer)
+    message = None if isinstance(decoded, BadLine) else decoded.message
+    result = message.get("result") if isinstance(message, dict) else None
+    versions = result.get("supportedVersions") if isinstance(result, dict) else None
+    return not isinstance(versions, list) or not any(is_modern(version) for version in versions)
 
 
 SILENT: Outgoing = (b"", False)

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import alive
@@ -226,6 +227,28 @@ async def test_an_idle_session_is_closed_with_its_upstream(tmp_path: Path) -> No
             assert pids and not any(alive(pid) for pid in pids)
             with pytest.raises(MCPError):
                 await session.call_tool("echo", {"message": "too late"})
+
+
+async def test_an_auto_mode_probe_keeps_no_upstream_once_the_server_turns_it_down(tmp_path: Path) -> None:
+    """The SDK client's default mode first sends ``server/discover`` without a session; server-everything
+    does not speak 2026-07-28 and refuses it, and the client falls back to a session of its own. The
+    upstream lent for the probe must go at once, not sit idle until --idle-timeout."""
+    audit = tmp_path / "audit.jsonl"
+    flags = ("--state", "memory", "--idle-timeout", "600", "--audit-log", str(audit))
+    with serve(policy_file(tmp_path), *flags) as gw, anyio.fail_after(TIMEOUT):
+        async with Client(gw.url) as client:  # mode "auto"
+            version = client.protocol_version
+            echoed = await client.call_tool("echo", {"message": "hello"})
+            pids = upstream_pids(gw)
+            deadline = time.monotonic() + 20
+            while len(pids) > 1 and time.monotonic() < deadline:
+                await anyio.sleep(0.1)
+                pids = upstream_pids(gw)
+            again = await client.call_tool("echo", {"message": "still here"})
+    assert version != "2026-07-28" and "hello" in text(echoed) and "still here" in text(again)
+    assert len(pids) == 1  # the session's own; the probe's upstream is gone
+    decided = [e["allow"] for e in audit_events(audit) if e["event"] == "decision"]
+    assert decided == [True, True]
 
 
 async def test_a_cancelled_call_ends_its_http_answer_and_the_session_goes_on(tmp_path: Path) -> None:
