@@ -3,7 +3,7 @@
 Both paths reach the same server (bench/http_echo_server.py) with the same calls, alternating call
 by call: ``direct`` is a lean keep-alive HTTP/1.1 client POSTing each ``tools/call``; ``bridge`` is
 bench/_session.py on regogate's stdio, regogate deciding with its embedded OPA and POSTing to the
-server over httpx.
+server on its own HTTP/1.1 transport.
 """
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ def render_bridge(results: list[dict[str, float]]) -> str:
             "",
             "The same server (`bench/http_echo_server.py`, JSON answers, HTTP/1.1 keep-alive), the same calls,",
             "alternating call by call: `direct` POSTs each `tools/call` itself; `bridge` sends it on regogate's",
-            "stdio (`regogate --upstream URL`, embedded OPA), which decides it and POSTs it with httpx on its",
-            "own transport (`proxy/relay/_http_transport.py`: h11 frames requests, httptools reads answers).",
+            "stdio (`regogate --upstream URL`, embedded OPA), which decides it and POSTs it on its own HTTP/1.1",
+            "transport (`proxy/relay/_http_transport.py`: one checked write per request, httptools reads answers).",
             "",
             "| path | p50 | p99 | added p50 | added p99 |",
             "|---|---|---|---|---|",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-
-import httpx
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 from regogate.proxy.relay._wire import id_key
 
@@ -14,17 +14,25 @@ ERROR_BODY_BYTES = 64 * 1024
 """How much of an HTTP error body is read, looking for a JSON-RPC error."""
 
 
-async def read_bounded(response: httpx.Response, limit: int) -> bytes | None:
+class StreamedBody(Protocol):
+    """An answer whose body arrives in chunks (the transport's ``Reply``)."""
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+
+async def read_bounded(response: StreamedBody, limit: int) -> bytes | None:
     """The body, or ``None`` as soon as it grows past ``limit`` bytes (the rest is not read)."""
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) > limit:
+        size += len(chunk)
+        if size > limit:
             return None
-    return bytes(body)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def read_error_answer(response: httpx.Response, request_id: str | int) -> dict[str, object] | None:
+async def read_error_answer(response: StreamedBody, request_id: str | int) -> dict[str, object] | None:
     """The JSON-RPC error for ``request_id`` a server sent with an HTTP error status, if that is what it sent.
 
     Only the first ``ERROR_BODY_BYTES`` are looked at: an error page is not an answer.

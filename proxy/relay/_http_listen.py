@@ -20,6 +20,7 @@ import httpx
 
 from regogate.proxy.relay._framing import Oversize
 from regogate.proxy.relay._http_session import HttpFailure, HttpSession
+from regogate.proxy.relay._http_transport import Reply
 from regogate.proxy.relay._sse import SseDecoder
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class ServerStream:
 async def resume(
     http: HttpSession,
     decoder: SseDecoder,
-    answered: Callable[[httpx.Response], Awaitable[bool]],
+    answered: Callable[[Reply], Awaitable[bool]],
     *,
     live: Callable[[], bool],
     session_over: Callable[[], Awaitable[None]],

@@ -16,7 +16,7 @@ import httpx
 
 from regogate.proxy.relay._http_headers import ToolHeaders, header_value
 from regogate.proxy.relay._http_target import HttpTarget
-from regogate.proxy.relay._http_transport import H11Transport
+from regogate.proxy.relay._http_transport import HttpTransport, Reply
 from regogate.proxy.relay._wire import PROTOCOL_VERSION_META_KEY, UPSTREAM_GONE, is_modern
 
 logger = logging.getLogger(__name__)
@@ -60,15 +60,9 @@ def is_modern_message(message: dict[str, object]) -> bool:
 class HttpSession:
     """The HTTP client, the session id and the negotiated version for one upstream."""
 
-    def __init__(
-        self, target: HttpTarget, client: httpx.AsyncClient, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, target: HttpTarget, transport: HttpTransport) -> None:
         self.target = target
-        self.client = client
-        # With the transport at hand, a request skips httpx's client layer (URL joining, header
-        # merging, auth, redirects, cookies): half the CPU of a bridged call (bench/notes.md).
         self._transport = transport
-        self._url = httpx.URL(target.url)
         self.session_id: str | None = None
         self.version: str | None = None
         self.tools = ToolHeaders()
@@ -77,13 +71,13 @@ class HttpSession:
     @classmethod
     @asynccontextmanager
     async def connect(cls, target: HttpTarget) -> AsyncIterator[HttpSession]:
-        """A client with bounded timeouts, no redirects, no proxy settings from the environment."""
-        timeout = httpx.Timeout(target.read_timeout, connect=target.connect_timeout, pool=target.connect_timeout)
-        transport = H11Transport(max_connections=MAX_CONNECTIONS, max_keepalive=MAX_KEEPALIVE)
-        async with httpx.AsyncClient(
-            headers=list(target.headers), timeout=timeout, transport=transport, follow_redirects=False, trust_env=False
-        ) as client:
-            yield cls(target, client, transport)
+        """Connections with bounded timeouts, no redirects followed, no proxy settings from the environment."""
+        transport = HttpTransport(target.url, max_connections=MAX_CONNECTIONS, max_keepalive=MAX_KEEPALIVE)
+        try:
+            yield cls(target, transport)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+                await transport.aclose()
 
     def restart(self) -> None:
         """A new ``initialize`` is on its way: forget the old session."""
@@ -121,7 +115,7 @@ class HttpSession:
             headers[VERSION_HEADER] = self.version
         return headers
 
-    def note_session(self, response: httpx.Response) -> None:
+    def note_session(self, response: Reply) -> None:
         """Keep the session id the server assigned (the first one; later ones cannot move the session)."""
         session = response.headers.get(SESSION_HEADER)
         if session and self.session_id is None and session.isascii() and session.isprintable():
@@ -137,31 +131,26 @@ class HttpSession:
     @asynccontextmanager
     async def open(
         self, method: str, body: bytes | None, headers: dict[str, str], *, idle: bool = False
-    ) -> AsyncIterator[httpx.Response]:
-        """Send one HTTP request, retrying only a connection never made; the response streams.
+    ) -> AsyncIterator[Reply]:
+        """Send one HTTP request, retrying only a connection never made; the answer streams.
 
-        ``idle``: the response may stay silent indefinitely (the GET stream), so no read timeout.
+        ``idle``: the answer may stay silent indefinitely (the GET stream), so no read timeout.
 
         Raises:
             HttpFailure: the exchange failed; its code and message are what the caller answers.
         """
         target = self.target
-        read = None if idle else target.read_timeout
-        timeout = {"connect": target.connect_timeout, "read": read, "write": target.read_timeout, "pool": None}
-        request = httpx.Request(
-            method,
-            self._url,
-            headers=[*target.headers, *headers.items()],
-            content=body,
-            extensions={"timeout": timeout},
-        )
+        fields = [*target.headers, *headers.items()]
         for attempt in range(CONNECT_ATTEMPTS):
             try:
-                if self._transport is None:
-                    response = await self.client.send(request, stream=True)
-                else:
-                    response = await self._transport.handle_async_request(request)
-                    response.request = request
+                response = await self._transport.send(
+                    method,
+                    fields,
+                    body,
+                    connect=target.connect_timeout,
+                    write=target.read_timeout,
+                    read=None if idle else target.read_timeout,
+                )
                 break
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt + 1 == CONNECT_ATTEMPTS:
@@ -178,8 +167,7 @@ class HttpSession:
         except httpx.HTTPError as exc:
             raise HttpFailure(UPSTREAM_GONE, f"upstream connection broke: {self.describe(exc)}") from exc
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
-                await response.aclose()
+            await response.aclose()  # bounded and shielded when it has to close the connection
 
     async def delete(self) -> None:
         """End the session on the server (bounded, best effort)."""
@@ -187,11 +175,11 @@ class HttpSession:
             return
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
             try:
-                response = await self.client.delete(self.target.url, headers=self.session_headers())
-                if response.status_code not in (200, 202, 204, 404, 405):
-                    logger.info("session DELETE answered HTTP %d", response.status_code)
-            except httpx.HTTPError as exc:
-                logger.info("session DELETE failed: %s", self.describe(exc))
+                async with self.open("DELETE", None, self.session_headers()) as response:
+                    if response.status_code not in (200, 202, 204, 404, 405):
+                        logger.info("session DELETE answered HTTP %d", response.status_code)
+            except HttpFailure as exc:
+                logger.info("session DELETE failed: %s", exc.message)
         self.session_id = None
 
     def describe(self, exc: BaseException) -> str:

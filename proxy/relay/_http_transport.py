@@ -1,12 +1,13 @@
-"""HTTP/1.1 for the Streamable HTTP upstream: an httpx transport that sends each request in one write.
+"""HTTP/1.1 to one Streamable HTTP server: keep-alive connections, each request written whole in one send.
 
-httpx's default transport (httpcore) cost ~3 ms of CPU per request on this machine, seven times
-httpx's own share (bench/notes.md, "Bridge latency"): it asks which async library runs on every
-lock it sets up (a failing ``import sniffio`` when sniffio is absent, four per request) and writes
-a request's headers and body in two sends, waking the server twice. This transport writes the
-whole request at once (framed and checked by ``h11``), reads the answer with ``httptools``
-(llhttp, the parser uvicorn uses; a small fraction of ``h11``'s cost per answer), streams it,
-and keeps idle connections for reuse.
+A request is written by ``request_head`` in one fixed form (request line, ``Host``, the given
+headers, ``Content-Length``), checked as it is built: a header name that is not a token, or a value
+or target holding a control character (CR, LF, NUL...) or a non-ASCII one, refuses the request
+before a byte leaves. Answers are read by ``HttpAnswer`` (llhttp through ``httptools``) and handed
+out as a ``Reply`` that streams its body. Neither httpx's client nor its request/response objects
+are on this path: on this machine they cost about as much CPU as the rest of a bridged call's HTTP
+(bench/notes.md, "Bridge latency, second round"). Faults are httpx's exception classes, which the
+session layer turns into JSON-RPC errors.
 
 A request is never sent twice: an idle connection is checked before reuse (open, nothing unread),
 and a connection that breaks after the request left fails that request.
@@ -14,13 +15,13 @@ and a connection that breaks after the request left fails that request.
 
 from __future__ import annotations
 
+import re
 import select
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import anyio
 import anyio.abc
-import h11
 import httptools
 import httpx
 
@@ -30,29 +31,74 @@ READ_CHUNK = 64 * 1024
 """One socket read."""
 KEEPALIVE_EXPIRY = 30.0
 """An idle connection older than this is closed rather than reused (servers drop idle ones too)."""
+CLOSE_TIMEOUT = 1.0
+"""Bound on closing a connection whose answer was not read to its end."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_TARGET = re.compile(r"[\x21-\x7e]+")
+_METHODS = frozenset({"GET", "POST", "DELETE"})
+_POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLRDHUP
+
+
+def request_head(method: str, target: str, host: str, headers: Iterable[tuple[str, str]], length: int | None) -> bytes:
+    """The request line and header block of one request (``Content-Length`` when ``length`` is given).
+
+    Raises:
+        httpx.LocalProtocolError: a method, target, header name or value that would not stay one
+            field of one request (a line break, another control character, a non-ASCII character).
+    """
+    if method not in _METHODS or not _TARGET.fullmatch(target) or not _FIELD_VALUE.fullmatch(host) or not host:
+        raise httpx.LocalProtocolError("refused to send a malformed request line or host")
+    lines = [f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n"]
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
+            raise httpx.LocalProtocolError(f"refused to send header {name[:40]!r}: not a single, plain-ASCII field")
+        lines.append(f"{name}: {value}\r\n")
+    if length is not None:
+        lines.append(f"content-length: {length}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("ascii")
+
+
+class ReplyHeaders:
+    """An answer's headers, looked up by name in any case; a repeated header reads as its values joined by ``, ``."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        fields: dict[str, str] = {}
+        for name, value in raw:
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            fields[key] = f"{fields[key]}, {text}" if key in fields else text
+        self._fields = fields
+
+    def get(self, name: str, default: str = "") -> str:
+        return self._fields.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._fields
 
 
 class _Connection:
     """One HTTP/1.1 connection: the socket stream and the answer being read on it."""
 
-    __slots__ = ("answer", "idle_since", "key", "stream")
+    __slots__ = ("answer", "idle_since", "poller", "stream")
 
-    def __init__(self, key: tuple[str, str, int], stream: anyio.abc.ByteStream) -> None:
-        self.key = key
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self.stream = stream
         self.answer = HttpAnswer()
         self.idle_since = 0.0
+        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        self.poller: select.poll | None = None
+        if raw is not None:
+            self.poller = select.poll()
+            self.poller.register(raw.fileno(), _POLL_EVENTS)
 
     def quiet(self) -> bool:
         """Still open with nothing unread: safe to send on (bytes nobody asked for, or the peer's close, are not)."""
-        raw = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-        if raw is None:
-            return False
-        poller = select.poll()
-        poller.register(raw.fileno(), select.POLLIN | select.POLLPRI | select.POLLRDHUP)
-        return not poller.poll(0)
+        return self.poller is not None and not self.poller.poll(0)
 
     def ended_already(self) -> bool:
         """The answer's end has been read (its unread rest, if any, was already here): nothing is left."""
@@ -61,18 +107,45 @@ class _Connection:
             answer.events.popleft()
         return answer.ended
 
-    def reusable(self) -> bool:
-        """The exchange is complete and nothing came after it: ready for the next request."""
-        return self.answer.reusable()
+    async def next_event(self, read: float | None) -> AnswerEvent:
+        """The next event of the answer (head, body chunk, ``None`` at its end), reading the socket as needed.
+
+        Raises:
+            httpx.ReadTimeout: nothing arrived within ``read`` seconds.
+            httpx.ReadError: the connection broke.
+            httpx.RemoteProtocolError: the bytes are not HTTP/1.1, or the answer was cut short.
+        """
+        answer = self.answer
+        while not answer.events:
+            try:
+                with anyio.CancelScope(deadline=anyio.current_time() + _bound(read)) as scope:
+                    chunk = await self.stream.receive(READ_CHUNK)
+            except anyio.EndOfStream:
+                chunk = b""
+            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+            if scope.cancelled_caught:
+                raise httpx.ReadTimeout("reading timed out")
+            _feed(answer, chunk)
+        return answer.events.popleft()
 
     async def aclose(self) -> None:
         await anyio.aclose_forcefully(self.stream)
 
 
-class H11Transport(httpx.AsyncBaseTransport):
-    """Keep-alive HTTP/1.1 connections, at most ``max_connections`` busy at once, ``max_keepalive`` kept idle."""
+class HttpTransport:
+    """Keep-alive HTTP/1.1 connections to ``url``'s origin, at most ``max_connections`` busy, ``max_keepalive`` idle."""
 
-    def __init__(self, *, max_connections: int, max_keepalive: int, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, url: str, *, max_connections: int, max_keepalive: int, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        parsed = httpx.URL(url)
+        self.scheme = parsed.scheme
+        self.hostname = parsed.host
+        self.port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme, 80)
+        self.host = parsed.netloc.decode("ascii")
+        """The ``Host`` header: host and any explicit port, never user info."""
+        self.target = parsed.raw_path.decode("ascii")
         self._slots = anyio.Semaphore(max_connections, fast_acquire=True)
         self._max_keepalive = max_keepalive
         self._ssl = ssl_context
@@ -80,98 +153,118 @@ class H11Transport(httpx.AsyncBaseTransport):
         self._busy: set[_Connection] = set()
         self._closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` in one write and return its answer as it streams in.
+    async def send(
+        self,
+        method: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes | None,
+        *,
+        connect: float,
+        write: float,
+        read: float | None,
+        pool: float | None = None,
+    ) -> Reply:
+        """Send one request in one write; its answer streams in through the ``Reply``, which must be closed.
+
+        ``read`` bounds each silence while the answer comes (``None``: no bound, for an event stream).
 
         Raises:
+            httpx.LocalProtocolError: the request would not be one well-formed request; nothing was sent.
             httpx.TransportError: a connect, write or read fault or timeout; never after a resend.
         """
+        data = request_head(method, self.target, self.host, headers, None if body is None else len(body))
+        if body:
+            data += body
         if self._closed:
-            raise httpx.ConnectError("the HTTP client is closed", request=request)
-        timeouts = request.extensions.get("timeout", {})
-        with anyio.move_on_after(_bound(timeouts.get("pool"))) as waited:
-            await self._slots.acquire()
-        if waited.cancelled_caught:
-            raise httpx.PoolTimeout("no free connection in time", request=request)
+            raise httpx.ConnectError("the HTTP client is closed")
         try:
-            connection = await self._connection(request, timeouts)
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            with anyio.move_on_after(_bound(pool)) as waited:
+                await self._slots.acquire()
+            if waited.cancelled_caught:
+                raise httpx.PoolTimeout("no free connection in time") from None
+        try:
+            connection = await self._connection(connect)
         except BaseException:
             self._slots.release()
             raise
         self._busy.add(connection)
         try:
-            status, headers = await self._exchange(connection, request, timeouts)
+            status, raw_headers = await self._exchange(connection, data, write, read)
         except BaseException:
             await self._finish(connection, done=False)
             raise
-        return httpx.Response(
-            status,
-            headers=headers,
-            stream=_Body(self, connection, request, timeouts.get("read")),
-            extensions={"http_version": b"HTTP/1.1"},
-        )
+        return Reply(self, connection, status, raw_headers, read)
 
-    async def _connection(self, request: httpx.Request, timeouts: dict[str, float | None]) -> _Connection:
-        url = request.url
-        key = (url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme, 80))
+    async def _connection(self, connect: float) -> _Connection:
         expired = anyio.current_time() - KEEPALIVE_EXPIRY
-        for connection in reversed(self._idle):
-            if connection.key == key:
-                self._idle.remove(connection)
-                if connection.idle_since > expired and connection.quiet():
-                    return connection
-                await connection.aclose()
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.idle_since > expired and connection.quiet():
+                return connection
+            await connection.aclose()
         try:
-            with anyio.fail_after(_bound(timeouts.get("connect"))):
+            with anyio.fail_after(connect):
                 stream: anyio.abc.ByteStream
-                if url.scheme == "https":
+                if self.scheme == "https":
                     if self._ssl is None:
                         self._ssl = ssl.create_default_context()
                     stream = await anyio.connect_tcp(
-                        key[1], key[2], ssl_context=self._ssl, tls_standard_compatible=False
+                        self.hostname, self.port, ssl_context=self._ssl, tls_standard_compatible=False
                     )
                 else:
-                    stream = await anyio.connect_tcp(key[1], key[2])
+                    stream = await anyio.connect_tcp(self.hostname, self.port)
         except TimeoutError as exc:
-            raise httpx.ConnectTimeout("connecting timed out", request=request) from exc
+            raise httpx.ConnectTimeout("connecting timed out") from exc
         except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
-            raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
-        return _Connection(key, stream)
+            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+        return _Connection(stream)
 
     async def _exchange(
-        self, connection: _Connection, request: httpx.Request, timeouts: dict[str, float | None]
+        self, connection: _Connection, data: bytes, write: float, read: float | None
     ) -> tuple[int, list[tuple[bytes, bytes]]]:
-        conn = h11.Connection(h11.CLIENT)  # frames and checks the request (no CR or LF in a header, say)
-        connection.answer = HttpAnswer()
-        target = request.url.raw_path
+        """Write the request and read the answer's head, under one deadline moved from the write to the read."""
+        connection.answer = answer = HttpAnswer()
+        writing = True
         try:
-            data = conn.send(h11.Request(method=request.method, target=target, headers=request.headers.raw))
-            body = await request.aread()
-            if body:
-                data += conn.send(h11.Data(data=body))
-            data += conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            raise httpx.LocalProtocolError(str(exc), request=request) from exc
-        try:
-            with anyio.fail_after(_bound(timeouts.get("write"))):
-                await connection.stream.send(data or b"")
-        except TimeoutError as exc:
-            raise httpx.WriteTimeout("sending timed out", request=request) from exc
+            with anyio.CancelScope(deadline=anyio.current_time() + write) as scope:
+                await connection.stream.send(data)
+                writing = False
+                scope.deadline = anyio.current_time() + _bound(read)
+                while not answer.events:
+                    try:
+                        chunk = await connection.stream.receive(READ_CHUNK)
+                    except anyio.EndOfStream:
+                        chunk = b""
+                    _feed(answer, chunk)
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            raise httpx.WriteError(str(exc) or type(exc).__name__, request=request) from exc
-        event = await _next_event(connection, request, timeouts.get("read"))
+            error = httpx.WriteError if writing else httpx.ReadError
+            raise error(str(exc) or type(exc).__name__) from exc
+        if scope.cancelled_caught:
+            raise httpx.WriteTimeout("sending timed out") if writing else httpx.ReadTimeout("reading timed out")
+        event = answer.events.popleft()
         if not isinstance(event, tuple):  # only a bug in the reader could get here: the head comes first
-            raise httpx.RemoteProtocolError("the server sent no HTTP answer", request=request)
+            raise httpx.RemoteProtocolError("the server sent no HTTP answer")
         return event
 
+    def _keep(self, connection: _Connection) -> bool:
+        """Put ``connection`` back for reuse if its exchange completed cleanly; True if it was kept."""
+        self._busy.discard(connection)
+        if not self._closed and len(self._idle) < self._max_keepalive and connection.answer.reusable():
+            connection.idle_since = anyio.current_time()
+            self._idle.append(connection)
+            self._slots.release()
+            return True
+        return False
+
     async def _finish(self, connection: _Connection, *, done: bool) -> None:
-        """Put ``connection`` back for reuse if its exchange completed cleanly, else close it."""
+        """Put ``connection`` back for reuse if its exchange completed cleanly, else close it (bounded)."""
+        if done and self._keep(connection):
+            return
         self._busy.discard(connection)
         try:
-            if done and not self._closed and len(self._idle) < self._max_keepalive and connection.reusable():
-                connection.idle_since = anyio.current_time()
-                self._idle.append(connection)
-            else:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
                 await connection.aclose()
         finally:
             self._slots.release()
@@ -185,61 +278,64 @@ class H11Transport(httpx.AsyncBaseTransport):
             await connection.aclose()
 
 
-class _Body(httpx.AsyncByteStream):
-    """An answer's body as it arrives; closing it hands the connection back (or closes it)."""
+class Reply:
+    """One answer: ``status_code``, ``headers``, the body as it arrives; ``aclose`` hands the connection back."""
+
+    __slots__ = ("_connection", "_done", "_read", "_released", "_transport", "headers", "status_code")
 
     def __init__(
-        self, transport: H11Transport, connection: _Connection, request: httpx.Request, read: float | None
+        self,
+        transport: HttpTransport,
+        connection: _Connection,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        read: float | None,
     ) -> None:
         self._transport = transport
         self._connection = connection
-        self._request = request
         self._read = read
         self._done = False
         self._released = False
+        self.status_code = status
+        self.headers = ReplyHeaders(headers)
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body's chunks as they arrive (each silence bounded by the read timeout).
+
+        Raises:
+            httpx.ReadTimeout | httpx.ReadError | httpx.RemoteProtocolError: as ``next_event``.
+        """
         while not self._done:
-            event = await _next_event(self._connection, self._request, self._read)
+            event = await self._connection.next_event(self._read)
             if isinstance(event, bytes):
                 yield event
             elif event is None:
                 self._done = True
             else:
-                raise httpx.RemoteProtocolError("unexpected HTTP event in an answer", request=self._request)
+                raise httpx.RemoteProtocolError("unexpected HTTP event in an answer")
+
+    async def aread(self) -> bytes:
+        """The whole body (unbounded: for tests and small answers the caller knows)."""
+        return b"".join([chunk async for chunk in self.aiter_bytes()])
 
     async def aclose(self) -> None:
-        if not self._released:
-            self._released = True
-            await self._transport._finish(self._connection, done=self._done or self._connection.ended_already())
+        """Release the connection: kept for reuse when the answer was read whole, else closed (bounded)."""
+        if self._released:
+            return
+        self._released = True
+        done = self._done or self._connection.ended_already()
+        if done and self._transport._keep(self._connection):
+            return
+        await self._transport._finish(self._connection, done=False)
 
 
-async def _next_event(connection: _Connection, request: httpx.Request, read: float | None) -> AnswerEvent:
-    """The next event of the answer (head, body chunk, ``None`` at its end), reading the socket as needed.
-
-    Raises:
-        httpx.ReadTimeout: nothing arrived within ``read`` seconds.
-        httpx.ReadError: the connection broke.
-        httpx.RemoteProtocolError: the bytes are not HTTP/1.1, or the answer was cut short.
-    """
-    answer = connection.answer
-    while not answer.events:
-        try:
-            with anyio.fail_after(_bound(read)):
-                chunk = await connection.stream.receive(READ_CHUNK)
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout("reading timed out", request=request) from exc
-        except anyio.EndOfStream:
-            chunk = b""
-        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
-        try:
-            answer.feed(chunk)
-        except httptools.HttpParserError as exc:
-            raise httpx.RemoteProtocolError(f"not an HTTP/1.1 answer: {exc}", request=request) from exc
-        except EOFError:
-            raise httpx.RemoteProtocolError("the server closed the connection mid-answer", request=request) from None
-    return answer.events.popleft()
+def _feed(answer: HttpAnswer, chunk: bytes) -> None:
+    try:
+        answer.feed(chunk)
+    except httptools.HttpParserError as exc:
+        raise httpx.RemoteProtocolError(f"not an HTTP/1.1 answer: {exc}") from exc
+    except EOFError:
+        raise httpx.RemoteProtocolError("the server closed the connection mid-answer") from None
 
 
 def _bound(seconds: float | None) -> float:

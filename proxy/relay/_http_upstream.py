@@ -41,6 +41,7 @@ from regogate.proxy.relay._http_session import (
     is_modern_message,
 )
 from regogate.proxy.relay._http_target import HttpTarget
+from regogate.proxy.relay._http_transport import Reply
 from regogate.proxy.relay._sse import SseDecoder
 from regogate.proxy.relay._wire import UPSTREAM_GONE, UPSTREAM_MALFORMED, Key, error_line, id_key
 
@@ -245,13 +246,13 @@ class HttpUpstream:
                 raise HttpFailure(UPSTREAM_MALFORMED, f"upstream answered with content type {kind or 'none'!r}")
         return None
 
-    async def _json_answer(self, post: _Post, response: httpx.Response) -> None:
+    async def _json_answer(self, post: _Post, response: Reply) -> None:
         body = await read_bounded(response, self.target.max_message)
         if body is None:
             raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply too large")
         await self._message(post, body)
 
-    async def _event_answer(self, post: _Post, response: httpx.Response) -> SseDecoder | None:
+    async def _event_answer(self, post: _Post, response: Reply) -> SseDecoder | None:
         """Pass on the answer stream's events; its decoder if it ended unanswered and can be resumed."""
         decoder = SseDecoder(max_event=self.target.max_message)
         try:
@@ -266,7 +267,7 @@ class HttpUpstream:
             raise HttpFailure(UPSTREAM_GONE, "upstream closed the answer stream before answering")
         return decoder
 
-    async def _answer_events(self, post: _Post, response: httpx.Response, decoder: SseDecoder) -> None:
+    async def _answer_events(self, post: _Post, response: Reply, decoder: SseDecoder) -> None:
         """Hand on the events of ``post``'s answer stream until its answer (or the stream's end)."""
         async for chunk in response.aiter_bytes():
             for event in decoder.feed(chunk):
@@ -292,7 +293,7 @@ class HttpUpstream:
             HttpFailure: no attempt brought the answer (or the server ended the session).
         """
 
-        async def answered(response: httpx.Response) -> bool:
+        async def answered(response: Reply) -> bool:
             await self._answer_events(post, response, decoder)
             return post.answered
 
@@ -323,7 +324,7 @@ class HttpUpstream:
                 self._http.tools.learn(message.get("result"))
         await self._push(line)
 
-    async def _error_status(self, post: _Post, response: httpx.Response) -> None:
+    async def _error_status(self, post: _Post, response: Reply) -> None:
         """Pass on a JSON-RPC error the server sent with an HTTP error status, else make one."""
         message = await read_error_answer(response, post.request_id)
         if message is not None:

@@ -1,7 +1,9 @@
-"""The bridge's HTTP/1.1 transport: one connection reused, a request never sent twice, stray bytes never read as an answer."""
+"""The bridge's HTTP/1.1 transport: one connection reused, a request never sent twice, stray bytes never read as an answer,
+and a request that would not be one well-formed request never leaves."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -10,12 +12,14 @@ import anyio.abc
 import httpx
 import pytest
 
-from regogate.proxy.relay._http_transport import H11Transport
+from regogate.proxy.relay._http_transport import HttpTransport, request_head
 
 pytestmark = pytest.mark.anyio
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 WAIT = 10.0
+POST_HEADERS = [("content-type", "application/json")]
+TIMEOUTS = {"connect": WAIT, "write": WAIT, "read": WAIT}
 
 
 class RawServer:
@@ -69,62 +73,68 @@ async def serving(
         tg.cancel_scope.cancel()
 
 
-async def post(client: httpx.AsyncClient, url: str) -> httpx.Response:
+PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+
+
+def transport(url: str) -> HttpTransport:
+    return HttpTransport(url, max_connections=4, max_keepalive=2)
+
+
+async def post(client: HttpTransport, headers: list[tuple[str, str]] | None = None) -> tuple[int, object]:
+    """POST a ping; the answer's status and its parsed body (the connection handed back)."""
     with anyio.fail_after(WAIT):
-        return await client.post(url, content=b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
+        reply = await client.send("POST", headers or POST_HEADERS, PING, **TIMEOUTS)
+        try:
+            return reply.status_code, json.loads(await reply.aread())
+        finally:
+            await reply.aclose()
 
 
 async def test_requests_share_one_keep_alive_connection() -> None:
-    async with (
-        serving(lambda _: OK) as (server, url),
-        httpx.AsyncClient(transport=H11Transport(max_connections=4, max_keepalive=2)) as client,
-    ):
+    async with serving(lambda _: OK) as (server, url):
+        client = transport(url)
         for _ in range(3):
-            assert (await post(client, url)).json() == {}
+            assert await post(client) == (200, {})
+        await client.aclose()
     assert (server.connections, server.requests) == (1, 3)
 
 
 async def test_a_connection_lost_after_the_request_left_fails_it_and_never_resends() -> None:
-    async with (
-        serving(lambda n: OK if n == 1 else None) as (server, url),
-        httpx.AsyncClient(transport=H11Transport(max_connections=4, max_keepalive=2)) as client,
-    ):
-        await post(client, url)
+    async with serving(lambda n: OK if n == 1 else None) as (server, url):
+        client = transport(url)
+        await post(client)
         with pytest.raises(httpx.RemoteProtocolError):
-            await post(client, url)
+            await post(client)
+        await client.aclose()
     assert server.requests == 2  # the second went out once; no retry on a fresh connection
 
 
 async def test_bytes_after_an_answer_are_never_read_as_the_next_answer() -> None:
     smuggled = OK + b'HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{"x":666}'
-    async with (
-        serving(lambda n: smuggled if n == 1 else OK) as (server, url),
-        httpx.AsyncClient(transport=H11Transport(max_connections=4, max_keepalive=2)) as client,
-    ):
-        assert (await post(client, url)).json() == {}
-        assert (await post(client, url)).json() == {}
+    async with serving(lambda n: smuggled if n == 1 else OK) as (server, url):
+        client = transport(url)
+        assert await post(client) == (200, {})
+        assert await post(client) == (200, {})
+        await client.aclose()
     assert server.connections == 2  # the connection holding stray bytes was dropped
 
 
 async def test_an_informational_answer_before_the_answer_is_skipped_and_the_connection_kept() -> None:
-    async with (
-        serving(lambda _: b"HTTP/1.1 100 Continue\r\n\r\n" + OK) as (server, url),
-        httpx.AsyncClient(transport=H11Transport(max_connections=4, max_keepalive=2)) as client,
-    ):
+    async with serving(lambda _: b"HTTP/1.1 100 Continue\r\n\r\n" + OK) as (server, url):
+        client = transport(url)
         for _ in range(2):
-            answer = await post(client, url)
-            assert (answer.status_code, answer.json()) == (200, {})
+            assert await post(client) == (200, {})
+        await client.aclose()
     assert server.connections == 1
 
 
 async def test_an_answer_ended_by_the_close_is_read_whole_and_its_connection_not_reused() -> None:
     unframed = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"whole": true}'
-    async with (
-        serving(lambda _: unframed, close_after=True) as (server, url),
-        httpx.AsyncClient(transport=H11Transport(max_connections=4, max_keepalive=2)) as client,
-    ):
+    async with serving(lambda _: unframed, close_after=True) as (server, url):
+        client = transport(url)
         for _ in range(2):
-            assert (await post(client, url)).json() == {"whole": True}
+            assert await post(client) == (200, {"whole": True})
+        await client.aclose()
     assert server.connections == 2
 
 
@@ -134,19 +144,87 @@ async def test_an_answer_ended_by_the_close_is_read_whole_and_its_connection_not
     ids=["not-http", "cut-short"],
 )
 async def test_an_answer_that_is_not_http_or_is_cut_short_is_a_protocol_error(reply: bytes) -> None:
-    async with (
-        serving(lambda _: reply, close_after=True) as (_, url),
-        httpx.AsyncClient(transport=H11Transport(max_connections=4, max_keepalive=2)) as client,
-    ):
+    async with serving(lambda _: reply, close_after=True) as (_, url):
+        client = transport(url)
         with pytest.raises(httpx.RemoteProtocolError):
-            await post(client, url)
+            await post(client)
+        await client.aclose()
 
 
-async def test_a_header_that_would_split_the_request_never_leaves() -> None:
-    async with (
-        serving(lambda _: OK) as (server, url),
-        httpx.AsyncClient(transport=H11Transport(max_connections=4, max_keepalive=2)) as client,
-    ):
-        with anyio.fail_after(WAIT), pytest.raises(httpx.LocalProtocolError):
-            await client.post(url, content=b"{}", headers={"Mcp-Param-X": "a\r\nX-Injected: 1"})
-    assert server.requests == 0
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("Mcp-Param-X", "a\r\nX-Injected: 1"),
+        ("Mcp-Param-X", "a\nX-Injected: 1"),
+        ("Mcp-Param-X", "a\rX-Injected: 1"),
+        ("Mcp-Param-X", "nul\0byte"),
+        ("Mcp-Param-X", "bell\x07"),
+        ("Mcp-Param-X", "caf\u00e9"),
+        ("X-Injected: 1\r\nMcp-Param-X", "a"),
+        ("Bad Name", "a"),
+        ("", "a"),
+    ],
+    ids=["crlf", "lf", "cr", "nul", "control", "non-ascii", "name-crlf", "name-space", "name-empty"],
+)
+async def test_a_header_that_would_split_the_request_never_leaves(header: tuple[str, str]) -> None:
+    async with serving(lambda _: OK) as (server, url):
+        client = transport(url)
+        with pytest.raises(httpx.LocalProtocolError):
+            await post(client, [*POST_HEADERS, header])
+        assert await post(client) == (200, {})  # the refusal cost no connection and no slot
+        await client.aclose()
+    assert (server.requests, server.connections) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:1/mcp?x=1%0d%0aX-Injected:%201", "http://127.0.0.1:1/a b"],
+    ids=["encoded-crlf-stays-encoded", "space-is-encoded"],
+)
+def test_a_request_target_is_sent_as_the_url_encodes_it(url: str) -> None:
+    client = transport(url)
+    head = request_head("POST", client.target, client.host, [], 2)
+    first, _, rest = head.partition(b"\r\n")
+    assert first.count(b" ") == 2 and first.endswith(b" HTTP/1.1")
+    assert rest == b"host: 127.0.0.1:1\r\ncontent-length: 2\r\n\r\n"
+
+
+def test_a_malformed_request_line_is_refused() -> None:
+    for method, target in [("POST", "/a b"), ("POST", "/a\r\nX: 1"), ("PATCH", "/mcp"), ("POST", "")]:
+        with pytest.raises(httpx.LocalProtocolError):
+            request_head(method, target, "h", [], None)
+
+
+async def test_headers_of_an_answer_read_in_any_case_and_repeated_ones_joined() -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Twice: a\r\nx-twice: b\r\ncontent-length: 2\r\n\r\n{}"
+    )
+    async with serving(lambda _: answer) as (_, url):
+        client = transport(url)
+        with anyio.fail_after(WAIT):
+            reply = await client.send("POST", POST_HEADERS, PING, **TIMEOUTS)
+            assert reply.headers.get("content-type") == "application/json"
+            assert reply.headers.get("X-TWICE") == "a, b"
+            assert "mcp-session-id" not in reply.headers and reply.headers.get("mcp-session-id") == ""
+            await reply.aclose()
+        await client.aclose()
+
+
+async def test_an_answer_closed_unread_gives_its_connection_up_and_the_next_request_a_new_one() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n"  # the last chunk never comes
+    async with serving(lambda n: chunked if n == 1 else OK) as (server, url):
+        client = transport(url)
+        with anyio.fail_after(WAIT):
+            reply = await client.send("POST", POST_HEADERS, PING, **TIMEOUTS)
+            await reply.aclose()
+        assert await post(client) == (200, {})
+        await client.aclose()
+    assert (server.connections, server.requests) == (2, 2)
+
+
+async def test_a_silent_server_is_a_read_timeout() -> None:
+    async with serving(lambda _: b"") as (_, url):
+        client = transport(url)
+        with anyio.fail_after(WAIT), pytest.raises(httpx.ReadTimeout):
+            await client.send("POST", POST_HEADERS, PING, connect=WAIT, write=WAIT, read=0.2)
+        await client.aclose()
