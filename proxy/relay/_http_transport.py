@@ -16,7 +16,6 @@ and a connection that breaks after the request left fails that request.
 from __future__ import annotations
 
 import re
-import select
 import ssl
 from collections.abc import AsyncIterator, Iterable
 
@@ -26,9 +25,8 @@ import httptools
 import httpx
 
 from regogate.proxy.relay._http_answer import AnswerEvent, HttpAnswer
+from regogate.proxy.relay._http_wire import Wire, connect_wire
 
-READ_CHUNK = 64 * 1024
-"""One socket read."""
 KEEPALIVE_EXPIRY = 30.0
 """An idle connection older than this is closed rather than reused (servers drop idle ones too)."""
 CLOSE_TIMEOUT = 1.0
@@ -39,7 +37,6 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _TARGET = re.compile(r"[\x21-\x7e]+")
 _METHODS = frozenset({"GET", "POST", "DELETE"})
-_POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLRDHUP
 
 
 def request_head(method: str, target: str, host: str, headers: Iterable[tuple[str, str]], length: int | None) -> bytes:
@@ -82,23 +79,18 @@ class ReplyHeaders:
 
 
 class _Connection:
-    """One HTTP/1.1 connection: the socket stream and the answer being read on it."""
+    """One HTTP/1.1 connection: its wire and the answer being read on it."""
 
-    __slots__ = ("answer", "idle_since", "poller", "stream")
+    __slots__ = ("answer", "idle_since", "wire")
 
-    def __init__(self, stream: anyio.abc.ByteStream) -> None:
-        self.stream = stream
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
         self.answer = HttpAnswer()
         self.idle_since = 0.0
-        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-        self.poller: select.poll | None = None
-        if raw is not None:
-            self.poller = select.poll()
-            self.poller.register(raw.fileno(), _POLL_EVENTS)
 
     def quiet(self) -> bool:
         """Still open with nothing unread: safe to send on (bytes nobody asked for, or the peer's close, are not)."""
-        return self.poller is not None and not self.poller.poll(0)
+        return self.wire.quiet()
 
     def ended_already(self) -> bool:
         """The answer's end has been read (its unread rest, if any, was already here): nothing is left."""
@@ -119,9 +111,7 @@ class _Connection:
         while not answer.events:
             try:
                 with anyio.CancelScope(deadline=anyio.current_time() + _bound(read)) as scope:
-                    chunk = await self.stream.receive(READ_CHUNK)
-            except anyio.EndOfStream:
-                chunk = b""
+                    chunk = await self.wire.receive()
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                 raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
             if scope.cancelled_caught:
@@ -130,7 +120,7 @@ class _Connection:
         return answer.events.popleft()
 
     async def aclose(self) -> None:
-        await anyio.aclose_forcefully(self.stream)
+        await self.wire.aclose()
 
 
 class HttpTransport:
@@ -204,22 +194,16 @@ class HttpTransport:
             if connection.idle_since > expired and connection.quiet():
                 return connection
             await connection.aclose()
+        if self.scheme == "https" and self._ssl is None:
+            self._ssl = ssl.create_default_context()
         try:
             with anyio.fail_after(connect):
-                stream: anyio.abc.ByteStream
-                if self.scheme == "https":
-                    if self._ssl is None:
-                        self._ssl = ssl.create_default_context()
-                    stream = await anyio.connect_tcp(
-                        self.hostname, self.port, ssl_context=self._ssl, tls_standard_compatible=False
-                    )
-                else:
-                    stream = await anyio.connect_tcp(self.hostname, self.port)
+                wire = await connect_wire(self.hostname, self.port, self._ssl if self.scheme == "https" else None)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout("connecting timed out") from exc
         except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
-        return _Connection(stream)
+        return _Connection(wire)
 
     async def _exchange(
         self, connection: _Connection, data: bytes, write: float, read: float | None
@@ -229,15 +213,11 @@ class HttpTransport:
         writing = True
         try:
             with anyio.CancelScope(deadline=anyio.current_time() + write) as scope:
-                await connection.stream.send(data)
+                await connection.wire.send(data)
                 writing = False
                 scope.deadline = anyio.current_time() + _bound(read)
                 while not answer.events:
-                    try:
-                        chunk = await connection.stream.receive(READ_CHUNK)
-                    except anyio.EndOfStream:
-                        chunk = b""
-                    _feed(answer, chunk)
+                    _feed(answer, await connection.wire.receive())
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             error = httpx.WriteError if writing else httpx.ReadError
             raise error(str(exc) or type(exc).__name__) from exc

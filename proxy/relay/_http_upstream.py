@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 import httpx
+import orjson
 
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._framing import Oversize, PeerClosed, sniff_id
@@ -70,9 +71,12 @@ class _Post:
 def _one_line(data: bytes) -> tuple[bytes, object]:
     """The message as one line, and its parsed form (``None`` if it is not JSON)."""
     try:
-        message = json.loads(data)
-    except ValueError:
-        return data, None
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            message = json.loads(data)  # what orjson refuses and the standard library reads (a 70-digit id, say)
+        except ValueError:
+            return data, None
     if b"\n" in data or b"\r" in data:
         data = encode(message)
     return data, message
@@ -87,9 +91,8 @@ class HttpUpstream:
         self._tg = tg
         self._inbox_in, self._inbox = anyio.create_memory_object_stream[bytes | Oversize](INBOX_SIZE)
         self._posts: dict[Key, _Post] = {}
-        self._slots = anyio.Semaphore(MAX_CONCURRENT_POSTS)
-        self._no_posts = anyio.Event()
-        self._no_posts.set()
+        self._slots = anyio.Semaphore(MAX_CONCURRENT_POSTS, fast_acquire=True)
+        self._drained: anyio.Event | None = None  # made only when the end waits for open requests
         self._handshake: anyio.Event | None = None
         self._listening = False
         self._server_stream = ServerStream(
@@ -125,6 +128,12 @@ class HttpUpstream:
 
     async def receive(self) -> bytes | Oversize | None:
         """The next server message as one line; ``None`` once the upstream is over."""
+        try:
+            return self._inbox.receive_nowait()  # no pass of the event loop when a message is waiting
+        except anyio.WouldBlock:
+            pass
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
         try:
             return await self._inbox.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -181,7 +190,6 @@ class HttpUpstream:
         headers = self._http.headers(message)
         await self._slots.acquire()
         self._posts[key] = post
-        self._no_posts = anyio.Event() if self._no_posts.is_set() else self._no_posts
         handshake = None
         if method == "initialize":
             self._http.restart()
@@ -204,8 +212,8 @@ class HttpUpstream:
             self._slots.release()
             if self._handshake is not None and post.method == "initialize":
                 self._handshake.set()
-            if not self._posts:
-                self._no_posts.set()
+            if not self._posts and self._drained is not None:
+                self._drained.set()
 
     async def _exchange(self, post: _Post, line: bytes, headers: dict[str, str]) -> HttpFailure | None:
         """POST one request and pass its answer on; what went wrong, if anything."""
@@ -391,12 +399,17 @@ class HttpUpstream:
         self._tg.start_soon(self._close_after_answers)
 
     async def _close_after_answers(self) -> None:
-        with anyio.move_on_after(END_TIMEOUT):
-            await self._no_posts.wait()
+        if self._posts:
+            self._drained = anyio.Event()
+            with anyio.move_on_after(END_TIMEOUT):
+                await self._drained.wait()
         self._inbox_in.close()
 
     async def _push(self, line: bytes | Oversize) -> None:
         try:
-            await self._inbox_in.send(line)
+            try:
+                self._inbox_in.send_nowait(line)  # no pass of the event loop when the relay has room
+            except anyio.WouldBlock:
+                await self._inbox_in.send(line)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             logger.debug("relay gone; server message dropped")

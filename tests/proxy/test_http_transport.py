@@ -30,9 +30,17 @@ class RawServer:
         self.close_after = close_after
         self.connections = 0
         self.requests = 0
+        self.hung_up = anyio.Event()
+        """Set when the server has closed a connection."""
 
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
         self.connections += 1
+        try:
+            await self._serve(stream)
+        finally:
+            self.hung_up.set()
+
+    async def _serve(self, stream: anyio.abc.SocketStream) -> None:
         async with stream:
             buffer = b""
             while True:
@@ -228,3 +236,23 @@ async def test_a_silent_server_is_a_read_timeout() -> None:
         with anyio.fail_after(WAIT), pytest.raises(httpx.ReadTimeout):
             await client.send("POST", POST_HEADERS, PING, connect=WAIT, write=WAIT, read=0.2)
         await client.aclose()
+
+
+async def test_a_kept_connection_the_server_closed_is_not_sent_on_and_the_request_goes_on_a_new_one() -> None:
+    async with serving(lambda _: OK, close_after=True) as (server, url):  # a framed answer, then the close
+        client = transport(url)
+        assert await post(client) == (200, {})
+        with anyio.fail_after(WAIT):
+            await server.hung_up.wait()
+        assert await post(client) == (200, {})
+        await client.aclose()
+    assert (server.connections, server.requests) == (2, 2)
+
+
+async def test_a_server_that_refuses_connections_is_a_connect_error() -> None:
+    async with serving(lambda _: OK) as (_, url):
+        pass  # the port is free again: nothing listens there
+    client = transport(url)
+    with anyio.fail_after(WAIT), pytest.raises(httpx.ConnectError):
+        await post(client)
+    await client.aclose()
