@@ -72,7 +72,9 @@ class HttpSession:
     @asynccontextmanager
     async def connect(cls, target: HttpTarget) -> AsyncIterator[HttpSession]:
         """Connections with bounded timeouts, no redirects followed, no proxy settings from the environment."""
-        transport = HttpTransport(target.url, max_connections=MAX_CONNECTIONS, max_keepalive=MAX_KEEPALIVE)
+        transport = HttpTransport(
+            target.url, max_connections=MAX_CONNECTIONS, max_keepalive=MAX_KEEPALIVE, headers=target.headers
+        )
         try:
             yield cls(target, transport)
         finally:
@@ -140,12 +142,11 @@ class HttpSession:
             HttpFailure: the exchange failed; its code and message are what the caller answers.
         """
         target = self.target
-        fields = [*target.headers, *headers.items()]
         for attempt in range(CONNECT_ATTEMPTS):
             try:
                 response = await self._transport.send(
                     method,
-                    fields,
+                    headers.items(),
                     body,
                     connect=target.connect_timeout,
                     write=target.read_timeout,

@@ -55,8 +55,9 @@ class HttpTarget:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"--upstream must be an http:// or https:// URL, not {display_url(self.url)!r}")
-        for name, _ in self.headers:
+        for name, value in self.headers:
             check_header_name(name)
+            check_header_value(name, value)
 
     @property
     def display(self) -> str:
@@ -105,6 +106,18 @@ def check_header_name(name: str) -> None:
         raise ConfigError(f"header {name!r} is set by regogate itself and cannot be given")
 
 
+def check_header_value(name: str, value: str) -> None:
+    """Refuse a value that would not stay one plain-ASCII header field (the request would be refused anyway).
+
+    Raises:
+        ConfigError: naming the header (never its value).
+    """
+    if any(c in value for c in "\r\n\0"):
+        raise ConfigError(f"header {name!r}: the value contains a line break or NUL")
+    if not all(c == "\t" or " " <= c <= "~" for c in value):
+        raise ConfigError(f"header {name!r}: the value holds a control or non-ASCII character")
+
+
 def parse_headers(
     given: Iterable[str], from_env: Iterable[str], environ: Mapping[str, str] | None = None
 ) -> tuple[tuple[str, str], ...]:
@@ -132,8 +145,7 @@ def parse_headers(
     seen: set[str] = set()
     for name, value in headers:
         check_header_name(name)
-        if any(c in value for c in "\r\n\0"):
-            raise ConfigError(f"header {name!r}: the value contains a line break or NUL")
+        check_header_value(name, value)
         if name.lower() in seen:
             raise ConfigError(f"header {name!r} is given twice")
         seen.add(name.lower())

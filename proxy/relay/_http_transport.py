@@ -46,17 +46,32 @@ def request_head(method: str, target: str, host: str, headers: Iterable[tuple[st
         httpx.LocalProtocolError: a method, target, header name or value that would not stay one
             field of one request (a line break, another control character, a non-ASCII character).
     """
-    if method not in _METHODS or not _TARGET.fullmatch(target) or not _FIELD_VALUE.fullmatch(host) or not host:
-        raise httpx.LocalProtocolError("refused to send a malformed request line or host")
-    lines = [f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n"]
+    return _head(_request_line(method, target, host), header_block(headers), length)
+
+
+def header_block(headers: Iterable[tuple[str, str]]) -> str:
+    """``name: value`` lines, each checked to be one plain-ASCII field.
+
+    Raises:
+        httpx.LocalProtocolError: a name that is not a token, a value with a control or non-ASCII character.
+    """
+    lines = []
     for name, value in headers:
         if not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
             raise httpx.LocalProtocolError(f"refused to send header {name[:40]!r}: not a single, plain-ASCII field")
         lines.append(f"{name}: {value}\r\n")
-    if length is not None:
-        lines.append(f"content-length: {length}\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("ascii")
+    return "".join(lines)
+
+
+def _request_line(method: str, target: str, host: str) -> str:
+    if method not in _METHODS or not _TARGET.fullmatch(target) or not _FIELD_VALUE.fullmatch(host) or not host:
+        raise httpx.LocalProtocolError("refused to send a malformed request line or host")
+    return f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n"
+
+
+def _head(start: str, block: str, length: int | None) -> bytes:
+    framing = "\r\n" if length is None else f"content-length: {length}\r\n\r\n"
+    return (start + block + framing).encode("ascii")
 
 
 class ReplyHeaders:
@@ -127,8 +142,19 @@ class HttpTransport:
     """Keep-alive HTTP/1.1 connections to ``url``'s origin, at most ``max_connections`` busy, ``max_keepalive`` idle."""
 
     def __init__(
-        self, url: str, *, max_connections: int, max_keepalive: int, ssl_context: ssl.SSLContext | None = None
+        self,
+        url: str,
+        *,
+        max_connections: int,
+        max_keepalive: int,
+        headers: Iterable[tuple[str, str]] = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``headers`` go on every request (checked here, once).
+
+        Raises:
+            httpx.LocalProtocolError: the URL or ``headers`` would not make well-formed requests.
+        """
         parsed = httpx.URL(url)
         self.scheme = parsed.scheme
         self.hostname = parsed.host
@@ -136,6 +162,9 @@ class HttpTransport:
         self.host = parsed.netloc.decode("ascii")
         """The ``Host`` header: host and any explicit port, never user info."""
         self.target = parsed.raw_path.decode("ascii")
+        self._starts = {
+            method: _request_line(method, self.target, self.host) + header_block(headers) for method in _METHODS
+        }
         self._slots = anyio.Semaphore(max_connections, fast_acquire=True)
         self._max_keepalive = max_keepalive
         self._ssl = ssl_context
@@ -162,7 +191,10 @@ class HttpTransport:
             httpx.LocalProtocolError: the request would not be one well-formed request; nothing was sent.
             httpx.TransportError: a connect, write or read fault or timeout; never after a resend.
         """
-        data = request_head(method, self.target, self.host, headers, None if body is None else len(body))
+        start = self._starts.get(method)
+        if start is None:
+            raise httpx.LocalProtocolError(f"refused to send method {method[:20]!r}")
+        data = _head(start, header_block(headers), None if body is None else len(body))
         if body:
             data += body
         if self._closed:
@@ -216,8 +248,10 @@ class HttpTransport:
                 await connection.wire.send(data)
                 writing = False
                 scope.deadline = anyio.current_time() + _bound(read)
+                fresh = True
                 while not answer.events:
-                    _feed(answer, await connection.wire.receive())
+                    _feed(answer, await connection.wire.receive(fresh=fresh))
+                    fresh = False
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             error = httpx.WriteError if writing else httpx.ReadError
             raise error(str(exc) or type(exc).__name__) from exc

@@ -40,8 +40,10 @@ class _SocketWire:
             except BlockingIOError:
                 await anyio.wait_writable(self.sock)
 
-    async def receive(self) -> bytes:
-        """Some bytes, or ``b""`` once the peer closed."""
+    async def receive(self, *, fresh: bool = False) -> bytes:
+        """Some bytes, or ``b""`` once the peer closed; ``fresh``: a request just left, so wait before reading."""
+        if fresh:
+            await anyio.wait_readable(self.sock)  # one recv instead of a failing one first
         while True:
             try:
                 return self.sock.recv(READ_CHUNK)
@@ -80,7 +82,7 @@ class _StreamWire:
     async def send(self, data: bytes) -> None:
         await self.stream.send(data)
 
-    async def receive(self) -> bytes:
+    async def receive(self, *, fresh: bool = False) -> bytes:
         try:
             return await self.stream.receive(READ_CHUNK)
         except anyio.EndOfStream:

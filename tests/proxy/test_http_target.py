@@ -25,12 +25,22 @@ def test_headers_come_from_flags_and_the_environment() -> None:
         ([f"Bad Name: {SECRET}"], [], "header name 'Bad Name' is not a valid HTTP header name"),
         ([f"A: {SECRET}", f"a: {SECRET}"], [], "header 'a' is given twice"),
         ([], ["X-Key=SPLIT"], "header 'X-Key': the value contains a line break or NUL"),
+        ([], ["X-Key=BELL"], "header 'X-Key': the value holds a control or non-ASCII character"),
+        ([], ["X-Key=ACCENT"], "header 'X-Key': the value holds a control or non-ASCII character"),
     ],
 )
 def test_bad_headers_are_refused_without_showing_the_value(given: list[str], from_env: list[str], message: str) -> None:
+    environ = {"SPLIT": f"{SECRET}\r\nX-Evil: 1", "BELL": f"{SECRET}\x07", "ACCENT": f"{SECRET}\u00e9"}
     with pytest.raises(ConfigError) as caught:
-        parse_headers(given, from_env, {"SPLIT": f"{SECRET}\r\nX-Evil: 1"})
+        parse_headers(given, from_env, environ)
     assert str(caught.value) == message
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [f"{SECRET}\r\nX-Evil: 1", f"{SECRET}\x7f", f"{SECRET}\u2028"])
+def test_a_target_built_in_code_refuses_a_header_value_that_would_not_stay_one_field(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        HttpTarget("http://127.0.0.1:1/mcp", (("X-Key", value),))
     assert SECRET not in str(caught.value)
 
 
