@@ -4,7 +4,10 @@
   each in its own session (so each with its own bench/echo_server.py process behind the gateway);
 - latency: one client's sequential calls, p50/p99, against ``direct``: the same answers from
   bench/http_echo_server.py, a plain Streamable HTTP server, so the difference is what the gateway adds;
-- memory: regogate's resident memory per idle session, and one session's upstream process apart.
+- memory: regogate's resident memory per idle session, and one session's upstream process apart;
+- the floor under the gateway: ``regogate run`` (the same relay and gate, over stdio) in the same run,
+  its p50 and its calls/s with ``--clients`` calls in flight, and each path's CPU per decided call, so
+  what the HTTP face adds reads apart from what the relay and the decision cost.
 
 Clients are plain http.client connections in threads (JSON answers), lighter than an SDK client, so
 the figures are the gateway's, not the client's. Run it alone: ``python -m bench.gateway``.
@@ -29,7 +32,7 @@ from pathlib import Path
 from bench._bridge import SERVER, SERVER_START_TIMEOUT
 from bench._measure import percentile
 from bench._report import machine_facts
-from bench._session import BenchError, bench_env
+from bench._session import BenchError, Session, bench_env, cpu_seconds
 from regogate.proxy.policy import find_opa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +44,11 @@ START_TIMEOUT = 60.0
 """regogate serve's start (policy conversion, embedded OPA) on a loaded machine."""
 TARGET_CALLS_PER_SECOND = 1000.0
 TARGET_ADDED_P50_US = 1000.0
+INITIALIZE_PARAMS = {
+    "protocolVersion": PROTOCOL_VERSION,
+    "capabilities": {},
+    "clientInfo": {"name": "b", "version": "1"},
+}
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
@@ -64,8 +72,7 @@ class HttpSession:
         return body
 
     def start(self) -> None:
-        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "b", "version": "1"}}
-        self.post({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": params})
+        self.post({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": INITIALIZE_PARAMS})
         self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
     def call(self, text: str) -> int:
@@ -150,6 +157,40 @@ def _sequential(port: int, warmup: int, calls: int) -> list[int]:
         session.close()
 
 
+def _stdio_relay(env: Mapping[str, str], *, sequential: int, in_flight: int, calls: int) -> dict[str, float]:
+    """``regogate run`` in front of the same echo server, over stdio: p50 of sequential calls, calls/s with
+    ``in_flight`` outstanding, and regogate's CPU per call in that run."""
+    argv = [REGOGATE, "-c", str(POLICY), "--state", "memory", "--audit-log", "none", "--log-level", "error"]
+    with open(os.devnull, "wb") as stderr:
+        session = Session([*argv, "--", *ECHO], env=env, stderr=stderr)
+        try:
+            params = {
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "b", "version": "1"},
+            }
+            session.ask("initialize", params)
+            session.notify("notifications/initialized")
+
+            def lines(count: int) -> list[bytes]:
+                return [
+                    session.request_line("tools/call", {"name": "echo", "arguments": {"text": f"s{i}"}})
+                    for i in range(count)
+                ]
+
+            session.timed(lines(200))
+            samples, replies = session.timed(lines(sequential))
+            batch = lines(calls)
+            cpu = cpu_seconds(session.pid)
+            elapsed, replies = session.pipelined(batch, in_flight)
+            cpu = cpu_seconds(session.pid) - cpu
+        finally:
+            session.close()
+    if any(b'"isError":false' not in reply for reply in replies):
+        raise BenchError("a call through regogate run was not answered with its echo")
+    return {"p50": percentile(samples, 50) / 1000, "rate": calls / elapsed, "cpu_ms": cpu / calls * 1000}
+
+
 def _throughput(port: int, clients: int, calls: int) -> float:
     sessions = [HttpSession(port) for _ in range(clients)]
     for session in sessions:
@@ -216,11 +257,18 @@ def measure(*, clients: int, calls: int, sequential: int, idle: int) -> dict[str
     env = bench_env(ROOT)
     with direct_server(env) as port:
         direct = _sequential(port, 200, sequential)
+    stdio = _stdio_relay(env, sequential=sequential, in_flight=clients, calls=clients * calls)
     with gateway(env, max_sessions=clients + idle + 2) as (port, process):
         through = _sequential(port, 200, sequential)
+        cpu = cpu_seconds(process.pid)
         rate = _throughput(port, clients, calls)
+        cpu = cpu_seconds(process.pid) - cpu
         per_session, upstream = _idle_memory(port, process, idle)
     return {
+        "stdio_p50": stdio["p50"],
+        "stdio_calls_per_second": stdio["rate"],
+        "stdio_cpu_ms": stdio["cpu_ms"],
+        "gateway_cpu_ms": cpu / (clients * (calls + 1)) * 1000,
         "direct_p50": percentile(direct, 50) / 1000,
         "direct_p99": percentile(direct, 99) / 1000,
         "gateway_p50": percentile(through, 50) / 1000,
@@ -233,6 +281,7 @@ def measure(*, clients: int, calls: int, sequential: int, idle: int) -> dict[str
 
 def render(figures: Mapping[str, float], *, clients: int, calls: int, idle: int) -> str:
     added = figures["gateway_p50"] - figures["direct_p50"]
+    stdio_added = figures["stdio_p50"] - figures["direct_p50"]
     rate_met = "yes" if figures["calls_per_second"] >= TARGET_CALLS_PER_SECOND else "**no**"
     added_met = "yes" if added <= TARGET_ADDED_P50_US else "**no**"
     return "\n".join(
@@ -252,6 +301,12 @@ def render(figures: Mapping[str, float], *, clients: int, calls: int, idle: int)
             f"{figures['gateway_p99']:.0f} |",
             "",
             f"Added p50: +{added:.0f} µs; target ≤ {TARGET_ADDED_P50_US:.0f} µs — met: {added_met}.",
+            "",
+            f"The floor in the same run, `regogate run -- bench/echo_server.py` over stdio (the same relay and "
+            f"gate, one session): p50 {figures['stdio_p50']:.0f} µs (+{stdio_added:.0f} µs against direct HTTP), "
+            f"{figures['stdio_calls_per_second']:.0f} calls/s with {clients} in flight. "
+            f"regogate's CPU per decided call in the throughput runs: gateway {figures['gateway_cpu_ms']:.2f} ms, "
+            f"stdio {figures['stdio_cpu_ms']:.2f} ms (OPA apart).",
             "",
             f"Memory per idle session ({idle} sessions opened): regogate +{figures['session_kib']:.0f} KiB each; "
             f"each session's upstream process (bench/echo_server.py) {figures['upstream_kib'] / 1024:.1f} MiB.",

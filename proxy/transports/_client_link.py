@@ -142,6 +142,13 @@ class ClientLink:
         """Hand one client line to the relay; False when the session is over or the relay stays busy."""
         if self._ended:
             return False
+        try:
+            self._inbound_send.send_nowait(line)  # the relay is waiting for it: the usual case, no timer
+            return True
+        except anyio.WouldBlock:
+            pass
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return False
         with anyio.move_on_after(SUBMIT_TIMEOUT):
             try:
                 await self._inbound_send.send(line)

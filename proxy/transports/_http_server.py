@@ -8,14 +8,16 @@ its upstream stopped), then uvicorn closes its connections.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -24,6 +26,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from regogate.core import ConfigError
 from regogate.proxy.transports._http_guard import NO_STORE
@@ -82,7 +86,75 @@ class _Server(uvicorn.Server):
         yield
 
 
-def build_app(endpoint: McpEndpoint, ready: Readiness, extra: list[Route] | None = None) -> Starlette:
+class _OneSendTransport:
+    """A connection's transport whose writes made in one turn of the event loop leave in one ``send``.
+
+    uvicorn writes a response's head and its body apart; on loopback each write is a segment that wakes
+    the client, so a JSON answer cost two wake-ups (and two reads) instead of one. The pending bytes
+    leave at the end of the turn, or before the connection closes.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(bytes(data))
+
+    def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
+        for data in lines:
+            self.write(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(len(data) for data in self._pending)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (llhttp, in C) over ``_OneSendTransport``."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(_OneSendTransport(transport, self.loop))  # type: ignore[arg-type]
+
+
+class _Front:
+    """``/mcp`` straight to its endpoint, every other path through Starlette.
+
+    ``/mcp`` carries every call: Starlette's router and its two middleware layers cost more there
+    than the endpoint's own work, and add nothing (the endpoint answers its own errors; uvicorn
+    answers 500 to an exception, as Starlette would).
+    """
+
+    def __init__(self, endpoint: McpEndpoint, rest: ASGIApp) -> None:
+        self._endpoint = endpoint
+        self._rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/mcp":
+            await self._endpoint(scope, receive, send)
+        else:
+            await self._rest(scope, receive, send)
+
+
+def build_app(endpoint: McpEndpoint, ready: Readiness, extra: list[Route] | None = None) -> ASGIApp:
     """The routes: ``/mcp``, ``/healthz``, ``/readyz`` and any ``extra`` (the auth metadata)."""
 
     async def healthz(request: Request) -> Response:
@@ -102,11 +174,11 @@ def build_app(endpoint: McpEndpoint, ready: Readiness, extra: list[Route] | None
         *(extra or []),
         Route("/mcp", endpoint),  # an ASGI app: every method reaches it (no redirect to /mcp/)
     ]
-    return Starlette(routes=routes)
+    return _Front(endpoint, Starlette(routes=routes))
 
 
 async def serve_http(
-    app: Starlette,
+    app: ASGIApp,
     pool: SessionPool,
     listener: Listener,
     sock: socket.socket,
@@ -130,6 +202,8 @@ async def serve_http(
         tls = {"ssl_certfile": str(listener.tls_cert), "ssl_keyfile": str(listener.tls_key)}
     config = uvicorn.Config(
         app,
+        http=_Protocol,
+        ws="none",
         lifespan="off",
         log_config=None,
         access_log=False,

@@ -54,6 +54,8 @@ RETRY_AFTER = "5"
 """Seconds a client is told to wait when no session can be opened now."""
 KEEPALIVE = 15.0
 """Seconds of silence on an event stream before a comment line keeps proxies from closing it."""
+UNWATCHED = 0.5
+"""Seconds a request waits for its first message before a task watches for its client leaving."""
 HEADER_MISMATCH = -32020
 """MCP 2026-07-28: a routing header that contradicts the body."""
 DISCOVER = "server/discover"
@@ -346,7 +348,19 @@ SILENT: Outgoing = (b"", False)
 
 async def _first_or_gone(exchange: Exchange, receive: Receive, *, patience: float) -> Outgoing | None:
     """The first message for the exchange; ``SILENT`` after ``patience`` seconds without one; ``None`` if
-    the client disconnects (or the session ends) first."""
+    the client disconnects (or the session ends) first.
+
+    Most answers come within ``UNWATCHED``: until then nothing watches for a disconnect (a task per
+    request cost more than the rest of the endpoint's work); a client gone sooner is seen then.
+    """
+    with anyio.move_on_after(min(patience, UNWATCHED)):
+        try:
+            return await exchange.receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+    patience -= UNWATCHED
+    if patience <= 0:
+        return SILENT
     first: Outgoing | None = SILENT
     gone = False
     async with anyio.create_task_group() as tg:

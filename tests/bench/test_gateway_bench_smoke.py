@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.gateway import measure, render
 
 
-def test_the_gateway_section_reports_throughput_latency_and_memory() -> None:
+def test_the_gateway_section_reports_throughput_latency_memory_and_the_stdio_floor() -> None:
     figures = measure(clients=2, calls=5, sequential=5, idle=2)
     section = render(figures, clients=2, calls=5, idle=2)
     assert figures["calls_per_second"] > 0 and figures["gateway_p50"] > 0 and figures["direct_p50"] > 0
@@ -13,3 +13,5 @@ def test_the_gateway_section_reports_throughput_latency_and_memory() -> None:
     assert "decided calls/s with 2 concurrent keep-alive HTTP clients" in section
     assert "| gateway: regogate serve -- bench/echo_server.py |" in section
     assert "Memory per idle session (2 sessions opened)" in section
+    assert figures["stdio_calls_per_second"] > 0 and figures["stdio_p50"] > 0
+    assert "The floor in the same run, `regogate run -- bench/echo_server.py` over stdio" in section
