@@ -21,6 +21,8 @@ __all__ = ["READ_CHUNK", "Wire", "connect_wire"]
 
 READ_CHUNK = 64 * 1024
 """One socket read."""
+CONNECT_STAGGER = 0.25
+"""How long an address may take to connect before the next address of the name is tried too."""
 _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLRDHUP
 
 
@@ -110,8 +112,36 @@ async def connect_wire(host: str, port: int, ssl_context: ssl.SSLContext | None)
         stream = await anyio.connect_tcp(host, port, ssl_context=ssl_context, tls_standard_compatible=False)
         return _StreamWire(stream)
     addresses = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    error: OSError = OSError(f"no address for {host}")
-    for family, kind, proto, _, address in addresses:
+    race = _Race()
+    async with anyio.create_task_group() as tg:
+        for family, kind, proto, _, address in addresses:
+            failed = anyio.Event()
+            tg.start_soon(race.attempt, family, kind, proto, address, failed, tg.cancel_scope)
+            with anyio.move_on_after(CONNECT_STAGGER):
+                await failed.wait()  # the next address as soon as this one fails, or after the stagger
+            if race.winner is not None:
+                break
+    if race.winner is None:
+        raise race.error or OSError(f"no address for {host}")
+    return _SocketWire(race.winner)
+
+
+class _Race:
+    """Connection attempts to a name's addresses, staggered (RFC 8305's idea): the first to connect wins."""
+
+    def __init__(self) -> None:
+        self.winner: socket.socket | None = None
+        self.error: OSError | None = None
+
+    async def attempt(
+        self,
+        family: int,
+        kind: int,
+        proto: int,
+        address: tuple[object, ...],
+        failed: anyio.Event,
+        scope: anyio.CancelScope,
+    ) -> None:
         sock = socket.socket(family, kind, proto)
         try:
             sock.setblocking(False)
@@ -125,10 +155,14 @@ async def connect_wire(host: str, port: int, ssl_context: ssl.SSLContext | None)
                     raise OSError(code, os.strerror(code)) from None
         except OSError as exc:
             sock.close()
-            error = exc
-            continue
+            self.error = exc
+            failed.set()
+            return
         except BaseException:
             sock.close()
             raise
-        return _SocketWire(sock)
-    raise error
+        if self.winner is not None:
+            sock.close()
+            return
+        self.winner = sock
+        scope.cancel()  # the other attempts, and the wait for the next one

@@ -4,6 +4,7 @@ and a request that would not be one well-formed request never leaves."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -256,3 +257,35 @@ async def test_a_server_that_refuses_connections_is_a_connect_error() -> None:
     with anyio.fail_after(WAIT), pytest.raises(httpx.ConnectError):
         await post(client)
     await client.aclose()
+
+
+async def test_a_silent_first_address_does_not_hold_up_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name whose first address never answers (its listen queue is full, so the SYN is dropped) connects
+    through its second address after the stagger, not after the whole connect timeout."""
+    try:
+        silent = socket.socket(socket.AF_INET6)
+        silent.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with silent, socket.socket(socket.AF_INET6) as filler:
+        silent.listen(0)
+        filler.connect(silent.getsockname())  # the queue is now full: further SYNs go unanswered
+        async with serving(lambda _: OK) as (server, url):
+            port = httpx.URL(url).port
+            assert port is not None
+            addresses: list[tuple[object, ...]] = [
+                (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", silent.getsockname()),
+                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port)),
+            ]
+
+            async def resolve(*_: object, **__: object) -> list[tuple[object, ...]]:
+                return addresses
+
+            monkeypatch.setattr(anyio, "getaddrinfo", resolve)
+            client = transport(f"http://server.test:{port}/mcp")
+            with anyio.fail_after(WAIT):
+                reply = await client.send("POST", POST_HEADERS, PING, connect=60 * WAIT, write=WAIT, read=WAIT)
+                assert (reply.status_code, json.loads(await reply.aread())) == (200, {})
+                await reply.aclose()
+            await client.aclose()
+        assert server.connections == 1
