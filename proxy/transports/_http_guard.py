@@ -3,11 +3,12 @@ content type, accepted answers, body size; and the JSON-RPC error answers the ga
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from regogate.proxy.relay import INVALID_REQUEST, error_line
@@ -20,6 +21,8 @@ EVENT_STREAM = "text/event-stream"
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
 NO_STORE = {"cache-control": "private, no-store"}
 """Answers depend on who asked (a filtered tools/list): no shared cache may keep them."""
+MEDIA_TYPE_CACHE = 64
+"""Content-Type and Accept values whose media types are kept parsed: a client sends the same ones each time."""
 
 
 def rpc_error(
@@ -40,24 +43,34 @@ class BodyTooLarge(Exception):
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, read no further than ``limit`` bytes.
+    """The whole body, read no further than ``limit`` bytes (a body that came in one piece is not copied).
 
     Raises:
         BodyTooLarge: it is longer (by its Content-Length or by what arrived).
+        ClientDisconnect: the client went away before the end of the body.
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect
+        chunk: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        size += len(chunk)
+        if size > limit:
             raise BodyTooLarge
-    return bytes(body)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _media_types(value: str) -> set[str]:
-    return {part.split(";", 1)[0].strip().lower() for part in value.split(",")}
+@functools.lru_cache(maxsize=MEDIA_TYPE_CACHE)
+def _media_types(value: str) -> frozenset[str]:
+    return frozenset(part.split(";", 1)[0].strip().lower() for part in value.split(","))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -154,6 +154,8 @@ class McpEndpoint:
             body = await read_body(request, self._guard.max_body)
         except BodyTooLarge:
             return rpc_error(413, f"request body larger than {self._guard.max_body} bytes")
+        except ClientDisconnect:
+            return Response(status_code=499)  # nobody reads it: the client left in the middle of its body
         decoded = decode(body)
         if isinstance(decoded, BadLine):
             return rpc_error(400, decoded.reason, code=decoded.code, request_id=decoded.request_id)

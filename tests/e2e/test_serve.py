@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,20 @@ def test_requests_from_the_wrong_place_or_of_the_wrong_shape_are_refused(tmp_pat
         plain = http.post(gw.url, content=json.dumps(ping), headers={**with_session, "content-type": "text/plain"})
         assert plain.status_code == 415
 
+        def pieces(data: bytes, size: int) -> Iterator[bytes]:  # a chunked body, without Content-Length
+            yield from (data[i : i + size] for i in range(0, len(data), size))
+
+        pinged = http.post(gw.url, content=pieces(json.dumps(ping).encode(), 7), headers=with_session)
+        assert pinged.status_code == 200 and pinged.json()["result"] == {}
+        chunked_big = http.post(gw.url, content=pieces(json.dumps(big).encode(), 1000), headers=with_session)
+        assert chunked_big.status_code == 413
+        port = int(gw.url.split(":")[2].split("/")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as cut:  # leaves within its body
+            head = f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
+            head += f"accept: application/json\r\nmcp-session-id: {session}\r\ncontent-length: 200\r\n\r\n"
+            cut.sendall(head.encode() + b'{"jsonrpc":"2.0",')
+        assert http.post(gw.url, json=ping, headers=with_session).json()["result"] == {}
+
         assert http.post(gw.url, json=ping, headers=HEADERS).status_code == 400  # no session id
         # One character off (an id that already ends in "A" must not be "guessed" as itself).
         off_by_one = session[:-1] + ("B" if session.endswith("A") else "A")
@@ -114,6 +130,7 @@ def test_requests_from_the_wrong_place_or_of_the_wrong_shape_are_refused(tmp_pat
 
         assert http.delete(gw.url, headers=with_session).status_code == 200
         assert http.post(gw.url, json=ping, headers=with_session).status_code == 404
+        assert "Traceback" not in gw.read_stderr(timeout=1.0)
 
 
 async def test_fifty_sessions_with_calls_in_flight_each_get_their_own_answers(tmp_path: Path) -> None:
