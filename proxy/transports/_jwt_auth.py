@@ -6,6 +6,11 @@ token names a key it does not know), the algorithm against an allow-list of asym
 (never ``none``, never a shared-secret HS*), the issuer, the audience, and ``exp``/``nbf`` with a
 clock skew. A missing or bad token gets 401 with ``WWW-Authenticate`` pointing at the protected
 resource metadata. The token itself is never logged, never put in an error, never passed on.
+
+A token that passed is remembered by its exact text (at most ``VERIFIED_TOKENS``), so the same
+client's next requests skip the signature check, the largest cost of a request; each reuse checks
+again that the token is within ``nbf``/``iat``..``exp`` (with the skew) and that the key that
+verified it is still the one the JWKS holds for its ``kid`` (a refreshed JWKS verifies anew).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import logging
 import math
 import ssl
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,7 +29,7 @@ import jwt
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from regogate.core import ConfigError
+from regogate.core import Clock, ConfigError, SystemClock
 from regogate.proxy.transports._flag_rules import ASYMMETRIC_ALGORITHMS, DEFAULT_ALGORITHMS
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "DEFAULT_ALGORITHMS", "METADATA_PATH", "JwtAuth", "JwtSettings"]
@@ -45,6 +51,8 @@ MAX_TOKEN_BYTES = 16 * 1024
 METADATA_PATH = "/.well-known/oauth-protected-resource"
 PUBLIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
 """JWK types kept from the JWKS: a shared-secret (``oct``) key never verifies anything here."""
+VERIFIED_TOKENS = 256
+"""Verified tokens remembered (the least recently used go first): a few MiB at most."""
 _NOT_CLAIMS = ("exp", "nbf", "iat", "jti")
 """Token bookkeeping, not facts about the caller: left out of ``input.principal``."""
 
@@ -175,13 +183,28 @@ class _KeysUnavailable(Exception):
     """The token names a key not held and the JWKS could not be refreshed: not the caller's fault."""
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """What a verified token established, and for how long it holds."""
+
+    principal: Mapping[str, object]
+    kid: str | None
+    key: jwt.PyJWK
+    valid_from: float
+    """Unix seconds: the latest of ``nbf`` and ``iat``, less the skew."""
+    valid_until: float
+    """Unix seconds: ``exp`` plus the skew."""
+
+
 class JwtAuth:
     """The gateway's ``Authenticator`` for ``--auth jwt``, and its protected resource metadata."""
 
-    def __init__(self, settings: JwtSettings) -> None:
+    def __init__(self, settings: JwtSettings, clock: Clock | None = None) -> None:
         settings.check()
         self._settings = settings
         self._keys = _KeySet(settings.jwks)
+        self._clock = clock or SystemClock()
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
     async def start(self) -> None:
         """Load the keys once before serving.
@@ -199,8 +222,11 @@ class JwtAuth:
         token = token.strip()
         if len(token) > MAX_TOKEN_BYTES:
             return self._refuse(request, "invalid_token", "the token is too long")
+        known = await self._recall(token)
+        if known is not None:
+            return dict(known.principal)
         try:
-            claims = await self._verify(token)
+            claims, kid, key = await self._verify(token)
         except _KeysUnavailable:
             logger.warning("a token names a key not held, and the JWKS cannot be fetched now: answered 503")
             body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": KEYS_UNAVAILABLE}}
@@ -214,15 +240,49 @@ class JwtAuth:
             return self._refuse(request, "invalid_token", "the token has no subject (sub)")
         principal = {k: v for k, v in claims.items() if k not in _NOT_CLAIMS}
         principal["id"] = subject
+        validity = self._validity(claims)
+        if validity is not None:
+            self._remember(token, _Verified(dict(principal), kid, key, *validity))
         return principal
 
-    async def _verify(self, token: str) -> dict[str, object]:
+    async def _recall(self, token: str) -> _Verified | None:
+        """The remembered verification of ``token``, if it still holds now and its key is still held."""
+        known = self._verified.get(token)
+        if known is None:
+            return None
+        now = self._clock.now()
+        if not known.valid_from <= now < known.valid_until or await self._keys.key(known.kid) is not known.key:
+            self._verified.pop(token, None)
+            return None
+        if token in self._verified:
+            self._verified.move_to_end(token)
+        return known
+
+    def _remember(self, token: str, verified: _Verified) -> None:
+        self._verified[token] = verified
+        self._verified.move_to_end(token)
+        while len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+
+    def _validity(self, claims: Mapping[str, object]) -> tuple[float, float] | None:
+        """(from, until) in unix seconds, read as PyJWT read them (``int``); ``None`` if they cannot be."""
+        skew = self._settings.clock_skew
+        try:
+            starts = [_seconds(claims[name]) for name in ("nbf", "iat") if name in claims]
+            until = _seconds(claims["exp"])
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+        return max(starts, default=-math.inf) - skew, until + skew
+
+    async def _verify(self, token: str) -> tuple[dict[str, object], str | None, jwt.PyJWK]:
+        """The token's claims, and the ``kid`` and key that verified it."""
         header = jwt.get_unverified_header(token)
         algorithm = header.get("alg")
         if algorithm not in self._settings.algorithms:
             raise jwt.InvalidAlgorithmError("algorithm not allowed")
-        kid = header.get("kid")
-        key = await self._keys.key(kid if isinstance(kid, str) else None)
+        named = header.get("kid")
+        kid = named if isinstance(named, str) else None
+        key = await self._keys.key(kid)
         if key is None:
             if self._keys.failing:
                 raise _KeysUnavailable
@@ -239,7 +299,7 @@ class JwtAuth:
             leeway=self._settings.clock_skew,
             options={"require": ["exp", "iss", "aud", "sub"]},
         )
-        return claims
+        return claims, kid, key
 
     def _refuse(self, request: Request, error: str | None, description: str) -> Response:
         metadata = f"{request.base_url.scheme}://{request.headers.get('host', '')}{METADATA_PATH}"
@@ -258,6 +318,18 @@ class JwtAuth:
             "resource_signing_alg_values_supported": list(self._settings.algorithms),
         }
         return JSONResponse(document)
+
+
+def _seconds(value: object) -> int:
+    """A time claim as PyJWT reads it (``int()`` of a number or of a string of digits).
+
+    Raises:
+        TypeError: another kind of value.
+        ValueError: a string that is not an integer.
+    """
+    if not isinstance(value, int | float | str):
+        raise TypeError("not a time")
+    return int(value)
 
 
 def _reason(exc: Exception) -> str:

@@ -198,3 +198,29 @@ async def test_a_remote_upstream_gets_its_own_credential_never_the_callers_token
     assert text(allowed) == "hello"
     assert denied.is_error and text(denied) == "[POLICY DENIED] No shouting"
     assert token not in logs and "upstream-secret" not in logs
+
+
+async def test_a_token_remembered_as_verified_still_stops_working_at_its_expiry(tmp_path: Path) -> None:
+    """After its first request a token's signature is not checked again (the gateway remembers it passed);
+    its expiry still is, on every request."""
+    idp = Issuer(tmp_path)
+    flags = ("--state", "memory", *idp.flags(), "--clock-skew", "0")
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    with serve(policy_file(tmp_path), *flags) as gw, anyio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient(timeout=30) as http:
+            expiry = int(time.time()) + 8
+            short = {**HEADERS, "authorization": f"Bearer {idp.token('alice', team='payments', exp=expiry)}"}
+            started = await http.post(gw.url, json=INITIALIZE, headers=short)
+            session = {**short, "mcp-session-id": started.headers["mcp-session-id"]}
+            statuses = []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                answer = await http.post(gw.url, json=ping, headers=session)
+                statuses.append(answer.status_code)
+                if answer.status_code != 200:
+                    break
+                await anyio.sleep(0.25)
+            refused_at = time.time()
+    assert started.status_code == 200 and statuses[0] == 200
+    assert statuses[-1] == 401 and 'error_description="the token has expired"' in answer.headers["www-authenticate"]
+    assert refused_at >= expiry
