@@ -1,4 +1,4 @@
-"""Whole answer bodies from a Streamable HTTP server, read with a bound: a JSON answer and an error's body."""
+"""Whole messages to and from a Streamable HTTP server: answer bodies read with a bound, messages as one line."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._wire import id_key
 
-__all__ = ["ERROR_BODY_BYTES", "read_bounded", "read_error_answer"]
+__all__ = ["ERROR_BODY_BYTES", "one_line", "read_bounded", "read_error_answer"]
 
 ERROR_BODY_BYTES = 64 * 1024
 """How much of an HTTP error body is read, looking for a JSON-RPC error."""
@@ -51,3 +52,14 @@ async def read_error_answer(response: StreamedBody, request_id: str | int) -> di
     ):
         return message
     return None
+
+
+def one_line(data: bytes) -> tuple[bytes, object]:
+    """The message as one line, and its parsed form (``None`` if it is not JSON)."""
+    try:
+        message = json.loads(data)  # not orjson: it reads an integer past 64 bits (an id, say) as a float
+    except ValueError:
+        return data, None
+    if b"\n" in data or b"\r" in data:
+        data = encode(message)
+    return data, message

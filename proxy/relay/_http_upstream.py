@@ -18,7 +18,6 @@ DELETEs the session.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,11 +26,10 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 import httpx
-import orjson
 
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._framing import Oversize, PeerClosed, sniff_id
-from regogate.proxy.relay._http_bodies import read_bounded, read_error_answer
+from regogate.proxy.relay._http_bodies import one_line, read_bounded, read_error_answer
 from regogate.proxy.relay._http_listen import ServerStream, resume
 from regogate.proxy.relay._http_session import (
     SESSION_ENDED,
@@ -66,20 +64,6 @@ class _Post:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     answered: bool = False
     silent: bool = False  # cancelled by the client, or the session is closing: no answer is owed
-
-
-def _one_line(data: bytes) -> tuple[bytes, object]:
-    """The message as one line, and its parsed form (``None`` if it is not JSON)."""
-    try:
-        message = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        try:
-            message = json.loads(data)  # what orjson refuses and the standard library reads (a 70-digit id, say)
-        except ValueError:
-            return data, None
-    if b"\n" in data or b"\r" in data:
-        data = encode(message)
-    return data, message
 
 
 class HttpUpstream:
@@ -129,13 +113,10 @@ class HttpUpstream:
     async def receive(self) -> bytes | Oversize | None:
         """The next server message as one line; ``None`` once the upstream is over."""
         try:
-            return self._inbox.receive_nowait()  # no pass of the event loop when a message is waiting
-        except anyio.WouldBlock:
-            pass
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return None
-        try:
-            return await self._inbox.receive()
+            try:
+                return self._inbox.receive_nowait()  # no pass of the event loop when a message is waiting
+            except anyio.WouldBlock:
+                return await self._inbox.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             return None
 
@@ -147,7 +128,7 @@ class HttpUpstream:
         """
         if self._closed or self._ended:
             raise PeerClosed
-        _, message = _one_line(line)
+        _, message = one_line(line)
         if not isinstance(message, dict):
             logger.warning("not sending a message that is not a JSON object")
             return
@@ -313,7 +294,7 @@ class HttpUpstream:
 
     async def _message(self, post: _Post | None, data: bytes) -> None:
         """Hand one server message to the relay; note whether it answers ``post``."""
-        line, message = _one_line(data)
+        line, message = one_line(data)
         if message is None:
             if post is not None:
                 raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply is not JSON")

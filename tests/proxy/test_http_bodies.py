@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from regogate.proxy.relay._http_bodies import ERROR_BODY_BYTES, read_bounded, read_error_answer
+from regogate.proxy.relay._http_bodies import ERROR_BODY_BYTES, one_line, read_bounded, read_error_answer
 
 pytestmark = pytest.mark.anyio
 
@@ -39,3 +39,18 @@ async def test_the_servers_jsonrpc_error_for_this_request_is_passed_on() -> None
 )
 async def test_anything_else_in_an_error_body_is_not_an_answer(body: bytes) -> None:
     assert await read_error_answer(_response(502, body), 7) is None
+
+
+def test_a_server_message_becomes_one_line_whatever_its_layout_and_its_big_integers_survive() -> None:
+    big = 10**70  # past 64 bits: a parser reading it as a float would change the number re-encoded here
+    pretty = json.dumps({"jsonrpc": "2.0", "id": big, "result": {"text": "a\nb"}}, indent=2).encode()
+    line, message = one_line(pretty)
+    assert b"\n" not in line and b"\r" not in line
+    assert message == json.loads(line) == {"jsonrpc": "2.0", "id": big, "result": {"text": "a\nb"}}
+    compact = b'{"jsonrpc":"2.0","id":1,"result":{}}'
+    assert one_line(compact) == (compact, {"jsonrpc": "2.0", "id": 1, "result": {}})  # passed on as it came
+
+
+@pytest.mark.parametrize("data", [b"<html>502</html>", b'{"id": 1', b"", b"\xff\xfe"])
+def test_what_is_not_json_is_passed_as_it_came_and_marked_unparsed(data: bytes) -> None:
+    assert one_line(data) == (data, None)
