@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -109,8 +109,11 @@ def _read_until(process: subprocess.Popen[bytes], prefix: str, timeout: float) -
 
 
 @contextmanager
-def gateway(env: Mapping[str, str], max_sessions: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    argv = [REGOGATE, "serve", "-c", str(POLICY), "--listen", "127.0.0.1:0", "--state", "memory"]
+def gateway(
+    env: Mapping[str, str], max_sessions: int, command: Sequence[str] = (REGOGATE,)
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """``regogate serve`` (``command`` runs regogate) in front of bench/echo_server.py: its port and process."""
+    argv = [*command, "serve", "-c", str(POLICY), "--listen", "127.0.0.1:0", "--state", "memory"]
     argv += ["--audit-log", "none", "--log-level", "error", "--max-sessions", str(max_sessions), "--", *ECHO]
     process = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(env)
