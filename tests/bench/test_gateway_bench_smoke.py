@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from bench import gateway_ab
 from bench.gateway import measure, render
 
 
@@ -15,3 +18,10 @@ def test_the_gateway_section_reports_throughput_latency_memory_and_the_stdio_flo
     assert "Memory per idle session (2 sessions opened)" in section
     assert figures["stdio_calls_per_second"] > 0 and figures["stdio_p50"] > 0
     assert "The floor in the same run, `regogate run -- bench/echo_server.py` over stdio" in section
+
+
+def test_the_gateway_ab_compares_two_trees_figure_by_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gateway_ab.main(["HEAD", ".", "--rounds", "1", "--clients", "1", "--calls", "3", "--sequential", "3"]) == 0
+    report = capsys.readouterr().out
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "figure" not in line]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == list(gateway_ab.FIGURES)
