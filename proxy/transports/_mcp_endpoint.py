@@ -12,7 +12,8 @@ upstream the pool lends for that one request (the same principal's idle one when
 its answer carries no ``Mcp-Session-Id``; a notification in that era is acknowledged and dropped, as
 the era defines none from client to server on this wire. An upstream that turns down ``server/discover``
 (the SDK client's probe in its ``auto`` mode) speaks an older era: it is stopped as soon as that answer
-is out, as the client goes on with a session of its own. Event streams carry a comment line after
+is out, as the client goes on with a session of its own, and later probes get that refusal replayed
+without an upstream (``_discover``). Event streams carry a comment line after
 ``KEEPALIVE`` seconds of silence, so a proxy's idle timeout does not cut them; for the same reason a
 POSTed request still unanswered after that long gets its answer as an event stream when the client
 accepts one.
@@ -33,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 from regogate.core import RegogateError
 from regogate.proxy.relay import PROTOCOL_VERSION_META_KEY, BadLine, decode, id_key, is_modern
 from regogate.proxy.transports._client_link import Exchange, Outgoing
+from regogate.proxy.transports._discover import DISCOVER, DiscoverRefusals
 from regogate.proxy.transports._gateway_session import GatewaySession
 from regogate.proxy.transports._http_guard import (
     EVENT_STREAM,
@@ -58,8 +60,6 @@ UNWATCHED = 0.5
 """Seconds a request waits for its first message before a task watches for its client leaving."""
 HEADER_MISMATCH = -32020
 """MCP 2026-07-28: a routing header that contradicts the body."""
-DISCOVER = "server/discover"
-"""The 2026-07-28 probe; an upstream that turns it down is of an older era and is not lent again."""
 
 
 class Authenticator(Protocol):
@@ -109,6 +109,7 @@ class McpEndpoint:
         self._pool = pool
         self._guard = guard
         self._authenticate = authenticate
+        self._probes = DiscoverRefusals()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -244,6 +245,9 @@ class McpEndpoint:
             return rpc_error(
                 503, "the gateway is shutting down", request_id=request_id, headers={"retry-after": RETRY_AFTER}
             )
+        probe = message.get("method") == DISCOVER
+        if probe and (replayed := self._probes.replay(request_id)) is not None:
+            return Response(replayed, status_code=200, media_type=JSON, headers=NO_STORE)
         try:
             session = await self._pool.borrow(who)
         except PoolClosed as exc:
@@ -263,17 +267,17 @@ class McpEndpoint:
             session.link.close_exchange(exchange)
             self._pool.give_back(session, reusable=False)
             return Response(status_code=499)
-        probe = message.get("method") == DISCOVER
         line, final = first
         if not final:
 
             def done(answer: bytes | None) -> None:
-                self._pool.give_back(session, reusable=answer is not None and not (probe and _turned_down(answer)))
+                refused = answer is not None and probe and self._probes.refused(answer)
+                self._pool.give_back(session, reusable=answer is not None and not refused)
 
             stream = self._event_stream(session, exchange, line, done)
             return StreamingResponse(stream, media_type=EVENT_STREAM, headers=NO_STORE)
         session.link.close_exchange(exchange)
-        self._pool.give_back(session, reusable=not (probe and _turned_down(line)))
+        self._pool.give_back(session, reusable=not (probe and self._probes.refused(line)))
         return Response(line, status_code=200, media_type=JSON, headers=NO_STORE)
 
     async def _event_stream(
@@ -332,16 +336,6 @@ class McpEndpoint:
 def _is_error(line: bytes) -> bool:
     decoded = decode(line)
     return not isinstance(decoded, BadLine) and isinstance(decoded.message, dict) and "error" in decoded.message
-
-
-def _turned_down(answer: bytes) -> bool:
-    """The upstream's answer to ``server/discover`` says it does not serve the 2026-07-28 era: an error, or
-    no modern version among its ``supportedVersions`` (what makes the SDK client fall back to ``initialize``)."""
-    decoded = decode(answer)
-    message = None if isinstance(decoded, BadLine) else decoded.message
-    result = message.get("result") if isinstance(message, dict) else None
-    versions = result.get("supportedVersions") if isinstance(result, dict) else None
-    return not isinstance(versions, list) or not any(is_modern(version) for version in versions)
 
 
 SILENT: Outgoing = (b"", False)

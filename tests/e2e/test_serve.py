@@ -20,7 +20,7 @@ from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import alive
-from tests.e2e.harness import children, command_line, text
+from tests.e2e.harness import EVERYTHING_SERVER, children, command_line, text
 from tests.e2e.serve_harness import HEADERS, INITIALIZE, Gateway, mcp_session, serve
 from tests.loopback_tls import loopback_certificate
 
@@ -249,10 +249,13 @@ async def test_an_idle_session_is_closed_with_its_upstream(tmp_path: Path) -> No
 async def test_an_auto_mode_probe_keeps_no_upstream_once_the_server_turns_it_down(tmp_path: Path) -> None:
     """The SDK client's default mode first sends ``server/discover`` without a session; server-everything
     does not speak 2026-07-28 and refuses it, and the client falls back to a session of its own. The
-    upstream lent for the probe must go at once, not sit idle until --idle-timeout."""
+    upstream lent for the probe must go at once, not sit idle until --idle-timeout; the next client's
+    probe gets the same refusal without an upstream started for it."""
     audit = tmp_path / "audit.jsonl"
+    starts = tmp_path / "starts"
+    upstream = ("sh", "-c", f'echo start >> "{starts}"; exec "{EVERYTHING_SERVER}"')
     flags = ("--state", "memory", "--idle-timeout", "600", "--audit-log", str(audit))
-    with serve(policy_file(tmp_path), *flags) as gw, anyio.fail_after(TIMEOUT):
+    with serve(policy_file(tmp_path), *flags, upstream=upstream) as gw, anyio.fail_after(TIMEOUT):
         async with Client(gw.url) as client:  # mode "auto"
             version = client.protocol_version
             echoed = await client.call_tool("echo", {"message": "hello"})
@@ -262,10 +265,16 @@ async def test_an_auto_mode_probe_keeps_no_upstream_once_the_server_turns_it_dow
                 await anyio.sleep(0.1)
                 pids = upstream_pids(gw)
             again = await client.call_tool("echo", {"message": "still here"})
-    assert version != "2026-07-28" and "hello" in text(echoed) and "still here" in text(again)
+        async with Client(gw.url) as second:
+            second_version = second.protocol_version
+            echoed_second = await second.call_tool("echo", {"message": "second"})
+        started = starts.read_text(encoding="utf-8").split()
+    assert version == second_version != "2026-07-28"
+    assert "hello" in text(echoed) and "still here" in text(again) and "second" in text(echoed_second)
     assert len(pids) == 1  # the session's own; the probe's upstream is gone
+    assert len(started) == 3  # the first probe's, then one per session: none for the second probe
     decided = [e["allow"] for e in audit_events(audit) if e["event"] == "decision"]
-    assert decided == [True, True]
+    assert decided == [True, True, True]
 
 
 async def test_a_cancelled_call_ends_its_http_answer_and_the_session_goes_on(tmp_path: Path) -> None:
