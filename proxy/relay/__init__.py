@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 from regogate.proxy.relay._bounded import DECISION_TIMEOUT
 from regogate.proxy.relay._codec import BadLine, decode, encode
+from regogate.proxy.relay._feed import Feed
 from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, PeerClosed
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._http_answer import HttpAnswer
@@ -33,6 +34,7 @@ __all__ = [
     "UPSTREAM_GONE",
     "BadLine",
     "CallContext",
+    "Feed",
     "Gateway",
     "HttpAnswer",
     "HttpTarget",

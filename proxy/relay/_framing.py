@@ -1,10 +1,11 @@
 """Newline-delimited byte lines over raw file descriptors, without threads.
 
-Pipes, sockets and terminals are switched to non-blocking mode and awaited with
-``anyio.wait_readable``/``wait_writable``, so every read is cancellable (a blocked
-worker-thread read is what kept earlier proxies alive after SIGTERM). Regular
-files and ``/dev/null`` cannot be polled; they never block, so they are read and
-written directly. The original fd flags are restored on ``close``.
+Pipes, sockets and terminals are switched to non-blocking mode: the event loop reads
+them as bytes arrive (``Feed``) and a blocked write waits with ``anyio.wait_writable``,
+so every wait is cancellable (a blocked worker-thread read is what kept earlier proxies
+alive after SIGTERM). Regular files and ``/dev/null`` cannot be polled; they never
+block, so they are read and written directly. The original fd flags are restored on
+``close``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import stat
 import anyio
 import anyio.lowlevel
 
+from regogate.proxy.relay._feed import Feed
+
 logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 64 * 1024 * 1024
 """Longest line accepted; MCP sets no limit, 10 MiB payloads are real, 64 MiB bounds memory."""
 
-READ_CHUNK_BYTES = 256 * 1024
-"""One read; a pipe hands out at most 64 KiB at a time anyway."""
+READ_CHUNK_BYTES = 64 * 1024
+"""One direct read (regular files); at 256 KiB each read cost an mmap, mremap and munmap."""
 
 WRITE_DRAIN_TIMEOUT = 0.2
 """Time for a write in progress to finish before its pipe is closed under it."""
@@ -102,7 +105,12 @@ class _Fd:
 
 
 class LineReader:
-    """Reads ``\\n``-terminated lines from an fd; ``None`` at end of file."""
+    """Reads ``\\n``-terminated lines from an fd; ``None`` at end of file.
+
+    A pipe, socket or terminal is read by the event loop as bytes arrive (one registration for the
+    reader's life, not one per read: that cost a third of a relayed message's CPU); regular files
+    are read directly.
+    """
 
     def __init__(self, fd: int, *, owned: bool = False, max_line: int = MAX_LINE_BYTES) -> None:
         self._fd = _Fd(fd, owned=owned)
@@ -111,29 +119,30 @@ class LineReader:
         self._max_line = max_line
         self._eof = False
         self._skipping: bytes | None = None
+        self._feed: Feed | None = None
 
     async def _fill(self) -> bool:
-        """Read one chunk into the buffer; False at end of file."""
-        while True:
-            try:
-                if self._fd.pollable:
-                    await anyio.wait_readable(self._fd.fd)
-                else:
-                    await anyio.lowlevel.checkpoint()
-            except anyio.ClosedResourceError:
-                return False
+        """Read into the buffer; False at end of file."""
+        if self._fd.closed:
+            return False
+        if not self._fd.pollable:
+            await anyio.lowlevel.checkpoint()
             try:
                 chunk = os.read(self._fd.fd, READ_CHUNK_BYTES)
-            except BlockingIOError:
-                continue
             except OSError as exc:
                 if exc.errno in (errno.EIO, errno.EBADF, errno.ECONNRESET):
                     return False
                 raise
-            if not chunk:
-                return False
             self._buffer += chunk
-            return True
+            return bool(chunk)
+        if self._feed is None:
+            self._feed = await Feed.of_pipe(self._fd.fd)
+        feed = self._feed
+        await feed.more()
+        if not feed.pending or self._feed is None:  # ended, or closed while waiting
+            return False
+        self._buffer += feed.take()
+        return True
 
     async def receive(self) -> bytes | Oversize | None:
         """Next line without its newline, an ``Oversize`` marker, or ``None`` at end of file."""
@@ -165,6 +174,9 @@ class LineReader:
                 return None
 
     def close(self) -> None:
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.close()  # a task waiting for bytes sees the end
         self._fd.close()
 
 
