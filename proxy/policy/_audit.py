@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +18,22 @@ log = logging.getLogger(__name__)
 
 #: What a message that quotes the call's arguments becomes in the logs unless ``--log-args full``.
 WITHHELD = "(withheld: it quotes the call's arguments; --log-args full logs it)"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _timestamp(now: float) -> str:
+    """``now`` as RFC 3339 UTC with microseconds; the text of the second is formatted once per second."""
+    fraction, whole = math.modf(now)  # rounded as datetime.fromtimestamp rounds
+    second, micro = int(whole), round(fraction * 1_000_000)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    elif micro < 0:
+        second, micro = second - 1, micro + 1_000_000
+    return f"{_second(second)}.{micro:06d}Z"
 
 
 class AuditLog:
@@ -68,8 +86,7 @@ class AuditLog:
         """Append one event; a failing disk is logged, never raised into the call path."""
         if self._file is None:
             return
-        stamp = datetime.fromtimestamp(self._clock.now(), UTC).isoformat(timespec="microseconds")
-        record = {"time": stamp.replace("+00:00", "Z"), "event": event, **fields}
+        record = {"time": _timestamp(self._clock.now()), "event": event, **fields}
         try:
             self._file.write_line(json.dumps(record, ensure_ascii=False, default=str))
         except OSError as exc:

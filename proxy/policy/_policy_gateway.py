@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -76,6 +76,14 @@ class GateSettings:
     dry_run: bool = False
     principal: Mapping[str, object] = field(default_factory=dict)
     """Who is calling (``input.principal``): the same for every call of this process."""
+
+
+def _new_decision_id() -> str:
+    """A random UUID (version 4) as 32 hex digits, like ``uuid.uuid4().hex`` at a fifth of its cost."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +230,7 @@ class PolicyGateway:
         if principal is not None:  # one of many callers (regogate serve): the event says which
             fields["principal"] = principal.get("id")
         who = self.settings.principal if principal is None else principal
-        trace = _Trace(uuid.uuid4().hex, time.perf_counter(), fields)
+        trace = _Trace(_new_decision_id(), time.perf_counter(), fields)
         now = self._clock.now()
         digest = self._audit.digest(call.arguments)
         fields.update(self._audit.arguments(call.arguments, digest))

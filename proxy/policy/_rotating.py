@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from contextlib import suppress
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
 
 __all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_BYTES", "RotatingFile"]
 
@@ -34,38 +34,38 @@ class RotatingFile:
         self._keep = keep
         if not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
-        self._file = self._open()
+        self._fd, self._inode = self._open()
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> tuple[int, tuple[int, int]]:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+        opened = os.fstat(fd)
+        return fd, (opened.st_dev, opened.st_ino)
 
-    def _rotated_away(self) -> bool:
-        try:
-            return os.stat(self.path).st_ino != os.fstat(self._file.fileno()).st_ino
-        except FileNotFoundError:
-            return True
-
-    def _size(self) -> int:
-        return os.fstat(self._file.fileno()).st_size
-
-    def write_line(self, line: str) -> None:
+    def write_line(self, line: str | bytes) -> None:
         """Append ``line`` and a newline, rotating first when the file is full.
 
         Raises:
             OSError: the disk refused the write.
         """
-        if self._rotated_away():
-            self._file.close()
-            self._file = self._open()
-        else:
-            size = self._size()
-            if size > 0 and size + len(line) + 1 > self._max_bytes:
-                self._rotate()
-        self._file.write(line + "\n")
+        # A lone surrogate (JSON text may carry one escaped) is written as its escape, never refused.
+        data = (line.encode("utf-8", "backslashreplace") if isinstance(line, str) else line) + b"\n"
+        # One stat of the path tells both whether another process rotated the file (a new inode
+        # there) and, when not, the size of the file this process appends to.
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        if current is None or (current.st_dev, current.st_ino) != self._inode:
+            os.close(self._fd)
+            self._fd, self._inode = self._open()
+        elif current.st_size > 0 and current.st_size + len(data) > self._max_bytes:
+            self._rotate()
+        view = memoryview(data)
+        while view:  # O_APPEND: each write lands at the end, whole unless the disk is full
+            view = view[os.write(self._fd, view) :]
 
     def _rotate(self) -> None:
-        self._file.close()
+        os.close(self._fd)
         with suppress(FileNotFoundError):
             os.unlink(f"{self.path}.{self._keep}")
         for index in range(self._keep - 1, 0, -1):
@@ -77,8 +77,10 @@ class RotatingFile:
         else:
             with suppress(FileNotFoundError):
                 os.unlink(self.path)
-        self._file = self._open()
+        self._fd, self._inode = self._open()
 
     def close(self) -> None:
-        """Flush and close."""
-        self._file.close()
+        """Close the file (every line is already written)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -201,6 +201,8 @@ def _decode_fast(line: bytes) -> tuple[object, bytes] | None:
 
 
 def _escape_line_breaks(wire: bytes) -> bytes:
+    if wire.isascii():  # the usual case: every line break character is beyond ASCII
+        return wire
     for raw, escaped in _UTF8_LINE_BREAKS:
         if raw in wire:  # only ever inside a string, where its escape means the same
             wire = wire.replace(raw, escaped)

@@ -41,3 +41,12 @@ def test_a_writer_follows_a_rotation_done_by_another_process(tmp_path: Path) -> 
     assert path.read_text(encoding="utf-8") == "b" * 40 + "\n" + "c" * 10 + "\n"
     assert Path(f"{path}.1").read_text(encoding="utf-8") == "a" * 40 + "\n"
     assert os.path.exists(path)
+
+
+def test_a_lone_surrogate_is_written_as_its_escape(tmp_path: Path) -> None:
+    # JSON text may carry "\ud800"; written with ensure_ascii=False it reaches the file as a lone surrogate.
+    path = tmp_path / "audit.jsonl"
+    log = RotatingFile(path)
+    log.write_line('{"arguments": {"path": "\ud800"}}')
+    log.close()
+    assert path.read_bytes() == b'{"arguments": {"path": "\\ud800"}}\n'
