@@ -17,26 +17,20 @@ carries no token and escapes the sweep; a process of another user cannot be sign
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Final
 
-from regogate.proxy.lifecycle._private_dir import sweep_stale_dirs
+from regogate.proxy.lifecycle import _watchdog_process
+from regogate.proxy.lifecycle._watchdog_process import SESSION_ENV, kill_session, session_processes
 
 __all__ = ["SESSION_ENV", "death_signal_hook", "group_alive", "kill_session", "session_processes", "start_watchdog"]
 
-SESSION_ENV: Final = "REGOGATE_SESSION"
-#: How long the watchdog keeps sweeping after regogate died; forks racing the sweep are caught within it.
-SWEEP_BUDGET: Final = 1.5
-#: Pause between sweeps, so processes being killed can leave /proc.
-SWEEP_INTERVAL: Final = 0.02
 _PR_SET_PDEATHSIG: Final = 1
 
 
@@ -82,65 +76,12 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def session_processes(token: str, *, exclude: frozenset[int] = frozenset()) -> list[int]:
-    """Pids of live processes whose initial environment carries ``REGOGATE_SESSION=<token>``."""
-    needle = f"{SESSION_ENV}={token}".encode()
-    found: list[int] = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in names:
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        if pid in exclude:
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                environ = handle.read()
-        except OSError:  # gone, or another user's
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(pid)
-    return found
-
-
-def kill_session(token: str, *, budget: float = SWEEP_BUDGET, exclude: frozenset[int] = frozenset()) -> int:
-    """SIGKILL every process of the session until none is left or ``budget`` seconds pass; return how many."""
-    killed: set[int] = set()
-    deadline = time.monotonic() + budget
-    while True:
-        pids = session_processes(token, exclude=exclude | {os.getpid()})
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
-        if not pids or time.monotonic() >= deadline:
-            return len(killed)
-        time.sleep(SWEEP_INTERVAL)
-
-
-def _watch(read_fd: int, token: str) -> None:
-    """The watchdog's whole life: wait for end-of-file, then kill the session and sweep."""
-    while True:
-        try:
-            if not os.read(read_fd, 4096):
-                break
-        except InterruptedError:
-            continue
-        except OSError:
-            break
-    kill_session(token)
-    sweep_stale_dirs()
-
-
 def start_watchdog() -> str:
     """Tag regogate's environment with a new session token and start the watchdog; return the token.
 
     Call once, before any child process exists. Where there is no ``/proc``, only the token is set
-    (children still get ``death_signal_hook``). The watchdog runs as
-    ``python -m regogate.proxy.lifecycle._watchdog FD`` in a session of its own.
+    (children still get ``death_signal_hook``). The watchdog runs ``_watchdog_process`` as a script
+    (``python -I -S``) in a session of its own.
     """
     token = secrets.token_hex(16)
     os.environ[SESSION_ENV] = token
@@ -149,7 +90,7 @@ def start_watchdog() -> str:
     read_fd, write_fd = os.pipe()  # not inheritable: no other child regogate spawns holds either end
     try:
         subprocess.Popen(
-            [sys.executable, "-I", "-m", __name__, str(read_fd)],
+            [sys.executable, "-I", "-S", _watchdog_process.__file__, str(read_fd)],
             pass_fds=(read_fd,),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -162,14 +103,3 @@ def start_watchdog() -> str:
         os.close(read_fd)
     # ``write_fd`` is never written to and never closed here: the kernel closes it when regogate ends.
     return token
-
-
-def _main(argv: list[str]) -> int:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_IGN)
-    _watch(int(argv[1]), os.environ[SESSION_ENV])
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv))

@@ -186,7 +186,7 @@ async def test_regogate_and_its_opa_are_gone_after_the_client_leaves(tmp_path: P
             (regogate,) = [p for p in processes_mentioning(str(policy)) if "regogate" in command_line(p)]
             family = children(regogate)
             assert len(family) == 3  # the embedded OPA, the upstream and the watchdog
-            assert any("regogate.proxy.lifecycle._watchdog" in command_line(pid) for pid in family)
+            assert any("lifecycle/_watchdog_process.py" in command_line(pid) for pid in family)
             await session.call_tool("black", {"path": "."})
         with anyio.fail_after(3):
             while any(alive(pid) for pid in [regogate, *family]):
