@@ -25,7 +25,7 @@ import anyio.abc
 import httptools
 
 from regogate.core import ConfigError, DecisionError
-from regogate.proxy.relay import Feed, HttpAnswer
+from regogate.proxy.relay import HttpAnswer, SocketWire, StreamWire, Wire
 
 __all__ = ["CONNECT_TIMEOUT", "HttpTransport", "OpaTransport"]
 
@@ -39,8 +39,6 @@ MAX_KEEPALIVE: Final = 8
 KEEPALIVE_EXPIRY: Final = 30.0
 #: OPA answers a decision in well under a kilobyte; a bigger answer is a fault, not a decision.
 MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
-#: One socket read; OPA's answers fit in one.
-READ_CHUNK: Final = 64 * 1024
 #: The Host header over a unix socket; it is never resolved.
 UDS_HOST: Final = "opa"
 
@@ -105,83 +103,7 @@ class _Address:
         self.headers = b"Host: " + host_header.encode("idna") + b"\r\n"
 
 
-class _SocketWire:
-    """A connected unix or plain TCP socket, read by the event loop as answers arrive (``Feed``).
-
-    Registered with the loop once for the connection's life, not once per read; safe to cancel
-    mid-wait (anyio's unix socket stream can resolve a read future that a timeout already cancelled).
-    """
-
-    __slots__ = ("feed", "sock")
-
-    def __init__(self, sock: socket.socket, feed: Feed) -> None:
-        self.sock = sock
-        self.feed = feed
-
-    @classmethod
-    async def connect(cls, family: int, address: str | tuple[object, ...]) -> _SocketWire:
-        sock = await _connect_socket(family, address)
-        try:
-            return cls(sock, await Feed.of_socket(sock))
-        except BaseException:
-            sock.close()
-            raise
-
-    async def send(self, data: bytes) -> None:
-        self.feed.write(data)
-
-    async def receive(self) -> bytes:
-        """Some bytes, or ``b""`` at end of stream."""
-        await self.feed.more()
-        return self.feed.take()
-
-    def quiet(self) -> bool:
-        # Bytes the loop already read, and bytes still in the kernel: neither was asked for.
-        return not self.feed.pending and not self.feed.ended and _socket_quiet(self.sock)
-
-    async def aclose(self) -> None:
-        self.feed.close()
-
-
-class _StreamWire:
-    """An anyio byte stream (TLS to an ``https://`` OPA)."""
-
-    __slots__ = ("stream",)
-
-    def __init__(self, stream: anyio.abc.ByteStream) -> None:
-        self.stream = stream
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send(data)
-
-    async def receive(self) -> bytes:
-        try:
-            return await self.stream.receive(READ_CHUNK)
-        except anyio.EndOfStream:
-            return b""
-
-    def quiet(self) -> bool:
-        # Encrypted bytes on the raw socket are as telling as plain ones: anything there was not asked for.
-        raw = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-        return raw is not None and _socket_quiet(raw)
-
-    async def aclose(self) -> None:
-        await anyio.aclose_forcefully(self.stream)
-
-
-_Wire = _SocketWire | _StreamWire
 _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
-
-
-def _socket_quiet(sock: socket.socket) -> bool:
-    """True when nothing is waiting to be read and the peer has not closed: a peek that would block."""
-    try:
-        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    return False  # bytes nobody asked for, or b"" (closed)
 
 
 async def _connect_socket(family: int, address: str | tuple[object, ...]) -> socket.socket:
@@ -211,7 +133,7 @@ class _Connection:
 
     __slots__ = ("idle_since", "keep_alive", "wire")
 
-    def __init__(self, wire: _Wire) -> None:
+    def __init__(self, wire: Wire) -> None:
         self.wire = wire
         self.idle_since = 0.0
         self.keep_alive = False
@@ -302,18 +224,18 @@ class HttpTransport:
         address = self.address
         with anyio.fail_after(self._connect_timeout):
             if address.path is not None:
-                return _Connection(await _SocketWire.connect(socket.AF_UNIX, address.path))
+                return _Connection(await SocketWire.open(await _connect_socket(socket.AF_UNIX, address.path)))
             if address.tls:
                 if self._ssl is None:
                     self._ssl = ssl.create_default_context()
                 stream = await anyio.connect_tcp(address.host, address.port, tls=True, ssl_context=self._ssl)
-                return _Connection(_StreamWire(stream))
+                return _Connection(StreamWire(stream))
             failure: OSError = OSError(f"{address.host} has no address")
             for family, _, _, _, sockaddr in await anyio.getaddrinfo(
                 address.host, address.port, type=socket.SOCK_STREAM
             ):
                 try:
-                    return _Connection(await _SocketWire.connect(family, sockaddr))
+                    return _Connection(await SocketWire.open(await _connect_socket(family, sockaddr)))
                 except OSError as exc:
                     failure = exc
             raise failure

@@ -9,6 +9,7 @@ from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, Peer
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._http_answer import HttpAnswer
 from regogate.proxy.relay._http_target import READ_TIMEOUT, HttpTarget, parse_headers
+from regogate.proxy.relay._http_wire import SocketWire, StreamWire, Wire
 from regogate.proxy.relay._pipes import LineSink, LineSource
 from regogate.proxy.relay._relay import DEFAULT_DENY_PREFIX, Relay
 from regogate.proxy.relay._upstream import Upstream, exit_status
@@ -47,8 +48,11 @@ __all__ = [
     "Oversize",
     "PeerClosed",
     "Relay",
+    "SocketWire",
+    "StreamWire",
     "Upstream",
     "Verdict",
+    "Wire",
     "decode",
     "encode",
     "error_line",

@@ -1,7 +1,7 @@
-"""The byte pipe under one HTTP/1.1 connection of the bridge: a plain socket, or a TLS stream.
+"""The byte pipe under one HTTP/1.1 connection (the bridge's, and the OPA client's): a socket or a TLS stream.
 
-Plain TCP is a non-blocking socket awaited with ``anyio.wait_readable``/``wait_writable``: a
-request is one ``send`` with no stream object between, and no extra pass of the event loop that an
+A plain socket (TCP or unix) is read by the event loop's transport as bytes arrive (``Feed``): a
+request is one write with no stream object between, and no extra pass of the event loop that an
 anyio socket stream takes after every send (~30% of an exchange's CPU here, bench/notes.md). TLS
 stays on anyio's stream. Both raise ``OSError`` or anyio's broken/closed errors on a fault; timeouts
 are the caller's cancel scopes.
@@ -17,7 +17,9 @@ import ssl
 import anyio
 import anyio.abc
 
-__all__ = ["READ_CHUNK", "Wire", "connect_wire"]
+from regogate.proxy.relay._feed import Feed
+
+__all__ = ["READ_CHUNK", "SocketWire", "StreamWire", "Wire", "connect_wire"]
 
 READ_CHUNK = 64 * 1024
 """One socket read."""
@@ -26,34 +28,45 @@ CONNECT_STAGGER = 0.25
 _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLRDHUP
 
 
-class _SocketWire:
-    """A connected non-blocking TCP socket."""
+class SocketWire:
+    """A connected unix or plain TCP socket, read by the event loop as answers arrive (``Feed``).
 
-    __slots__ = ("sock",)
+    Registered with the loop once for the connection's life, not once per read; safe to cancel
+    mid-wait (anyio's unix socket stream can resolve a read future that a timeout already cancelled).
+    """
 
-    def __init__(self, sock: socket.socket) -> None:
+    __slots__ = ("feed", "sock")
+
+    def __init__(self, sock: socket.socket, feed: Feed) -> None:
         self.sock = sock
+        self.feed = feed
+
+    @classmethod
+    async def open(cls, sock: socket.socket) -> SocketWire:
+        """The wire over ``sock``, a connected non-blocking stream socket, which it then owns."""
+        try:
+            return cls(sock, await Feed.of_socket(sock))
+        except BaseException:
+            sock.close()
+            raise
 
     async def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[self.sock.send(view) :]
-            except BlockingIOError:
-                await anyio.wait_writable(self.sock)
+        """Queue ``data`` (written at once when the socket takes it).
+
+        Raises:
+            ConnectionError: the connection ended.
+        """
+        self.feed.write(data)
 
     async def receive(self, *, fresh: bool = False) -> bytes:
-        """Some bytes, or ``b""`` once the peer closed; ``fresh``: a request just left, so wait before reading."""
-        if fresh:
-            await anyio.wait_readable(self.sock)  # one recv instead of a failing one first
-        while True:
-            try:
-                return self.sock.recv(READ_CHUNK)
-            except BlockingIOError:
-                await anyio.wait_readable(self.sock)
+        """Some bytes, or ``b""`` once the peer closed (``fresh`` is for the TLS wire's sake)."""
+        await self.feed.more()
+        return self.feed.take()
 
     def quiet(self) -> bool:
-        """Open with nothing unread (a peek that would block)."""
+        """Open with nothing unread: neither bytes the loop already read nor bytes still in the kernel."""
+        if self.feed.pending or self.feed.ended:
+            return False
         try:
             self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -63,12 +76,11 @@ class _SocketWire:
         return False  # bytes nobody asked for, or b"" (closed)
 
     async def aclose(self) -> None:
-        if self.sock.fileno() >= 0:
-            anyio.notify_closing(self.sock)  # a task waiting on it gets ClosedResourceError
-            self.sock.close()
+        """Close; a task waiting in ``receive`` gets ``b""``."""
+        self.feed.close()
 
 
-class _StreamWire:
+class StreamWire:
     """An anyio byte stream (TLS)."""
 
     __slots__ = ("poller", "stream")
@@ -98,7 +110,7 @@ class _StreamWire:
         await anyio.aclose_forcefully(self.stream)
 
 
-Wire = _SocketWire | _StreamWire
+Wire = SocketWire | StreamWire
 
 
 async def connect_wire(host: str, port: int, ssl_context: ssl.SSLContext | None) -> Wire:
@@ -110,7 +122,7 @@ async def connect_wire(host: str, port: int, ssl_context: ssl.SSLContext | None)
     """
     if ssl_context is not None:
         stream = await anyio.connect_tcp(host, port, ssl_context=ssl_context, tls_standard_compatible=False)
-        return _StreamWire(stream)
+        return StreamWire(stream)
     addresses = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     race = _Race()
     async with anyio.create_task_group() as tg:
@@ -123,7 +135,7 @@ async def connect_wire(host: str, port: int, ssl_context: ssl.SSLContext | None)
                 break
     if race.winner is None:
         raise race.error or OSError(f"no address for {host}")
-    return _SocketWire(race.winner)
+    return await SocketWire.open(race.winner)
 
 
 class _Race:
