@@ -49,8 +49,12 @@ _FLOAT_LIKE = tuple(re.compile(re.escape(opener) + rb"-?[0-9]+[.eE]") for opener
 One pattern per opener, since a pattern that starts with a literal is searched for much faster."""
 
 
+_LEADING_FLOAT = re.compile(rb"-?[0-9]+[.eE]")
+"""A float that is the whole text (no opener before it)."""
+
+
 def _float_like(wire: bytes) -> bool:
-    return any(pattern.search(wire) is not None for pattern in _FLOAT_LIKE)
+    return _LEADING_FLOAT.match(wire) is not None or any(pattern.search(wire) is not None for pattern in _FLOAT_LIKE)
 
 
 #: Parsed messages are trees, so the cycle check (a third of the cost) is skipped.
