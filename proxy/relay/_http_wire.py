@@ -125,14 +125,20 @@ async def connect_wire(host: str, port: int, ssl_context: ssl.SSLContext | None)
         return StreamWire(stream)
     addresses = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     race = _Race()
-    async with anyio.create_task_group() as tg:
-        for family, kind, proto, _, address in addresses:
-            failed = anyio.Event()
-            tg.start_soon(race.attempt, family, kind, proto, address, failed, tg.cancel_scope)
-            with anyio.move_on_after(CONNECT_STAGGER):
-                await failed.wait()  # the next address as soon as this one fails, or after the stagger
-            if race.winner is not None:
-                break
+    try:
+        async with anyio.create_task_group() as tg:
+            for family, kind, proto, _, address in addresses:
+                failed = anyio.Event()
+                tg.start_soon(race.attempt, family, kind, proto, address, failed, tg.cancel_scope)
+                with anyio.move_on_after(CONNECT_STAGGER):
+                    await failed.wait()  # the next address as soon as this one fails, or after the stagger
+                if race.winner is not None:
+                    break
+    except BaseException:
+        # Cancelled from outside (the session ended, say) after an attempt had won: its socket is ours to close.
+        if race.winner is not None:
+            race.winner.close()
+        raise
     if race.winner is None:
         raise race.error or OSError(f"no address for {host}")
     return await SocketWire.open(race.winner)

@@ -13,6 +13,7 @@ import anyio.abc
 import httpx
 import pytest
 
+from regogate.proxy.relay import _http_wire
 from regogate.proxy.relay._http_transport import HttpTransport, request_head
 
 pytestmark = pytest.mark.anyio
@@ -289,3 +290,25 @@ async def test_a_silent_first_address_does_not_hold_up_the_next_one(monkeypatch:
                 await reply.aclose()
             await client.aclose()
         assert server.connections == 1
+
+
+async def test_a_connect_cancelled_after_it_won_leaves_no_socket_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The session ends (its scope is cancelled) just as an address of the name has connected.
+    listener = socket.create_server(("127.0.0.1", 0))
+    races: list[_http_wire._Race] = []
+    attempt = _http_wire._Race.attempt
+
+    async def attempt_then_cancel(race: _http_wire._Race, *args: object) -> None:
+        races.append(race)
+        await attempt(race, *args)  # type: ignore[arg-type]
+        outer.cancel()
+
+    monkeypatch.setattr(_http_wire._Race, "attempt", attempt_then_cancel)
+    try:
+        with anyio.fail_after(5), anyio.CancelScope() as outer:
+            await _http_wire.connect_wire("127.0.0.1", listener.getsockname()[1], None)
+        assert outer.cancelled_caught
+        (race,) = races
+        assert race.winner is not None and race.winner.fileno() == -1  # closed, not left to the collector
+    finally:
+        listener.close()
