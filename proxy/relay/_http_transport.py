@@ -248,10 +248,8 @@ class HttpTransport:
                 await connection.wire.send(data)
                 writing = False
                 scope.deadline = anyio.current_time() + _bound(read)
-                fresh = True
                 while not answer.events:
-                    _feed(answer, await connection.wire.receive(fresh=fresh))
-                    fresh = False
+                    _feed(answer, await connection.wire.receive())
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             error = httpx.WriteError if writing else httpx.ReadError
             raise error(str(exc) or type(exc).__name__) from exc

@@ -58,8 +58,8 @@ class SocketWire:
         """
         self.feed.write(data)
 
-    async def receive(self, *, fresh: bool = False) -> bytes:
-        """Some bytes, or ``b""`` once the peer closed (``fresh`` is for the TLS wire's sake)."""
+    async def receive(self) -> bytes:
+        """Some bytes, or ``b""`` once the peer closed."""
         await self.feed.more()
         return self.feed.take()
 
@@ -96,7 +96,7 @@ class StreamWire:
     async def send(self, data: bytes) -> None:
         await self.stream.send(data)
 
-    async def receive(self, *, fresh: bool = False) -> bytes:
+    async def receive(self) -> bytes:
         try:
             return await self.stream.receive(READ_CHUNK)
         except anyio.EndOfStream:
