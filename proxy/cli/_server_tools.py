@@ -17,6 +17,7 @@ import anyio
 
 from regogate.core import ConfigError, __version__
 from regogate.proxy.relay import (
+    Decoded,
     HttpTarget,
     LineSink,
     LineSource,
@@ -56,11 +57,14 @@ class _Session:
                 raise ConfigError(f"{self._label}: the server closed its output before answering {method}")
             if isinstance(line, Oversize):
                 continue
-            try:
-                message = json.loads(line)
-            except ValueError:
-                log.debug("skipping a line that is not JSON: %.80r", line)
-                continue
+            if isinstance(line, Decoded):
+                message = line.message
+            else:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    log.debug("skipping a line that is not JSON: %.80r", line)
+                    continue
             if not isinstance(message, dict):
                 continue
             if "method" in message:

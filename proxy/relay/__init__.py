@@ -3,14 +3,14 @@
 from typing import TYPE_CHECKING
 
 from regogate.proxy.relay._bounded import DECISION_TIMEOUT
-from regogate.proxy.relay._codec import BadLine, decode, encode
+from regogate.proxy.relay._codec import BadLine, Decoded, decode, encode
 from regogate.proxy.relay._feed import Feed
 from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, PeerClosed
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._http_answer import HttpAnswer
 from regogate.proxy.relay._http_target import READ_TIMEOUT, HttpTarget, parse_headers
 from regogate.proxy.relay._http_wire import SocketWire, StreamWire, Wire
-from regogate.proxy.relay._pipes import LineSink, LineSource
+from regogate.proxy.relay._pipes import LineSink, LineSource, RoutedSink
 from regogate.proxy.relay._relay import DEFAULT_DENY_PREFIX, Relay
 from regogate.proxy.relay._upstream import Upstream, exit_status
 from regogate.proxy.relay._wire import (
@@ -35,6 +35,7 @@ __all__ = [
     "UPSTREAM_GONE",
     "BadLine",
     "CallContext",
+    "Decoded",
     "Feed",
     "Gateway",
     "HttpAnswer",
@@ -48,6 +49,7 @@ __all__ = [
     "Oversize",
     "PeerClosed",
     "Relay",
+    "RoutedSink",
     "SocketWire",
     "StreamWire",
     "Upstream",

@@ -1,8 +1,11 @@
 """Relay JSON-RPC messages between client and upstream; only ``tools/call`` and ``tools/list`` are judged.
 
-Every line is parsed once (``decode``) and what goes out is the relay's own canonical
+Every line is parsed once (``decode``: by the relay, or by a source that had to parse it
+already and hands that parse over) and what goes out is the relay's own canonical
 encoding of the parsed message (``encode``), in both directions, so the server
-reads exactly the message that was decided whatever its line reader. Each
+reads exactly the message that was decided whatever its line reader. A client side
+that routes lines (``RoutedSink``) is told what each one is: the answer to which
+request, or which server message. Each
 ``tools/call`` is decided in its own task, so a slow decision never holds up pings or
 cancellations, and goes upstream only with an allow verdict in hand. Every open
 request lives in the ``Ledger``; an answer from the server that matches no forwarded
@@ -22,11 +25,11 @@ import anyio.abc
 
 from regogate.proxy.relay._asking import ClientAsker
 from regogate.proxy.relay._bounded import DECISION_TIMEOUT, BoundedGateway, Elicitor
-from regogate.proxy.relay._codec import BadLine, decode
+from regogate.proxy.relay._codec import BadLine, Decoded, decode
 from regogate.proxy.relay._framing import MAX_LINE_BYTES, Oversize, PeerClosed, sniff_id
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._ledger import Cancel, Ledger, Phase, Refusal, Request
-from regogate.proxy.relay._pipes import LineSink, LineSource
+from regogate.proxy.relay._pipes import LineSink, LineSource, routes
 from regogate.proxy.relay._session import Session, call_problem
 from regogate.proxy.relay._tools import ToolCatalog
 from regogate.proxy.relay._wire import (
@@ -72,6 +75,7 @@ class Relay:
     ) -> None:
         self._gateway = BoundedGateway(gateway, decision_timeout=decision_timeout)
         self._client_in, self._client_out = client_in, client_out
+        self._send_answer, self._send_message = routes(client_out)
         self._upstream_in, self._upstream_out = upstream_in, upstream_out
         self._on_client_closed = on_client_closed
         self._deny_prefix = deny_prefix
@@ -119,21 +123,26 @@ class Relay:
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
 
-    async def _from_client(self, line: bytes | Oversize) -> None:
-        if isinstance(line, Oversize):
+    async def _from_client(self, line: bytes | Oversize | Decoded) -> None:
+        if isinstance(line, Decoded):
+            decoded = line
+        elif isinstance(line, Oversize):
+            request_id = sniff_id(line.head)
             reason = f"message larger than {MAX_LINE_BYTES} bytes"
-            await self._to_client(error_line(sniff_id(line.head), INVALID_REQUEST, reason))
+            await self._answer_client(request_id, error_line(request_id, INVALID_REQUEST, reason))
             return
-        if not line.strip():
+        elif not line.strip():
             return
-        decoded = decode(line)
-        if isinstance(decoded, BadLine):
-            await self._refuse(decoded)
-            return
+        else:
+            parsed = decode(line)
+            if isinstance(parsed, BadLine):
+                await self._refuse(parsed)
+                return
+            decoded = parsed
         message, wire = decoded.message, decoded.wire
         if not isinstance(message, dict):
             reason = "batches are not supported" if isinstance(message, list) else "not a JSON-RPC object"
-            await self._to_client(error_line(None, INVALID_REQUEST, f"invalid request: {reason}"))
+            await self._answer_client(None, error_line(None, INVALID_REQUEST, f"invalid request: {reason}"))
             return
         if "method" not in message:
             await self._client_response(message, wire)
@@ -164,7 +173,7 @@ class Relay:
             modern = is_modern(self._session.negotiated_version)
             await self._deny_locally(request_id, f"unreadable tools/call: {bad.reason}", modern=modern)
         else:
-            await self._to_client(error_line(request_id, bad.code, bad.reason))
+            await self._answer_client(request_id, error_line(request_id, bad.code, bad.reason))
 
     async def _client_response(self, message: dict[str, object], wire: bytes) -> None:
         """The client's answer to a server request (passed on), or to regogate's own (kept); else dropped."""
@@ -181,7 +190,7 @@ class Relay:
         try:
             request = self._ledger.receive(request_id, method)
         except Refusal as exc:
-            await self._to_client(error_line(request_id, INVALID_REQUEST, str(exc)))
+            await self._answer_client(request_id, error_line(request_id, INVALID_REQUEST, str(exc)))
             return
         if method == "tools/call":
             await self._start_call(request, message, wire)
@@ -192,7 +201,7 @@ class Relay:
             request.modern = is_modern(self._session.version(message))
         if not await self._to_upstream(wire):
             self._ledger.unsent(request)
-            await self._to_client(error_line(request_id, UPSTREAM_GONE, "upstream server is gone"))
+            await self._answer_client(request_id, error_line(request_id, UPSTREAM_GONE, "upstream server is gone"))
 
     def _cancel(self, message: dict[str, object]) -> bool:
         """Track a client cancellation; True if it must be forwarded."""
@@ -222,7 +231,7 @@ class Relay:
         logger.warning("denied without asking the gateway (decision %s): %s", decision_id, reason)
         text = f"{self._deny_prefix} {reason}"
         line = denial_line(request_id, text, rule="regogate/invalid_request", decision_id=decision_id, modern=modern)
-        await self._to_client(line)
+        await self._answer_client(request_id, line)
 
     async def _decide(
         self,
@@ -266,7 +275,7 @@ class Relay:
                         decision_id=verdict.decision_id,
                         modern=is_modern(version),
                     )
-                    await self._to_client(line)
+                    await self._answer_client(request.request_id, line)
                 else:
                     logger.info("call %r cancelled while being decided; not forwarded", request.request_id)
                 return
@@ -280,7 +289,8 @@ class Relay:
         if not await self._to_upstream(wire):
             self._ledger.unsent(request)
             await self._gateway.settle(verdict, False)
-            await self._to_client(error_line(request.request_id, UPSTREAM_GONE, "upstream server is gone"))
+            gone = error_line(request.request_id, UPSTREAM_GONE, "upstream server is gone")
+            await self._answer_client(request.request_id, gone)
 
     def _elicitor(self, request: Request, meta: dict[str, object], version: object) -> Elicitor | None:
         """How the gateway may ask this call's user, if the client can be asked; the deadline waits for the person."""
@@ -300,17 +310,21 @@ class Relay:
             await self._from_upstream(line)
         logger.info("upstream closed stdout")
 
-    async def _from_upstream(self, line: bytes | Oversize) -> None:
-        if isinstance(line, Oversize):
+    async def _from_upstream(self, line: bytes | Oversize | Decoded) -> None:
+        if isinstance(line, Decoded):
+            decoded = line
+        elif isinstance(line, Oversize):
             await self._unusable_reply(sniff_id(line.head), f"upstream message larger than {MAX_LINE_BYTES} bytes")
             return
-        if not line.strip():
+        elif not line.strip():
             return
-        decoded = decode(line)
-        if isinstance(decoded, BadLine):
-            request_id = decoded.request_id if decoded.has_id else sniff_id(line)
-            await self._unusable_reply(request_id, f"upstream {decoded.reason}")
-            return
+        else:
+            parsed = decode(line)
+            if isinstance(parsed, BadLine):
+                request_id = parsed.request_id if parsed.has_id else sniff_id(line)
+                await self._unusable_reply(request_id, f"upstream {parsed.reason}")
+                return
+            decoded = parsed
         message, wire = decoded.message, decoded.wire
         if not isinstance(message, dict):
             logger.warning("dropped a non-object message from upstream (batches are not relayed)")
@@ -318,7 +332,7 @@ class Relay:
         if "method" in message:
             if message["method"] == "notifications/tools/list_changed":
                 self._tools.invalidate()
-            await self._to_client(wire)
+            await self._message_client(message, wire)
             return
         request = self._ledger.answer(message.get("id"))
         if request is None:
@@ -327,7 +341,7 @@ class Relay:
         if request.answerer is not None:
             request.answerer(message)
             return
-        await self._to_client(await self._answer_line(request, message, wire))
+        await self._answer_client(request.request_id, await self._answer_line(request, message, wire))
         if request.verdict is not None and request.verdict.ticket is not None:
             self._task_group.start_soon(self._gateway.settle, request.verdict, not call_refused(message))
 
@@ -357,7 +371,7 @@ class Relay:
         if request.answerer is not None:
             request.answerer(None)
             return
-        await self._to_client(error_line(request.request_id, UPSTREAM_MALFORMED, reason))
+        await self._answer_client(request.request_id, error_line(request.request_id, UPSTREAM_MALFORMED, reason))
         if request.verdict is not None and request.verdict.ticket is not None:  # no evidence it failed: it stands
             self._task_group.start_soon(self._gateway.settle, request.verdict, True)
 
@@ -375,8 +389,23 @@ class Relay:
         try:
             await self._client_out.send(line)
         except PeerClosed:
-            logger.info("client closed stdout")
-            self._task_group.start_soon(self._client_closed)
+            self._client_gone()
+
+    async def _answer_client(self, request_id: object, line: bytes) -> None:
+        try:
+            await self._send_answer(request_id, line)
+        except PeerClosed:
+            self._client_gone()
+
+    async def _message_client(self, message: dict[str, object], line: bytes) -> None:
+        try:
+            await self._send_message(message, line)
+        except PeerClosed:
+            self._client_gone()
+
+    def _client_gone(self) -> None:
+        logger.info("client closed stdout")
+        self._task_group.start_soon(self._client_closed)
 
     @property
     def _task_group(self) -> anyio.abc.TaskGroup:
