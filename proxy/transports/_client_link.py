@@ -1,7 +1,9 @@
 """One HTTP client session seen from the relay: a line source and sink whose other end is HTTP exchanges.
 
-Lines a client POSTs reach the relay one at a time (``submit``). What the relay writes to the client
-is routed: an answer goes to the exchange (the POST) that waits for its id; a server message goes to
+Messages a client POSTs reach the relay one at a time (``submit``), as the endpoint parsed them, so
+the relay reads each once. What the relay writes to the client is routed by what the relay says it
+is (``send_answer``, ``send_message``), never parsed again: an answer goes to the exchange (the
+POST) that waits for its id; a server message goes to
 the exchange it belongs to (``notifications/progress`` by its token; anything else to the only
 request in flight that takes an event stream), else to the session's GET stream, else it waits in a
 small backlog for one. An exchange whose client stopped reading is dropped, never waited on forever.
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from regogate.proxy.relay import UPSTREAM_GONE, Key, error_line, id_key
+from regogate.proxy.relay import UPSTREAM_GONE, Decoded, Key, error_line, id_key
 
 __all__ = ["ClientLink", "Exchange", "Outgoing"]
 
@@ -61,7 +63,7 @@ class ClientLink:
     """The relay's client side (``receive``/``send``) for one HTTP session, and the HTTP side's handle on it."""
 
     def __init__(self) -> None:
-        self._inbound_send, self._inbound = anyio.create_memory_object_stream[bytes](0)
+        self._inbound_send, self._inbound = anyio.create_memory_object_stream[Decoded](0)
         self._exchanges: dict[Key, Exchange] = {}
         self._by_token: dict[Key, Exchange] = {}
         self._listener: MemoryObjectSendStream[bytes] | None = None
@@ -70,28 +72,36 @@ class ClientLink:
 
     # --- the relay's side ---------------------------------------------------------
 
-    async def receive(self) -> bytes | None:
-        """The next line the client POSTed; ``None`` once the session is closing."""
+    async def receive(self) -> Decoded | None:
+        """The next message the client POSTed, as ``decode`` read it; ``None`` once the session is closing."""
         try:
             return await self._inbound.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             return None
 
     async def send(self, line: bytes) -> None:
-        """Route one line from the relay to the exchange or stream it belongs to."""
-        message = json.loads(line)  # the relay's own canonical encoding of a message it parsed
+        """Route a line the relay wrote of its own accord (its questions to the client) by what it holds."""
+        message = json.loads(line)  # the relay's own canonical encoding
         if not isinstance(message, dict):
             return
-        if "method" not in message:
-            key = id_key(message.get("id"))
-            exchange = self._exchanges.pop(key, None) if key is not None else None
-            if exchange is None:
-                logger.debug("dropped an answer for a request no client waits for")
-                return
-            self._forget_token(exchange)
-            exchange.answered = True
-            await self._put(exchange, line, final=True)
+        if "method" in message:
+            await self._route_server_message(message, line)
+        else:
+            await self.send_answer(message.get("id"), line)
+
+    async def send_answer(self, request_id: object, line: bytes) -> None:
+        """``line`` answers ``request_id``: it ends that request's exchange (dropped if none waits for it)."""
+        key = id_key(request_id)
+        exchange = self._exchanges.pop(key, None) if key is not None else None
+        if exchange is None:
+            logger.debug("dropped an answer for a request no client waits for")
             return
+        self._forget_token(exchange)
+        exchange.answered = True
+        await self._put(exchange, line, final=True)
+
+    async def send_message(self, message: dict[str, object], line: bytes) -> None:
+        """``line`` is the server's ``message``: to its request's exchange, the GET stream or the backlog."""
         await self._route_server_message(message, line)
 
     async def aclose(self) -> None:
@@ -138,12 +148,15 @@ class ClientLink:
         self._forget_token(exchange)
         exchange.receive.close()
 
-    async def submit(self, line: bytes) -> bool:
-        """Hand one client line to the relay; False when the session is over or the relay stays busy."""
+    async def submit(self, message: Decoded) -> bool:
+        """Hand one client message to the relay; False when the session is over or the relay stays busy.
+
+        ``message`` is ``decode``'s result, unchanged: the relay forwards its ``wire``.
+        """
         if self._ended:
             return False
         try:
-            self._inbound_send.send_nowait(line)  # the relay is waiting for it: the usual case, no timer
+            self._inbound_send.send_nowait(message)  # the relay is waiting for it: the usual case, no timer
             return True
         except anyio.WouldBlock:
             pass
@@ -151,7 +164,7 @@ class ClientLink:
             return False
         with anyio.move_on_after(SUBMIT_TIMEOUT):
             try:
-                await self._inbound_send.send(line)
+                await self._inbound_send.send(message)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return False
             return True

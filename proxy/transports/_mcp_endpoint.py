@@ -32,7 +32,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from regogate.core import RegogateError
-from regogate.proxy.relay import PROTOCOL_VERSION_META_KEY, BadLine, decode, id_key, is_modern
+from regogate.proxy.relay import PROTOCOL_VERSION_META_KEY, BadLine, Decoded, decode, id_key, is_modern
 from regogate.proxy.transports._client_link import Exchange, Outgoing
 from regogate.proxy.transports._discover import DISCOVER, DiscoverRefusals
 from regogate.proxy.transports._gateway_session import GatewaySession
@@ -168,7 +168,7 @@ class McpEndpoint:
         is_request = "id" in message and method is not None
         version = _meta_version(message)
         if SESSION_HEADER not in request.headers and is_modern(version):
-            return await self._post_modern(request, who, message, decoded.wire, sse, version)
+            return await self._post_modern(request, who, decoded, message, sse, version)
         new = method == "initialize" and is_request and SESSION_HEADER not in request.headers
         if new:
             try:
@@ -189,7 +189,7 @@ class McpEndpoint:
                 params = message.get("params")
                 if isinstance(params, dict) and "requestId" in params:
                     session.link.cancel_exchange(params["requestId"])
-            if not await session.link.submit(decoded.wire):
+            if not await session.link.submit(decoded):
                 return rpc_error(503, "the session is closing or busy", headers=headers)
             return Response(status_code=202, headers=headers)
         request_id = message["id"]
@@ -203,7 +203,7 @@ class McpEndpoint:
         exchange = session.link.open_exchange(request_id, token, sse=sse)
         if exchange is None:
             return rpc_error(409, "a request with this id is already in flight", request_id=request_id, headers=headers)
-        if not await session.link.submit(decoded.wire):
+        if not await session.link.submit(decoded):
             session.link.close_exchange(exchange)
             return rpc_error(503, "the session is closing or busy", request_id=request_id, headers=headers)
         first = await _first_or_gone(exchange, request.receive, patience=KEEPALIVE if sse else math.inf)
@@ -227,8 +227,8 @@ class McpEndpoint:
         self,
         request: Request,
         who: Mapping[str, object],
+        decoded: Decoded,
         message: dict[str, object],
-        wire: bytes,
         sse: bool,
         version: object,
     ) -> Response:
@@ -259,7 +259,7 @@ class McpEndpoint:
         meta = params.get("_meta") if isinstance(params, dict) else None
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         exchange = session.link.open_exchange(request_id, token, sse=sse)
-        if exchange is None or not await session.link.submit(wire):
+        if exchange is None or not await session.link.submit(decoded):
             self._pool.give_back(session, reusable=False)
             return rpc_error(503, "the upstream is closing", request_id=request_id)
         first = await _first_or_gone(exchange, request.receive, patience=KEEPALIVE if sse else math.inf)
