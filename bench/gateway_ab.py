@@ -4,8 +4,10 @@ OLD and NEW are git revisions (``.``: the working tree), exported and launched a
 so both run on one interpreter, one OPA and the same moment's machine load. Each round measures
 direct HTTP, then OLD and NEW in alternating order: one client's sequential calls (p50, p90), then
 decided calls/s with ``--clients`` keep-alive clients, and the CPU per call of regogate and of its
-OPA in that run (seconds of CPU from /proc, the figure least moved by other load). The report
-gives each figure's median per version and NEW/OLD.
+OPA in that run (seconds of CPU from /proc, the figure least moved by other load). OPA does the same
+work per call in both trees, so ``cpu_per_opa`` (regogate's CPU over OPA's in the same run) cancels
+the machine's own swings in speed, which move both alike. The report gives each figure's median per
+version and NEW/OLD, and the per-round NEW/OLD of the CPU figures.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bench._measure import percentile
 from bench._session import bench_env, cpu_seconds
 from bench.ab import LAUNCHER, export
 
-FIGURES = ("p50_us", "p90_us", "added_p50_us", "calls_per_second", "cpu_ms", "opa_cpu_ms")
+FIGURES = ("p50_us", "p90_us", "added_p50_us", "calls_per_second", "cpu_ms", "opa_cpu_ms", "cpu_per_opa")
 
 
 def _opa(pid: int) -> int | None:
@@ -46,6 +48,7 @@ def one_path(command: list[str], env: dict[str, str], *, clients: int, calls: in
         "calls_per_second": rate,
         "cpu_ms": (after[0] - before[0]) / decided * 1000,
         "opa_cpu_ms": (after[1] - before[1]) / decided * 1000,
+        "cpu_per_opa": (after[0] - before[0]) / (after[1] - before[1]) if after[1] > before[1] else float("nan"),
     }
 
 
@@ -80,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     for figure in FIGURES:
         old, new = (statistics.median(r[name][figure] for r in rounds) for name in ("old", "new"))
         lines.append(f"| {figure} | {old:.2f} | {new:.2f} | {new / old if old else float('nan'):.2f} |")
+    for figure in ("cpu_ms", "cpu_per_opa"):
+        ratios = ", ".join(f"{r['new'][figure] / r['old'][figure]:.2f}" for r in rounds)
+        lines.append(f"\nper-round new/old {figure}: {ratios}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -43,7 +43,13 @@ Outgoing = tuple[bytes, bool]
 
 @dataclass(eq=False)
 class Exchange:
-    """One client request waiting for its answer, and the server messages that travel with it."""
+    """One client request waiting for its answer, and the server messages that travel with it.
+
+    Its messages wait in a queue of at most ``EXCHANGE_BUFFER``, with a memory stream's errors: the
+    relay's side ``send``s and ``end``s it; the HTTP side ``receive``s and ``close``s it. (One memory
+    object stream per request cost more than the rest of the exchange: a pair of streams and their
+    state per request, and a turn of the event loop before every wait.)
+    """
 
     request_id: str | int
     key: Key
@@ -51,12 +57,83 @@ class Exchange:
     """The request's ``_meta.progressToken``: progress notifications for it come here."""
     sse: bool
     """The client accepts an event stream, so server messages may travel in this exchange."""
-    sender: MemoryObjectSendStream[Outgoing] = field(init=False, repr=False)
-    receive: MemoryObjectReceiveStream[Outgoing] = field(init=False, repr=False)
     answered: bool = False
+    _queue: deque[Outgoing] = field(default_factory=deque, init=False, repr=False)
+    _ended: bool = field(default=False, init=False)
+    """Nothing more will be sent."""
+    _closed: bool = field(default=False, init=False)
+    """The HTTP side stopped reading."""
+    _arrived: anyio.Event | None = field(default=None, init=False, repr=False)
+    _room: anyio.Event | None = field(default=None, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.sender, self.receive = anyio.create_memory_object_stream[Outgoing](EXCHANGE_BUFFER)
+    def send_nowait(self, item: Outgoing) -> None:
+        """Queue ``item``.
+
+        Raises:
+            anyio.ClosedResourceError: the exchange was ended.
+            anyio.BrokenResourceError: the HTTP side closed it.
+            anyio.WouldBlock: the queue is full.
+        """
+        if self._ended:
+            raise anyio.ClosedResourceError
+        if self._closed:
+            raise anyio.BrokenResourceError
+        if len(self._queue) >= EXCHANGE_BUFFER:
+            raise anyio.WouldBlock
+        self._queue.append(item)
+        if self._arrived is not None:
+            self._arrived.set()
+
+    async def send(self, item: Outgoing) -> None:
+        """Queue ``item``, waiting (unbounded: the caller bounds it) while the queue is full."""
+        while True:
+            try:
+                self.send_nowait(item)
+                return
+            except anyio.WouldBlock:
+                self._room = anyio.Event()
+                await self._room.wait()
+
+    def end(self) -> None:
+        """Nothing more will be sent: the HTTP side gets ``EndOfStream`` once it has read the queue."""
+        self._ended = True
+        if self._arrived is not None:
+            self._arrived.set()
+
+    def receive_nowait(self) -> Outgoing:
+        """The next item.
+
+        Raises:
+            anyio.ClosedResourceError: the HTTP side closed it.
+            anyio.EndOfStream: it was ended and everything sent was read.
+            anyio.WouldBlock: nothing yet.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._queue:
+            item = self._queue.popleft()
+            if self._room is not None:
+                self._room.set()
+            return item
+        if self._ended:
+            raise anyio.EndOfStream
+        raise anyio.WouldBlock
+
+    async def receive(self) -> Outgoing:
+        """The next item, waiting for it (the caller bounds the wait); raises as ``receive_nowait``."""
+        while True:
+            try:
+                return self.receive_nowait()
+            except anyio.WouldBlock:
+                self._arrived = anyio.Event()
+                await self._arrived.wait()
+
+    def close(self) -> None:
+        """The HTTP side reads no more: what is queued is dropped, a waiting sender gets ``BrokenResourceError``."""
+        self._closed = True
+        self._queue.clear()
+        if self._room is not None:
+            self._room.set()
 
 
 class ClientLink:
@@ -138,15 +215,15 @@ class ClientLink:
             return
         self._forget_token(exchange)
         with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            exchange.sender.send_nowait((error_line(request_id, REQUEST_CANCELLED, "request cancelled"), True))
-        exchange.sender.close()
+            exchange.send_nowait((error_line(request_id, REQUEST_CANCELLED, "request cancelled"), True))
+        exchange.end()
 
     def close_exchange(self, exchange: Exchange) -> None:
         """The HTTP answer is over (sent, or the client went away): later messages for it are dropped."""
         if self._exchanges.get(exchange.key) is exchange:
             del self._exchanges[exchange.key]
         self._forget_token(exchange)
-        exchange.receive.close()
+        exchange.close()
 
     async def submit(self, message: Decoded) -> bool:
         """Hand one client message to the relay; False when the session is over or the relay stays busy.
@@ -202,8 +279,8 @@ class ClientLink:
         for exchange in list(self._exchanges.values()):
             with_error = error_line(exchange.request_id, UPSTREAM_GONE, reason)
             with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                exchange.sender.send_nowait((with_error, True))
-            exchange.sender.close()
+                exchange.send_nowait((with_error, True))
+            exchange.end()
         self._exchanges.clear()
         self._by_token.clear()
         if self._listener is not None:
@@ -233,17 +310,17 @@ class ClientLink:
     async def _put(self, exchange: Exchange, line: bytes, *, final: bool) -> None:
         try:
             try:
-                exchange.sender.send_nowait((line, final))
+                exchange.send_nowait((line, final))
             except anyio.WouldBlock:
                 with anyio.fail_after(ROUTE_TIMEOUT):
-                    await exchange.sender.send((line, final))
+                    await exchange.send((line, final))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             logger.debug("the client of request %r went away; message dropped", exchange.request_id)
         except TimeoutError:
             logger.warning("the client of request %r stopped reading; its answer is dropped", exchange.request_id)
             self.close_exchange(exchange)
         if final:
-            exchange.sender.close()
+            exchange.end()
 
     async def _to_listener(self, line: bytes) -> None:
         listener = self._listener

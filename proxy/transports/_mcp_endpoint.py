@@ -296,7 +296,7 @@ class McpEndpoint:
                 item: Outgoing | None = None
                 with anyio.move_on_after(KEEPALIVE):
                     try:
-                        item = await exchange.receive.receive()
+                        item = await exchange.receive()
                     except (anyio.EndOfStream, anyio.ClosedResourceError):
                         break
                 if item is None:
@@ -351,7 +351,7 @@ async def _first_or_gone(exchange: Exchange, receive: Receive, *, patience: floa
     """
     with anyio.move_on_after(min(patience, UNWATCHED)):
         try:
-            return await exchange.receive.receive()
+            return await exchange.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             return None
     patience -= UNWATCHED
@@ -371,7 +371,7 @@ async def _first_or_gone(exchange: Exchange, receive: Receive, *, patience: floa
         tg.start_soon(watch)
         with anyio.move_on_after(patience):
             try:
-                first = await exchange.receive.receive()
+                first = await exchange.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 first = None
         tg.cancel_scope.cancel()

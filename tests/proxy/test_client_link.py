@@ -9,7 +9,8 @@ import anyio
 import pytest
 
 from regogate.proxy.relay import Decoded, RoutedSink, decode, encode, error_line
-from regogate.proxy.transports._client_link import ClientLink, Exchange
+from regogate.proxy.transports import _client_link as client_link
+from regogate.proxy.transports._client_link import EXCHANGE_BUFFER, ClientLink, Exchange
 
 pytestmark = pytest.mark.anyio
 
@@ -43,13 +44,13 @@ def link() -> Iterator[Link]:
     yield link
     link.finish()
     for exchange in link.opened:
-        exchange.sender.close()
-        exchange.receive.close()
+        exchange.end()
+        exchange.close()
 
 
 def waiting(exchange: Exchange) -> bool:
     try:
-        exchange.receive.receive_nowait()
+        exchange.receive_nowait()
     except anyio.WouldBlock:
         return True
     return False
@@ -62,10 +63,10 @@ async def test_an_answer_goes_to_the_exchange_of_the_id_the_relay_names_with_its
     assert as_int is not None and as_str is not None
     line = error_line("1", -1, "for the string")
     await link.send_answer("1", line)
-    assert as_str.receive.receive_nowait() == (line, True) and as_str.answered
+    assert as_str.receive_nowait() == (line, True) and as_str.answered
     assert waiting(as_int) and link.busy
     await link.send_answer(1, b'{"jsonrpc":"2.0","id":1,"result":{}}')
-    assert as_int.receive.receive_nowait() == (b'{"jsonrpc":"2.0","id":1,"result":{}}', True)
+    assert as_int.receive_nowait() == (b'{"jsonrpc":"2.0","id":1,"result":{}}', True)
     assert not link.busy
 
 
@@ -83,9 +84,9 @@ async def test_an_answer_comes_once_a_second_one_for_the_same_id_is_dropped(link
     assert exchange is not None
     await link.send_answer("x", b"first")
     await link.send_answer("x", b"second")
-    assert exchange.receive.receive_nowait() == (b"first", True)
+    assert exchange.receive_nowait() == (b"first", True)
     with pytest.raises(anyio.EndOfStream):
-        exchange.receive.receive_nowait()
+        exchange.receive_nowait()
 
 
 async def test_progress_follows_its_token_with_the_tokens_type(link: Link) -> None:
@@ -94,10 +95,10 @@ async def test_progress_follows_its_token_with_the_tokens_type(link: Link) -> No
     assert by_int is not None and by_str is not None
     message, line = progress("5")
     await link.send_message(message, line)
-    assert by_str.receive.receive_nowait() == (line, False) and waiting(by_int)
+    assert by_str.receive_nowait() == (line, False) and waiting(by_int)
     message, line = progress(5)
     await link.send_message(message, line)
-    assert by_int.receive.receive_nowait() == (line, False) and waiting(by_str)
+    assert by_int.receive_nowait() == (line, False) and waiting(by_str)
 
 
 async def test_a_server_message_waits_for_the_get_stream_when_no_exchange_streams(link: Link) -> None:
@@ -121,9 +122,9 @@ async def test_a_line_written_without_a_route_is_routed_by_what_it_holds(link: L
     assert exchange is not None
     _, line = progress("t")
     await link.send(line)
-    assert exchange.receive.receive_nowait() == (line, False)
+    assert exchange.receive_nowait() == (line, False)
     await link.send(error_line("ask", -1, "no"))
-    assert exchange.receive.receive_nowait() == (error_line("ask", -1, "no"), True)
+    assert exchange.receive_nowait() == (error_line("ask", -1, "no"), True)
 
 
 async def test_a_submitted_parse_reaches_the_relay_as_it_is(link: Link) -> None:
@@ -143,3 +144,111 @@ async def test_a_submitted_parse_reaches_the_relay_as_it_is(link: Link) -> None:
     assert received[0] is decoded and received[1] is None
     link.finish()
     assert not await link.submit(decoded)
+
+
+def lone_exchange(link: Link, sse: bool = True) -> Exchange:
+    exchange = link.open_exchange("e", None, sse=sse)
+    assert exchange is not None
+    return exchange
+
+
+async def test_a_full_exchange_holds_its_sender_until_the_reader_takes_one_and_keeps_the_order(link: Link) -> None:
+    exchange = lone_exchange(link)
+    for n in range(EXCHANGE_BUFFER):
+        exchange.send_nowait((b"%d" % n, False))
+    with pytest.raises(anyio.WouldBlock):
+        exchange.send_nowait((b"late", False))
+    sent = anyio.Event()
+
+    async def sender() -> None:
+        await exchange.send((b"late", True))
+        sent.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sender)
+        await anyio.wait_all_tasks_blocked()
+        assert not sent.is_set()
+        assert exchange.receive_nowait() == (b"0", False)
+        with anyio.fail_after(5):
+            await sent.wait()
+    got = [exchange.receive_nowait()[0] for _ in range(EXCHANGE_BUFFER)]
+    assert got == [b"%d" % n for n in range(1, EXCHANGE_BUFFER)] + [b"late"]
+
+
+async def test_a_reader_that_leaves_releases_a_waiting_sender_and_drops_the_queue(link: Link) -> None:
+    exchange = lone_exchange(link)
+    for n in range(EXCHANGE_BUFFER):
+        exchange.send_nowait((b"%d" % n, False))
+    outcome: list[str] = []
+
+    async def sender() -> None:
+        try:
+            await exchange.send((b"late", False))
+        except anyio.BrokenResourceError:
+            outcome.append("broken")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sender)
+        await anyio.wait_all_tasks_blocked()
+        exchange.close()
+    assert outcome == ["broken"]
+    with pytest.raises(anyio.ClosedResourceError):
+        exchange.receive_nowait()
+
+
+async def test_an_ended_exchange_gives_what_was_queued_then_its_end(link: Link) -> None:
+    exchange = lone_exchange(link)
+    exchange.send_nowait((b"progress", False))
+    exchange.send_nowait((b"answer", True))
+    exchange.end()
+    with pytest.raises(anyio.ClosedResourceError):
+        exchange.send_nowait((b"after the end", False))
+    with anyio.fail_after(5):
+        assert await exchange.receive() == (b"progress", False)
+        assert await exchange.receive() == (b"answer", True)
+        with pytest.raises(anyio.EndOfStream):
+            await exchange.receive()
+
+
+async def test_a_waiting_reader_wakes_for_an_item_or_the_end_and_a_timed_out_wait_loses_nothing(link: Link) -> None:
+    exchange = lone_exchange(link)
+    with anyio.move_on_after(0.05) as scope:
+        await exchange.receive()
+    assert scope.cancelled_caught
+    exchange.send_nowait((b"after the timeout", False))  # the stale wait's event is set: harmless
+    with anyio.fail_after(5):
+        assert await exchange.receive() == (b"after the timeout", False)
+    outcome: list[object] = []
+
+    async def reader() -> None:
+        try:
+            outcome.append(await exchange.receive())
+            await exchange.receive()
+        except anyio.EndOfStream:
+            outcome.append("end")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            await anyio.wait_all_tasks_blocked()
+            exchange.send_nowait((b"woken", False))
+            await anyio.wait_all_tasks_blocked()
+            exchange.end()
+    assert outcome == [(b"woken", False), "end"]
+
+
+async def test_a_client_that_stops_reading_loses_its_exchange_not_the_session(
+    link: Link, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_link, "ROUTE_TIMEOUT", 0.1)
+    stuck = lone_exchange(link)
+    for n in range(EXCHANGE_BUFFER + 1):
+        message, line = progress(n)
+        other = link.open_exchange(f"t{n}", None, sse=False)  # answers for others still flow
+        assert other is not None
+        await link.send_message(message, line)  # the only streaming exchange takes them
+        await link.send_answer(f"t{n}", b"answer")
+        assert other.receive_nowait() == (b"answer", True)
+    assert not link.busy  # the stuck one was dropped after ROUTE_TIMEOUT
+    with pytest.raises(anyio.ClosedResourceError):
+        stuck.receive_nowait()
