@@ -8,6 +8,9 @@ from typing import Protocol, runtime_checkable
 from regogate.proxy.relay._codec import Decoded
 from regogate.proxy.relay._framing import Oversize
 
+Deliver = Callable[[bytes | Oversize], Awaitable[object]]
+"""The relay's handling of one upstream message; it returns the parsed message (``None`` if it was unreadable)."""
+
 
 class LineSource(Protocol):
     """Whole JSON-RPC lines from a peer, without their newline."""
@@ -65,3 +68,28 @@ def routes(sink: LineSink) -> tuple[SendAnswer, SendMessage]:
     if isinstance(sink, RoutedSink):
         return sink.send_answer, sink.send_message
     return (lambda _request_id, line: sink.send(line)), (lambda _message, line: sink.send(line))
+
+
+@runtime_checkable
+class ParsedSink(LineSink, Protocol):
+    """An upstream that takes messages the relay already parsed and hands its own straight back (the HTTP bridge).
+
+    The relay ``attach``es its handler before it sends anything; from then on every server message
+    goes to that handler, in the upstream's own task, and the upstream's ``receive`` only waits for
+    its end. Nothing is parsed twice and no message waits in a queue between the two.
+    """
+
+    def attach(self, deliver: Deliver) -> None:
+        """Hand every later server message to ``deliver``."""
+        ...
+
+    async def send_parsed(self, line: bytes, message: dict[str, object], *, carry: bool) -> None:
+        """Send ``line``, whose parsed form is ``message``.
+
+        ``carry``: the caller's task may be held until the request's answer has been delivered
+        (a ``tools/call`` already runs in its own task); otherwise return as soon as it is on its way.
+
+        Raises:
+            PeerClosed: the upstream no longer takes messages.
+        """
+        ...

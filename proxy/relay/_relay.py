@@ -29,7 +29,7 @@ from regogate.proxy.relay._codec import BadLine, Decoded, decode
 from regogate.proxy.relay._framing import MAX_LINE_BYTES, Oversize, PeerClosed, sniff_id
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._ledger import Cancel, Ledger, Phase, Refusal, Request
-from regogate.proxy.relay._pipes import LineSink, LineSource, routes
+from regogate.proxy.relay._pipes import LineSink, LineSource, ParsedSink, routes
 from regogate.proxy.relay._session import Session, call_problem
 from regogate.proxy.relay._tools import ToolCatalog
 from regogate.proxy.relay._wire import (
@@ -77,6 +77,9 @@ class Relay:
         self._client_in, self._client_out = client_in, client_out
         self._send_answer, self._send_message = routes(client_out)
         self._upstream_in, self._upstream_out = upstream_in, upstream_out
+        self._carrier = upstream_out if isinstance(upstream_out, ParsedSink) else None
+        if self._carrier is not None:
+            self._carrier.attach(self._upstream_message)
         self._on_client_closed = on_client_closed
         self._deny_prefix = deny_prefix
         self._session = Session()
@@ -98,6 +101,7 @@ class Relay:
                 await self._upstream_pump()
                 tg.cancel_scope.cancel()
         finally:
+            self._tg = None  # a ParsedSink's late message is dropped from here on
             # Forwarded but unanswered: the server may have run them, so their reservations stand.
             with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_SETTLE_TIMEOUT):
                 for request in self._ledger.close():
@@ -157,7 +161,7 @@ class Relay:
         elif method == "tools/call":
             logger.warning("dropped a tools/call notification (no id)")
         elif method != "notifications/cancelled" or self._cancel(message):
-            await self._to_upstream(wire)
+            await self._to_upstream(wire, message)
             if method == "notifications/initialized":
                 self._session.initialized_sent = True
                 self._note_handshake()
@@ -183,7 +187,7 @@ class Relay:
         if self._asker.claims(message["id"]):  # regogate asked: never upstream, however late or forged
             self._asker.deliver(message)
             return
-        await self._to_upstream(wire)
+        await self._to_upstream(wire, message)
 
     async def _client_request(self, message: dict[str, object], method: str, wire: bytes) -> None:
         request_id = message["id"]
@@ -199,7 +203,7 @@ class Relay:
             self._session.initialize_sent(message)
         elif method == "tools/list":
             request.modern = is_modern(self._session.version(message))
-        if not await self._to_upstream(wire):
+        if not await self._to_upstream(wire, message):
             self._ledger.unsent(request)
             await self._answer_client(request_id, error_line(request_id, UPSTREAM_GONE, "upstream server is gone"))
 
@@ -212,10 +216,6 @@ class Relay:
         return outcome is not Cancel.WITHDRAWN
 
     async def _start_call(self, request: Request, message: dict[str, object], wire: bytes) -> None:
-        params = message.get("params")
-        params = params if isinstance(params, dict) else {}
-        meta = params.get("_meta")
-        meta = meta if isinstance(meta, dict) else {}
         version = self._session.version(message)
         problem = call_problem(message)
         if problem is not None:
@@ -224,7 +224,7 @@ class Relay:
             return
         self._idle = anyio.Event()
         await self._decision_slots.acquire()
-        self._task_group.start_soon(self._decide, request, params, meta, version, wire)
+        self._task_group.start_soon(self._decide, request, message, version, wire)
 
     async def _deny_locally(self, request_id: object, reason: str, *, modern: bool) -> None:
         decision_id = uuid.uuid4().hex
@@ -233,14 +233,11 @@ class Relay:
         line = denial_line(request_id, text, rule="regogate/invalid_request", decision_id=decision_id, modern=modern)
         await self._answer_client(request_id, line)
 
-    async def _decide(
-        self,
-        request: Request,
-        params: dict[str, object],
-        meta: dict[str, object],
-        version: object,
-        wire: bytes,
-    ) -> None:
+    async def _decide(self, request: Request, message: dict[str, object], version: object, wire: bytes) -> None:
+        params = message.get("params")
+        params = params if isinstance(params, dict) else {}
+        meta = params.get("_meta")
+        meta = meta if isinstance(meta, dict) else {}
         verdict: Verdict | None = None
         try:
             name = str(params["name"])
@@ -260,9 +257,11 @@ class Relay:
                 verdict = await self._gateway.check(call, self._elicitor(request, meta, version))
         finally:
             self._decision_slots.release()
-        await self._deliver(request, verdict, version, wire)
+        await self._deliver(request, verdict, version, wire, message)
 
-    async def _deliver(self, request: Request, verdict: Verdict | None, version: object, wire: bytes) -> None:
+    async def _deliver(
+        self, request: Request, verdict: Verdict | None, version: object, wire: bytes, message: dict[str, object]
+    ) -> None:
         """Act on a verdict: answer a denial, or forward the encoding of the very message decided on."""
         try:
             if verdict is None or not verdict.allowed:
@@ -286,7 +285,7 @@ class Relay:
         finally:
             if not self._ledger.deciding:
                 self._idle.set()
-        if not await self._to_upstream(wire):
+        if not await self._to_upstream(wire, message, carry=True):  # this task may carry the whole exchange
             self._ledger.unsent(request)
             await self._gateway.settle(verdict, False)
             gone = error_line(request.request_id, UPSTREAM_GONE, "upstream server is gone")
@@ -310,40 +309,49 @@ class Relay:
             await self._from_upstream(line)
         logger.info("upstream closed stdout")
 
-    async def _from_upstream(self, line: bytes | Oversize | Decoded) -> None:
+    async def _upstream_message(self, line: bytes | Oversize) -> object:
+        """A ``ParsedSink``'s message, passed on while the relay runs."""
+        if self._tg is None:
+            logger.debug("session over; upstream message dropped")
+            return None
+        return await self._from_upstream(line)
+
+    async def _from_upstream(self, line: bytes | Oversize | Decoded) -> object:
+        """Pass one upstream message on; its parsed form (``None`` if it could not be read)."""
         if isinstance(line, Decoded):
             decoded = line
         elif isinstance(line, Oversize):
             await self._unusable_reply(sniff_id(line.head), f"upstream message larger than {MAX_LINE_BYTES} bytes")
-            return
+            return None
         elif not line.strip():
-            return
+            return None
         else:
             parsed = decode(line)
             if isinstance(parsed, BadLine):
                 request_id = parsed.request_id if parsed.has_id else sniff_id(line)
                 await self._unusable_reply(request_id, f"upstream {parsed.reason}")
-                return
+                return None
             decoded = parsed
         message, wire = decoded.message, decoded.wire
         if not isinstance(message, dict):
             logger.warning("dropped a non-object message from upstream (batches are not relayed)")
-            return
+            return message
         if "method" in message:
             if message["method"] == "notifications/tools/list_changed":
                 self._tools.invalidate()
             await self._message_client(message, wire)
-            return
+            return message
         request = self._ledger.answer(message.get("id"))
         if request is None:
             logger.warning("dropped an upstream answer that matches no forwarded request")
-            return
+            return message
         if request.answerer is not None:
             request.answerer(message)
-            return
+            return message
         await self._answer_client(request.request_id, await self._answer_line(request, message, wire))
         if request.verdict is not None and request.verdict.ticket is not None:
             self._task_group.start_soon(self._gateway.settle, request.verdict, not call_refused(message))
+        return message
 
     async def _answer_line(self, request: Request, message: dict[str, object], wire: bytes) -> bytes:
         """What the client gets for the server's answer to one of its requests."""
@@ -377,9 +385,12 @@ class Relay:
 
     # --- writing ------------------------------------------------------------------
 
-    async def _to_upstream(self, line: bytes) -> bool:
+    async def _to_upstream(self, line: bytes, message: dict[str, object] | None = None, *, carry: bool = False) -> bool:
         try:
-            await self._upstream_out.send(line)
+            if message is not None and self._carrier is not None:
+                await self._carrier.send_parsed(line, message, carry=carry)
+            else:
+                await self._upstream_out.send(line)
         except PeerClosed:
             logger.debug("upstream stdin is closed; message dropped")
             return False
