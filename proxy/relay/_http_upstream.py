@@ -10,6 +10,13 @@ with GET and ``Last-Event-ID``. Once a session exists, a GET stream carries serv
 messages (both in ``_http_listen``). A 404 on a live session means the server ended it: open
 requests are answered with an error and the upstream ends, as a server process exiting would.
 
+Attached to a relay (``ParsedSink``), it is handed messages the relay already parsed, a
+``tools/call``'s exchange runs in that call's own task, and every server message goes straight to
+the relay's handler, which parses it once and says what it was (no queue, no second parse); a
+message that arrives while its stream may be cancelled is handed on shielded, so the client never
+gets half a line. Used on its own (``regogate scan``, tests), it parses what it sends and queues
+what it receives for ``receive``.
+
 Every request that was sent gets exactly one answer: the server's, or an error for its id when the
 network fails, a timeout runs out, or the answer is unusable. Only failures to connect are retried
 (the server never saw the request), so a tool call never runs twice. Shutdown is bounded and
@@ -22,6 +29,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import anyio
 import anyio.abc
@@ -41,6 +49,7 @@ from regogate.proxy.relay._http_session import (
 )
 from regogate.proxy.relay._http_target import HttpTarget
 from regogate.proxy.relay._http_transport import Reply
+from regogate.proxy.relay._pipes import Deliver
 from regogate.proxy.relay._sse import SseDecoder
 from regogate.proxy.relay._wire import UPSTREAM_GONE, UPSTREAM_MALFORMED, Key, error_line, id_key
 
@@ -52,6 +61,8 @@ INBOX_SIZE = 16
 """Messages decoded but not yet taken by the relay."""
 END_TIMEOUT = 1.0
 """After the server ends the session, how long open requests get to post their error answers."""
+HAND_ON_TIMEOUT = 10.0
+"""Bound on handing one message to an attached relay from inside a stream that may be cancelled meanwhile."""
 
 
 @dataclass
@@ -74,6 +85,7 @@ class HttpUpstream:
         self._http = http
         self._tg = tg
         self._inbox_in, self._inbox = anyio.create_memory_object_stream[bytes | Oversize](INBOX_SIZE)
+        self._relay: Deliver | None = None  # attached: messages go straight to the relay, not through the inbox
         self._posts: dict[Key, _Post] = {}
         self._slots = anyio.Semaphore(MAX_CONCURRENT_POSTS, fast_acquire=True)
         self._drained: anyio.Event | None = None  # made only when the end waits for open requests
@@ -120,8 +132,12 @@ class HttpUpstream:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             return None
 
+    def attach(self, deliver: Deliver) -> None:
+        """Hand every server message to ``deliver`` (the relay's own reading of it) instead of ``receive``."""
+        self._relay = deliver
+
     async def send(self, line: bytes) -> None:
-        """POST one client message; a request's answer arrives later through ``receive``.
+        """POST one client message; a request's answer arrives later through ``receive`` (or the attached relay).
 
         Raises:
             PeerClosed: the upstream is over (closed, or the server ended the session).
@@ -132,13 +148,28 @@ class HttpUpstream:
         if not isinstance(message, dict):
             logger.warning("not sending a message that is not a JSON object")
             return
+        await self._send(line, message, carry=False)
+
+    async def send_parsed(self, line: bytes, message: dict[str, object], *, carry: bool) -> None:
+        """POST one message the relay already parsed (``line`` is its canonical encoding).
+
+        ``carry``: a request's whole exchange runs in the caller's task, its answer handed on before this returns.
+
+        Raises:
+            PeerClosed: the upstream is over (closed, or the server ended the session).
+        """
+        if self._closed or self._ended:
+            raise PeerClosed
+        await self._send(line, message, carry=carry)
+
+    async def _send(self, line: bytes, message: dict[str, object], *, carry: bool) -> None:
         method = message.get("method")
         if method == "notifications/cancelled" and self._cancel(message):
             return
         if isinstance(method, str) and "id" in message:
-            await self._start_request(message, method, line)
+            await self._start_request(message, method, line, carry=carry)
         else:
-            await self._deliver(line, self._http.headers(message))
+            await self._post_unanswered(line, self._http.headers(message))
 
     async def aclose(self) -> None:
         """The client sent its last message."""
@@ -158,7 +189,7 @@ class HttpUpstream:
 
     # --- requests ---------------------------------------------------------------------------
 
-    async def _start_request(self, message: dict[str, object], method: str, line: bytes) -> None:
+    async def _start_request(self, message: dict[str, object], method: str, line: bytes, *, carry: bool) -> None:
         request_id = message["id"]
         key = id_key(request_id)
         if key is None or not isinstance(request_id, str | int):
@@ -175,6 +206,9 @@ class HttpUpstream:
         if method == "initialize":
             self._http.restart()
             handshake = self._handshake = anyio.Event()
+        elif carry:
+            await self._request(key, post, line, headers)
+            return
         self._tg.start_soon(self._request, key, post, line, headers)
         if handshake is not None:
             await handshake.wait()  # a later message needs the session id this answer brings
@@ -198,11 +232,16 @@ class HttpUpstream:
 
     async def _exchange(self, post: _Post, line: bytes, headers: dict[str, str]) -> HttpFailure | None:
         """POST one request and pass its answer on; what went wrong, if anything."""
+        body: bytes | None = None
         try:
             with post.scope:
-                broken = await self._post_request(post, line, headers)
-                if broken is not None:
-                    await self._resume(post, broken)
+                outcome = await self._post_request(post, line, headers)
+                if isinstance(outcome, SseDecoder):
+                    await self._resume(post, outcome)
+                else:
+                    body = outcome
+            if body is not None:  # handed on outside the scope a cancel may end: never half a line to the client
+                await self._message(post, body, inside=False)
         except HttpFailure as exc:
             return exc
         except Exception as exc:  # boundary: whatever breaks, the request gets an answer
@@ -210,8 +249,9 @@ class HttpUpstream:
             return HttpFailure(UPSTREAM_UNAVAILABLE, "upstream request failed")
         return None
 
-    async def _post_request(self, post: _Post, line: bytes, headers: dict[str, str]) -> SseDecoder | None:
-        """POST ``line``; the answer stream's decoder if it ended unanswered after the server gave event ids."""
+    async def _post_request(self, post: _Post, line: bytes, headers: dict[str, str]) -> bytes | SseDecoder | None:
+        """POST ``line``: a JSON answer's body, still to be handed on; or the answer stream's decoder if it ended
+        unanswered after the server gave event ids; else ``None``."""
         async with self._http.open("POST", line, headers) as response:
             if not post.modern:
                 self._http.note_session(response)
@@ -228,18 +268,16 @@ class HttpUpstream:
                 return None
             kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
             if kind == "application/json":
-                await self._json_answer(post, response)
-            elif kind == "text/event-stream":
+                return await self._json_answer(response)
+            if kind == "text/event-stream":
                 return await self._event_answer(post, response)
-            else:
-                raise HttpFailure(UPSTREAM_MALFORMED, f"upstream answered with content type {kind or 'none'!r}")
-        return None
+            raise HttpFailure(UPSTREAM_MALFORMED, f"upstream answered with content type {kind or 'none'!r}")
 
-    async def _json_answer(self, post: _Post, response: Reply) -> None:
+    async def _json_answer(self, response: Reply) -> bytes:
         body = await read_bounded(response, self.target.max_message)
         if body is None:
             raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply too large")
-        await self._message(post, body)
+        return body
 
     async def _event_answer(self, post: _Post, response: Reply) -> SseDecoder | None:
         """Pass on the answer stream's events; its decoder if it ended unanswered and can be resumed."""
@@ -267,7 +305,7 @@ class HttpUpstream:
                         raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply too large")
                     await self._push(event.data)
                     continue
-                await self._message(post, event.data)
+                await self._message(post, event.data, inside=True)
                 if post.answered:
                     return
 
@@ -292,20 +330,26 @@ class HttpUpstream:
                 raise HttpFailure(SESSION_ENDED, self._ended)
             raise HttpFailure(UPSTREAM_GONE, "upstream answer stream broke and could not be resumed")
 
-    async def _message(self, post: _Post | None, data: bytes) -> None:
-        """Hand one server message to the relay; note whether it answers ``post``."""
+    async def _message(self, post: _Post | None, data: bytes, *, inside: bool) -> None:
+        """Hand one server message to the relay; note whether it answers ``post``.
+
+        ``inside``: called within a scope that a cancel or the session's end may cancel meanwhile.
+        """
+        if self._relay is not None and (post is None or not (post.method == "initialize" or post.modern)):
+            # The relay parses it (once) and tells what it was; the session learns nothing from it.
+            message = await (self._hand_on(data) if inside else self._relay(data))
+            if message is None and post is not None:
+                raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply is not a readable JSON-RPC message")
+            if post is not None and _answers(message, post):
+                post.answered = True
+            return
         line, message = one_line(data)
         if message is None:
             if post is not None:
                 raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply is not JSON")
             logger.warning("dropped a server message that is not JSON")
             return
-        if (
-            post is not None
-            and isinstance(message, dict)
-            and "method" not in message
-            and id_key(message.get("id")) == id_key(post.request_id)
-        ):
+        if post is not None and _answers(message, post):
             post.answered = True
             if post.method == "initialize":
                 self._http.note_version(message)
@@ -339,7 +383,7 @@ class HttpUpstream:
 
     # --- messages without an answer ------------------------------------------------------------
 
-    async def _deliver(self, line: bytes, headers: dict[str, str]) -> None:
+    async def _post_unanswered(self, line: bytes, headers: dict[str, str]) -> None:
         """POST a notification or an answer to a server request; the server owes nothing back."""
         try:
             async with self._http.open("POST", line, headers) as response:
@@ -363,7 +407,7 @@ class HttpUpstream:
         if isinstance(data, Oversize):
             await self._push(data)
         else:
-            await self._message(None, data)
+            await self._message(None, data, inside=True)
 
     # --- the end -------------------------------------------------------------------------------
 
@@ -387,6 +431,9 @@ class HttpUpstream:
         self._inbox_in.close()
 
     async def _push(self, line: bytes | Oversize) -> None:
+        if self._relay is not None:
+            await self._hand_on(line)
+            return
         try:
             try:
                 self._inbox_in.send_nowait(line)  # no pass of the event loop when the relay has room
@@ -394,3 +441,17 @@ class HttpUpstream:
                 await self._inbox_in.send(line)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             logger.debug("relay gone; server message dropped")
+
+    async def _hand_on(self, data: bytes | Oversize) -> object:
+        """Hand ``data`` to the attached relay whole, even while a cancel ends the stream it came on (bounded)."""
+        assert self._relay is not None
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + HAND_ON_TIMEOUT):
+            return await self._relay(data)
+        return None
+
+
+def _answers(message: object, post: _Post) -> TypeGuard[dict[str, object]]:
+    """``message`` is the answer to ``post``'s request."""
+    return (
+        isinstance(message, dict) and "method" not in message and id_key(message.get("id")) == id_key(post.request_id)
+    )
