@@ -86,10 +86,15 @@ def one_round(
     }
 
 
+def _tree(revision: str, into: Path) -> Path:
+    """A source tree: a directory as it is (a scratch copy, say), else the git revision exported."""
+    return Path(revision) if revision != "." and Path(revision).is_dir() else export(revision, into)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bridge_ab", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("old", help="git revision of the baseline")
-    parser.add_argument("new", help="git revision to compare ('.' = the working tree)")
+    parser.add_argument("old", help="git revision of the baseline (or a source tree's directory)")
+    parser.add_argument("new", help="git revision to compare ('.' = the working tree; or a directory)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--calls", type=int, default=400, help="calls on each path in each round")
     args = parser.parse_args(argv)
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(work)
         launcher = workdir / "launch.py"
         launcher.write_text(LAUNCHER, encoding="utf-8")
-        trees = {"old": export(args.old, workdir / "old"), "new": export(args.new, workdir / "new")}
+        trees = {name: _tree(revision, workdir / name) for name, revision in (("old", args.old), ("new", args.new))}
         env = bench_env(Path(__file__).resolve().parent.parent, *trees.values())
         for index in range(args.rounds):
             sys.stderr.write(f"bridge_ab: round {index + 1}/{args.rounds}, load {os.getloadavg()[0]:.1f}\n")
