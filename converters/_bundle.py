@@ -52,14 +52,17 @@ def manifest_bytes(revision: str, roots: list[str], metadata: dict[str, object])
     return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
 
 
-def policy_bundle(policy: Policy, text: str) -> Bundle:
-    """The bundle of one converted policy: its package, its generated tests and a manifest."""
+def policy_bundle(policy: Policy, text: str, *, tests: bool = True) -> Bundle:
+    """The bundle of one converted policy: its package, its generated tests and a manifest.
+
+    ``tests=False`` leaves the tests out (the revision is the same): the bundle a running OPA loads,
+    which compiles and holds every file it is given but never runs a test.
+    """
     base = f"regogate/policies/{policy.server_id}"
     revision = hashlib.sha256("\0".join([GENERATOR, policy.source, policy.server_id, text]).encode()).hexdigest()[:32]
-    files = {
-        f"{base}/policy.rego": generate_rego(policy).encode(),
-        f"{base}/policy_test.rego": generate_tests(policy).encode(),
-    }
+    files = {f"{base}/policy.rego": generate_rego(policy).encode()}
+    if tests:
+        files[f"{base}/policy_test.rego"] = generate_tests(policy).encode()
     files[".manifest"] = manifest_bytes(
         revision,
         [base, f"{base}_test"],
@@ -77,13 +80,13 @@ def convert(text: str, *, source: str, server_id: str) -> Bundle:
     return policy_bundle(parse_policy(text, source=source, server_id=server_id), text)
 
 
-def gate_bundle() -> Bundle:
-    """The hand-written gate shipped with regogate (``rego/``), as a bundle."""
+def gate_bundle(*, tests: bool = True) -> Bundle:
+    """The hand-written gate shipped with regogate (``rego/``), as a bundle; ``tests=False`` as in ``policy_bundle``."""
     root = resources.files("regogate.rego")
     files: dict[str, bytes] = {".manifest": root.joinpath(".manifest").read_bytes()}
     gate_dir = root.joinpath("regogate").joinpath("gate")
     for entry in sorted(gate_dir.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".rego"):
+        if entry.name.endswith(".rego") and (tests or not entry.name.endswith("_test.rego")):
             files[f"regogate/gate/{entry.name}"] = entry.read_bytes()
     revision = json.loads(files[".manifest"])["revision"]
     return Bundle(files=files, revision=str(revision))

@@ -1,4 +1,4 @@
-"""What every part of regogate shares: the error hierarchy, the policy vocabulary and the clock."""
+"""What every part of regogate shares: the error hierarchy, the policy vocabulary, the clock and random ids."""
 
 from regogate.core._clock import Clock, FileClock, SystemClock
 from regogate.core._errors import (
@@ -11,6 +11,7 @@ from regogate.core._errors import (
     RegogateError,
     StateError,
 )
+from regogate.core._ids import random_id
 from regogate.core._state_dir import AUDIT_FILE, audit_log_path, server_state_dir, state_dir
 from regogate.core._vocabulary import LOG_ARGS, WILDCARD, WINDOWS, LogArgs, Window
 
@@ -37,6 +38,7 @@ __all__ = [
     "Window",
     "__version__",
     "audit_log_path",
+    "random_id",
     "server_state_dir",
     "state_dir",
 ]

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from regogate.core import PolicySourceError, RegogateError, __version__
-from regogate.proxy.cli import _bundles, _doctor, _explain, _scan, _status, _validate
 from regogate.proxy.cli._usage import EXIT_USAGE, Commands, UsageParser
 
 log = logging.getLogger("regogate")
@@ -28,14 +27,6 @@ COMMANDS: Final = (
     "convert",
     "core-bundle",
     "mask-bundle",
-)
-_MODULES: Final[tuple[Callable[[Commands], None], ...]] = (
-    _validate.add_parsers,
-    _scan.add_parsers,
-    _explain.add_parsers,
-    _status.add_parsers,
-    _doctor.add_parsers,
-    _bundles.add_parsers,
 )
 
 EPILOG = """\
@@ -83,9 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="list, show, approve and deny pending approvals (see regogate approvals --help)",
         add_help=False,
     )
-    for add in _MODULES:
+    for add in _command_parsers():
         add(commands)
     return parser
+
+
+def _command_parsers() -> tuple[Callable[[Commands], None], ...]:
+    """Each command module's ``add_parsers``; imported only when the top-level parser is built, so the
+    gate's own start-up (``regogate run``/``serve``) never pays for the converter's and the tools' imports."""
+    from regogate.proxy.cli import _bundles, _doctor, _explain, _scan, _status, _validate
+
+    return (
+        _validate.add_parsers,
+        _scan.add_parsers,
+        _explain.add_parsers,
+        _status.add_parsers,
+        _doctor.add_parsers,
+        _bundles.add_parsers,
+    )
 
 
 def _unknown(command: str) -> int:

@@ -49,7 +49,7 @@ def rego_dir_bundles(directory: Path, target: Path) -> list[Path]:
     """The bundle directories for hand-written Rego, the gate included; written under ``target``."""
     if provides_gate(directory):
         return [directory]
-    gate = gate_bundle()
+    gate = gate_bundle(tests=False)
     if (directory / ".manifest").is_file():
         write_bundle(gate, target / "gate")
         return [directory, target / "gate"]
@@ -78,9 +78,9 @@ def policy_bundles(path: Path, server_id: str | None, workdir: Path) -> PolicyBu
     if not path.is_file():
         raise ConfigError(f"{path}: no such policy file or Rego directory")
     policy = load_policy(path, server_id=server_id)
-    bundle = policy_bundle(policy, path.read_text(encoding="utf-8"))
+    bundle = policy_bundle(policy, path.read_text(encoding="utf-8"), tests=False)
     # The directory's name is the bundle's name in data.system.bundles: the server id.
     policy_dir = workdir / "policies" / policy.server_id
     write_bundle(bundle, policy_dir)
-    write_bundle(gate_bundle(), gate)
+    write_bundle(gate_bundle(tests=False), gate)
     return PolicyBundles((gate, policy_dir), policy.server_id, policy, bundle.revision)

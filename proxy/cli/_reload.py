@@ -76,11 +76,11 @@ class PolicySource:
         # The bundle names the file, not the path it was reached by: the same policy gets the same
         # revision however -c spelled it, and no local directory leaks into the bundle.
         named = replace(policy, source=self.config.policy.name)
-        bundle = policy_bundle(named, text)
+        bundle = policy_bundle(named, text, tests=False)
         # The directory's name is the bundle's name in data.system.bundles: the server id.
         policy_dir = target / "policies" / policy.server_id
         write_bundle(bundle, policy_dir)
-        write_bundle(gate_bundle(), target / "gate")
+        write_bundle(gate_bundle(tests=False), target / "gate")
         self.policy, self.revision, self.server_id = policy, bundle.revision, policy.server_id
         return [target / "gate", policy_dir, *self.extra]
 

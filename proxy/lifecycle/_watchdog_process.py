@@ -1,18 +1,16 @@
-"""The watchdog process's program: wait for regogate to end, then kill its session and sweep.
+"""The watchdog's program once regogate has ended: kill its session, then sweep private directories.
 
-It runs as ``python -I -S <this file> FD`` for as long as regogate lives, so until regogate is
-gone it holds nothing but the interpreter and the smallest standard modules: an interpreter that
-imported regogate's package for this kept 19 MB resident beside each regogate (8 MB bare) and
-spent a few hundred ms of CPU next to regogate's own start-up. The killing needs only ``os``; the
-private-directory sweep needs regogate's package, so the site directories (where regogate is
-installed) are set up once the session is dead. ``_watchdog`` imports the functions from here.
+While regogate lives the watchdog is a shell waiting for end of file on a pipe (``_watchdog``); it
+then becomes ``python -I -S <this file>``, so no interpreter sits idle beside every regogate (10 MB
+resident even bare). The killing needs only ``os``; the private-directory sweep needs regogate's
+package, so the site directories (where regogate is installed) are set up after the kill.
+``_watchdog`` imports the functions from here.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 
 SESSION_ENV = "REGOGATE_SESSION"
@@ -63,23 +61,10 @@ def kill_session(token: str, *, budget: float = SWEEP_BUDGET, exclude: frozenset
         time.sleep(SWEEP_INTERVAL)
 
 
-def _wait_for_end(read_fd: int) -> None:
-    """Return once regogate, the only holder of the pipe's write end, is gone (end of file)."""
-    while True:
-        try:
-            if not os.read(read_fd, 4096):
-                return
-        except InterruptedError:
-            continue
-        except OSError:
-            return
-
-
-def main(argv: list[str]) -> int:
-    """``FD``: watch the pipe ``FD``, then kill the session and sweep its private directories."""
+def main() -> int:
+    """Kill the session named by ``$REGOGATE_SESSION`` and sweep stale private directories."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_IGN)
-    _wait_for_end(int(argv[1]))
+        signal.signal(sig, signal.SIG_IGN)  # already ignored by the shell; kept for a direct run
     kill_session(os.environ[SESSION_ENV])
     import site  # started with -S: regogate is importable only once the site directories are set up
 
@@ -91,4 +76,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv))
+    raise SystemExit(main())

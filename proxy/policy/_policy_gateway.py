@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from regogate.converters import Policy
-from regogate.core import WILDCARD, Clock, ConfigError, DecisionError, RegogateError, StateError
+from regogate.core import WILDCARD, Clock, ConfigError, DecisionError, RegogateError, StateError, random_id
 from regogate.proxy.policy._approvals import ApprovalDesk, Withheld
 from regogate.proxy.policy._audit import AuditLog
 from regogate.proxy.policy._decision import CallInput, ListedTool, ListInput, parse_decision
@@ -76,14 +75,6 @@ class GateSettings:
     dry_run: bool = False
     principal: Mapping[str, object] = field(default_factory=dict)
     """Who is calling (``input.principal``): the same for every call of this process."""
-
-
-def _new_decision_id() -> str:
-    """A random UUID (version 4) as 32 hex digits, like ``uuid.uuid4().hex`` at a fifth of its cost."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return raw.hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +221,7 @@ class PolicyGateway:
         if principal is not None:  # one of many callers (regogate serve): the event says which
             fields["principal"] = principal.get("id")
         who = self.settings.principal if principal is None else principal
-        trace = _Trace(_new_decision_id(), time.perf_counter(), fields)
+        trace = _Trace(random_id(), time.perf_counter(), fields)
         now = self._clock.now()
         digest = self._audit.digest(call.arguments)
         fields.update(self._audit.arguments(call.arguments, digest))

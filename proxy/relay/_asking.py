@@ -9,12 +9,12 @@ does not time out; a cancel of that call withdraws the question.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
 
+from regogate.core import random_id
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._gateway import Elicit
 
@@ -74,7 +74,7 @@ class ClientAsker:
         ``None`` when the client answers with an error, does not answer in time, or the call this is for
         was cancelled (``withdrawn``); the client is then told to stop asking.
         """
-        ask_id = f"{ASK_ID_PREFIX}{uuid.uuid4().hex}"
+        ask_id = f"{ASK_ID_PREFIX}{random_id()}"
         waiting = self._waiting[ask_id] = _Waiting()
         try:
             await self._send(encode({"jsonrpc": "2.0", "id": ask_id, "method": method, "params": params}))

@@ -7,12 +7,12 @@ with every tool hidden (``hidden``); the relay itself never sees the exception.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
 import anyio
 
+from regogate.core import random_id
 from regogate.proxy.relay._gateway import CallContext, Elicit, Gateway, Verdict
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class BoundedGateway:
                 return await self._gateway.check_call(call)
         except Exception as exc:  # boundary: a gateway fault is a denial, never a forward
             logger.error("gateway failed on %r: %r; denying", call.tool_name, exc)
-            return Verdict(False, "policy decision failed", "regogate/gateway_error", uuid.uuid4().hex)
+            return Verdict(False, "policy decision failed", "regogate/gateway_error", random_id())
 
     async def settle(self, verdict: Verdict, succeeded: bool) -> None:
         """Report how an allowed call ended; a failure is logged and goes no further."""

@@ -17,12 +17,12 @@ Refused lines and what the client gets instead of a forward: docs/wire.md.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
 
+from regogate.core import random_id
 from regogate.proxy.relay._asking import ClientAsker
 from regogate.proxy.relay._bounded import DECISION_TIMEOUT, BoundedGateway, Elicitor
 from regogate.proxy.relay._codec import BadLine, Decoded, decode
@@ -227,7 +227,7 @@ class Relay:
         self._task_group.start_soon(self._decide, request, message, version, wire)
 
     async def _deny_locally(self, request_id: object, reason: str, *, modern: bool) -> None:
-        decision_id = uuid.uuid4().hex
+        decision_id = random_id()
         logger.warning("denied without asking the gateway (decision %s): %s", decision_id, reason)
         text = f"{self._deny_prefix} {reason}"
         line = denial_line(request_id, text, rule="regogate/invalid_request", decision_id=decision_id, modern=modern)

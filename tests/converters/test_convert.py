@@ -67,6 +67,27 @@ def test_manifest_names_roots_revision_and_source() -> None:
     assert bundle_for("python", server_id="pyserver").revision != bundle.revision
 
 
+def test_the_bundle_a_running_opa_loads_leaves_out_the_tests_only(tmp_path: Path) -> None:
+    policy = POLICIES / "python.yaml"
+    full = bundle_for("python")
+    lean = policy_bundle(
+        load_policy(policy, source="policies/python.yaml"), policy.read_text(encoding="utf-8"), tests=False
+    )
+    assert lean.revision == full.revision and lean.manifest == full.manifest  # audit and status name the same revision
+    assert set(full.files) - set(lean.files) == {"regogate/policies/python/policy_test.rego"}
+    assert all(lean.files[name] == full.files[name] for name in lean.files)
+    assert [n for n in gate_bundle().files if n.endswith("_test.rego")] and not [
+        n for n in gate_bundle(tests=False).files if n.endswith("_test.rego")
+    ]
+    # What `regogate run` and `serve` hand to their OPA: converted and gate Rego, no test file.
+    from regogate.proxy.cli._reload import PolicySource
+    from regogate.proxy.cli._run_config import parse_args
+
+    source = PolicySource(parse_args(["-c", str(policy), "--", "true"]), tmp_path)
+    written = [p.name for d in source.build() for p in d.rglob("*.rego")]
+    assert sorted(written) == ["gate.rego", "policy.rego"]
+
+
 def test_each_yaml_rule_carries_its_name_and_source_line() -> None:
     rego = bundle_for("github").files["regogate/policies/github/policy.rego"].decode()
     assert "# title: no-force-push\n" in rego
