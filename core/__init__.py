@@ -1,6 +1,6 @@
 """What every part of regogate shares: the error hierarchy, the policy vocabulary, the clock and random ids."""
 
-from regogate.core._clock import Clock, FileClock, SystemClock
+from regogate.core._clock import Clock, FileClock, SystemClock, utc_second
 from regogate.core._errors import (
     DECISION_ERROR_CODES,
     ConfigError,
@@ -41,4 +41,5 @@ __all__ = [
     "random_id",
     "server_state_dir",
     "state_dir",
+    "utc_second",
 ]

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "FileClock", "SystemClock"]
+__all__ = ["Clock", "FileClock", "SystemClock", "utc_second"]
+
+
+@functools.lru_cache(maxsize=4)
+def utc_second(second: int) -> str:
+    """Unix second ``second`` as RFC 3339 UTC up to the seconds, without the zone (``2026-11-27T01:02:03``).
+
+    Callers add the fraction and ``Z``. Cached: every decision and audit event of one second shares the
+    text, and formatting it was ~2% of a decided call's cost.
+    """
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class Clock(Protocol):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 
-from regogate.core import Clock, LogArgs
+from regogate.core import Clock, LogArgs, utc_second
 from regogate.proxy.policy._arg_hash import ArgumentHasher, leaks
 from regogate.proxy.policy._rotating import RotatingFile
 
@@ -20,11 +18,6 @@ log = logging.getLogger(__name__)
 WITHHELD = "(withheld: it quotes the call's arguments; --log-args full logs it)"
 
 
-@functools.lru_cache(maxsize=4)
-def _second(second: int) -> str:
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
 def _timestamp(now: float) -> str:
     """``now`` as RFC 3339 UTC with microseconds; the text of the second is formatted once per second."""
     fraction, whole = math.modf(now)  # rounded as datetime.fromtimestamp rounds
@@ -33,7 +26,7 @@ def _timestamp(now: float) -> str:
         second, micro = second + 1, micro - 1_000_000
     elif micro < 0:
         second, micro = second - 1, micro + 1_000_000
-    return f"{_second(second)}.{micro:06d}Z"
+    return f"{utc_second(second)}.{micro:06d}Z"
 
 
 class AuditLog:
