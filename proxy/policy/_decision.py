@@ -7,7 +7,7 @@ with ``DecisionError("decision_malformed", ...)`` naming the field, so a policy 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -23,7 +23,6 @@ __all__ = [
     "Decision",
     "DecisionKind",
     "ListInput",
-    "ListedTool",
     "RateLimitDeclaration",
     "Reason",
     "Window",
@@ -101,19 +100,16 @@ class CallInput:
 
 
 @dataclass(frozen=True, slots=True)
-class ListedTool:
-    """One tool of a server's ``tools/list`` answer, as OPA sees it."""
-
-    name: str
-    annotations: JsonObject | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ListInput:
-    """The input for one ``tools/list`` response (contract version 1)."""
+    """The input for one ``tools/list`` response (contract version 1).
+
+    ``tools`` are the page's entries as the server sent them (each with a string ``name``); OPA sees
+    each one's ``name`` and, when it is an object, its ``annotations``. They are read as they are,
+    not copied into an object per tool first: a listing may hold thousands.
+    """
 
     server_id: str
-    tools: tuple[ListedTool, ...]
+    tools: Sequence[Mapping[str, object]]
     client: JsonObject = field(default_factory=dict)
     principal: JsonObject = field(default_factory=dict)
 
@@ -121,10 +117,11 @@ class ListInput:
         """Return the JSON-ready input document OPA receives as ``input``."""
         tools: list[dict[str, object]] = []
         for tool in self.tools:
-            entry: dict[str, object] = {"name": tool.name}
-            if tool.annotations is not None:
-                entry["annotations"] = tool.annotations
-            tools.append(entry)
+            annotations = tool.get("annotations")
+            if isinstance(annotations, dict):
+                tools.append({"name": str(tool["name"]), "annotations": annotations})
+            else:
+                tools.append({"name": str(tool["name"])})
         return {
             "version": CONTRACT_VERSION,
             "kind": "tools/list",

@@ -12,7 +12,7 @@ from regogate.converters import Policy
 from regogate.core import WILDCARD, Clock, ConfigError, DecisionError, RegogateError, StateError, random_id
 from regogate.proxy.policy._approvals import ApprovalDesk, Withheld
 from regogate.proxy.policy._audit import AuditLog
-from regogate.proxy.policy._decision import CallInput, ListedTool, ListInput, parse_decision
+from regogate.proxy.policy._decision import CallInput, ListInput, parse_decision
 from regogate.proxy.policy._opa_client import OpaClient
 from regogate.proxy.relay import CallContext, Gateway, Verdict
 from regogate.proxy.state import RateLimitStore, Refused, Ticket, Window, counter_key
@@ -346,13 +346,9 @@ class PolicyGateway:
     ) -> set[str]:
         """Ask OPA which listed tools to hide; on any fault hide them all (or none, under fail-open)."""
         names = {str(t.get("name")) for t in tools}
-        listed = tuple(
-            ListedTool(str(t.get("name")), t["annotations"] if isinstance(t.get("annotations"), dict) else None)  # type: ignore[arg-type]
-            for t in tools
-        )
         try:
             who = self.settings.principal if principal is None else principal
-            document = ListInput(server_id=self.settings.server_id, tools=listed, principal=who).to_document()
+            document = ListInput(server_id=self.settings.server_id, tools=tools, principal=who).to_document()
             result, decision_id = await self._opa.evaluate(self.settings.decision_path, document)
             decision = parse_decision(result, kind="tools/list", decision_id=decision_id)
         except Exception as exc:  # the boundary: a list we cannot filter shows nothing

@@ -10,7 +10,6 @@ from regogate.core import DecisionError
 from regogate.proxy.policy._decision import (
     CallInput,
     Decision,
-    ListedTool,
     ListInput,
     RateLimitDeclaration,
     Reason,
@@ -127,9 +126,11 @@ def test_call_input_leaves_out_what_regogate_does_not_know() -> None:
 
 
 def test_list_input_document_matches_the_snapshot() -> None:
-    listing = ListInput(
-        server_id="python", tools=(ListedTool("conda", {}), ListedTool("pip-list")), principal={"id": "alice"}
+    tools = (
+        {"name": "conda", "annotations": {}, "description": "not for OPA"},
+        {"name": "pip-list", "annotations": None},
     )
+    listing = ListInput(server_id="python", tools=tools, principal={"id": "alice"})
     assert _snapshot(listing.to_document()) == LIST_SNAPSHOT
 
 
