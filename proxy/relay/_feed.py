@@ -28,7 +28,7 @@ class Feed(asyncio.Protocol):
         """The peer closed its end, or the connection broke (EIO, ECONNRESET...): nothing more will come."""
         self._paused = False
         self._transport: asyncio.Transport | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None
 
     @classmethod
     async def of_pipe(cls, fd: int) -> Feed:
@@ -86,18 +86,26 @@ class Feed(asyncio.Protocol):
         self._chunks.clear()
         return data
 
-    async def more(self) -> None:
-        """Wait until bytes are there to take or the feed ended; a paused feed reads again first."""
+    async def more(self, timeout: float | None = None) -> bool:
+        """Wait until bytes are there to take or the feed ended; a paused feed reads again first.
+
+        False when ``timeout`` seconds passed first: a timer of the loop's, cheaper than a cancel scope.
+        """
         if self._paused and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
         if self._chunks or self.ended:
-            return
-        self._waiter = asyncio.get_running_loop().create_future()
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
         try:
-            await self._waiter
+            return await waiter
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` to a socket feed's peer (written at once when the socket takes it).
@@ -119,4 +127,9 @@ class Feed(asyncio.Protocol):
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+            self._waiter.set_result(True)
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
