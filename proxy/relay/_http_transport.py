@@ -31,6 +31,8 @@ KEEPALIVE_EXPIRY = 30.0
 """An idle connection older than this is closed rather than reused (servers drop idle ones too)."""
 CLOSE_TIMEOUT = 1.0
 """Bound on closing a connection whose answer was not read to its end."""
+MAX_HEADER_BLOCKS = 32
+"""Rendered header blocks remembered (a session's repeat; a 2026-07-28 call's own headers may not)."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -125,12 +127,11 @@ class _Connection:
         answer = self.answer
         while not answer.events:
             try:
-                with anyio.CancelScope(deadline=anyio.current_time() + _bound(read)) as scope:
-                    chunk = await self.wire.receive()
+                chunk = await self.wire.receive(read)
+            except TimeoutError:
+                raise httpx.ReadTimeout("reading timed out") from None
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                 raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
-            if scope.cancelled_caught:
-                raise httpx.ReadTimeout("reading timed out")
             _feed(answer, chunk)
         return answer.events.popleft()
 
@@ -165,6 +166,7 @@ class HttpTransport:
         self._starts = {
             method: _request_line(method, self.target, self.host) + header_block(headers) for method in _METHODS
         }
+        self._blocks: dict[tuple[tuple[str, str], ...], str] = {}
         self._slots = anyio.Semaphore(max_connections, fast_acquire=True)
         self._max_keepalive = max_keepalive
         self._ssl = ssl_context
@@ -194,7 +196,14 @@ class HttpTransport:
         start = self._starts.get(method)
         if start is None:
             raise httpx.LocalProtocolError(f"refused to send method {method[:20]!r}")
-        data = _head(start, header_block(headers), None if body is None else len(body))
+        fields = tuple(headers)
+        block = self._blocks.get(fields)
+        if block is None:  # the session's headers repeat request after request: checked and rendered once
+            block = header_block(fields)
+            if len(self._blocks) >= MAX_HEADER_BLOCKS:
+                self._blocks.clear()
+            self._blocks[fields] = block
+        data = _head(start, block, None if body is None else len(body))
         if body:
             data += body
         if self._closed:
@@ -240,22 +249,15 @@ class HttpTransport:
     async def _exchange(
         self, connection: _Connection, data: bytes, write: float, read: float | None
     ) -> tuple[int, list[tuple[bytes, bytes]]]:
-        """Write the request and read the answer's head, under one deadline moved from the write to the read."""
-        connection.answer = answer = HttpAnswer()
-        writing = True
+        """Write the request and read the answer's head; each wait bounded by a timer, not a cancel scope."""
+        connection.answer = HttpAnswer()
         try:
-            with anyio.CancelScope(deadline=anyio.current_time() + write) as scope:
-                await connection.wire.send(data)
-                writing = False
-                scope.deadline = anyio.current_time() + _bound(read)
-                while not answer.events:
-                    _feed(answer, await connection.wire.receive())
+            await connection.wire.send(data, write)
+        except TimeoutError:
+            raise httpx.WriteTimeout("sending timed out") from None
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            error = httpx.WriteError if writing else httpx.ReadError
-            raise error(str(exc) or type(exc).__name__) from exc
-        if scope.cancelled_caught:
-            raise httpx.WriteTimeout("sending timed out") if writing else httpx.ReadTimeout("reading timed out")
-        event = answer.events.popleft()
+            raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+        event = await connection.next_event(read)
         if not isinstance(event, tuple):  # only a bug in the reader could get here: the head comes first
             raise httpx.RemoteProtocolError("the server sent no HTTP answer")
         return event
@@ -325,6 +327,27 @@ class Reply:
                 self._done = True
             else:
                 raise httpx.RemoteProtocolError("unexpected HTTP event in an answer")
+
+    async def read_body(self, limit: int) -> bytes | None:
+        """The whole body, or ``None`` as soon as it grows past ``limit`` bytes (the rest is not read).
+
+        Raises:
+            httpx.ReadTimeout | httpx.ReadError | httpx.RemoteProtocolError: as ``next_event``.
+        """
+        chunks: list[bytes] = []
+        size = 0
+        while not self._done:
+            event = await self._connection.next_event(self._read)
+            if isinstance(event, bytes):
+                size += len(event)
+                if size > limit:
+                    return None
+                chunks.append(event)
+            elif event is None:
+                self._done = True
+            else:
+                raise httpx.RemoteProtocolError("unexpected HTTP event in an answer")
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def aread(self) -> bytes:
         """The whole body (unbounded: for tests and small answers the caller knows)."""

@@ -50,17 +50,23 @@ class SocketWire:
             sock.close()
             raise
 
-    async def send(self, data: bytes) -> None:
-        """Queue ``data`` (written at once when the socket takes it).
+    async def send(self, data: bytes, timeout: float | None = None) -> None:
+        """Queue ``data`` (written at once when the socket takes it); it never waits, so ``timeout`` is moot:
+        a peer that takes nothing shows as the answer's read timeout.
 
         Raises:
             ConnectionError: the connection ended.
         """
         self.feed.write(data)
 
-    async def receive(self) -> bytes:
-        """Some bytes, or ``b""`` once the peer closed."""
-        await self.feed.more()
+    async def receive(self, timeout: float | None = None) -> bytes:
+        """Some bytes, or ``b""`` once the peer closed.
+
+        Raises:
+            TimeoutError: nothing came within ``timeout`` seconds.
+        """
+        if not await self.feed.more(timeout):
+            raise TimeoutError
         return self.feed.take()
 
     def quiet(self) -> bool:
@@ -93,12 +99,14 @@ class StreamWire:
             self.poller = select.poll()
             self.poller.register(raw.fileno(), _POLL_EVENTS)
 
-    async def send(self, data: bytes) -> None:
-        await self.stream.send(data)
+    async def send(self, data: bytes, timeout: float | None = None) -> None:
+        with anyio.fail_after(timeout):
+            await self.stream.send(data)
 
-    async def receive(self) -> bytes:
+    async def receive(self, timeout: float | None = None) -> bytes:
         try:
-            return await self.stream.receive(READ_CHUNK)
+            with anyio.fail_after(timeout):
+                return await self.stream.receive(READ_CHUNK)
         except anyio.EndOfStream:
             return b""
 

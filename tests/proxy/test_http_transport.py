@@ -32,6 +32,7 @@ class RawServer:
         self.close_after = close_after
         self.connections = 0
         self.requests = 0
+        self.heads: list[bytes] = []
         self.hung_up = anyio.Event()
         """Set when the server has closed a connection."""
 
@@ -63,6 +64,7 @@ class RawServer:
                     if len(rest) < length:
                         break
                     buffer = rest[length:]
+                    self.heads.append(head)
                     self.requests += 1
                     answer = self.reply(self.requests)
                     if answer is None:
@@ -184,6 +186,45 @@ async def test_a_header_that_would_split_the_request_never_leaves(header: tuple[
         assert await post(client) == (200, {})  # the refusal cost no connection and no slot
         await client.aclose()
     assert (server.requests, server.connections) == (1, 1)
+
+
+async def test_each_request_carries_its_own_header_values_whatever_went_before() -> None:
+    # Header blocks are rendered once and remembered; a remembered one must never stand in for other values.
+    names = ["a", "b", "a", *(f"n{i}" for i in range(40)), "b"]
+    async with serving(lambda _: OK) as (server, url):
+        client = transport(url)
+        for name in names:
+            assert await post(client, [*POST_HEADERS, ("mcp-name", name)]) == (200, {})
+        with pytest.raises(httpx.LocalProtocolError):  # a value that would split the request is still refused
+            await post(client, [*POST_HEADERS, ("mcp-name", "a\r\nX-Injected: 1")])
+        await client.aclose()
+    sent = [next(line for line in head.split(b"\r\n") if line.startswith(b"mcp-name:")) for head in server.heads]
+    assert sent == [f"mcp-name: {name}".encode() for name in names]
+
+
+async def test_a_body_that_stops_coming_is_a_read_timeout() -> None:
+    stalled = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n{}"
+    async with serving(lambda _: stalled) as (_, url):
+        client = transport(url)
+        with anyio.fail_after(WAIT):
+            reply = await client.send("POST", POST_HEADERS, PING, connect=WAIT, write=WAIT, read=0.2)
+            with pytest.raises(httpx.ReadTimeout):
+                await reply.read_body(1000)
+            await reply.aclose()
+        await client.aclose()
+
+
+async def test_a_body_past_the_limit_is_refused_and_the_next_request_is_answered() -> None:
+    big = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n[1,2,3,4,5] "
+    async with serving(lambda n: big if n == 1 else OK) as (server, url):
+        client = transport(url)
+        with anyio.fail_after(WAIT):
+            reply = await client.send("POST", POST_HEADERS, PING, **TIMEOUTS)
+            assert await reply.read_body(11) is None
+            await reply.aclose()
+        assert await post(client) == (200, {})
+        await client.aclose()
+    assert server.requests == 2
 
 
 @pytest.mark.parametrize(
