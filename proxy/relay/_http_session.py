@@ -130,21 +130,21 @@ class HttpSession:
         if isinstance(version, str) and version.isascii() and version.isprintable():
             self.version = version
 
-    @asynccontextmanager
-    async def open(
-        self, method: str, body: bytes | None, headers: dict[str, str], *, idle: bool = False
-    ) -> AsyncIterator[Reply]:
-        """Send one HTTP request, retrying only a connection never made; the answer streams.
+    def open(self, method: str, body: bytes | None, headers: dict[str, str], *, idle: bool = False) -> Opened:
+        """Send one HTTP request, retrying only a connection never made; the answer streams (``async with``).
 
         ``idle``: the answer may stay silent indefinitely (the GET stream), so no read timeout.
 
         Raises:
             HttpFailure: the exchange failed; its code and message are what the caller answers.
         """
+        return Opened(self, method, body, headers, idle)
+
+    async def _send(self, method: str, body: bytes | None, headers: dict[str, str], idle: bool) -> Reply:
         target = self.target
         for attempt in range(CONNECT_ATTEMPTS):
             try:
-                response = await self._transport.send(
+                return await self._transport.send(
                     method,
                     headers.items(),
                     body,
@@ -152,7 +152,6 @@ class HttpSession:
                     write=target.read_timeout,
                     read=None if idle else target.read_timeout,
                 )
-                break
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt + 1 == CONNECT_ATTEMPTS:
                     raise HttpFailure(UPSTREAM_UNAVAILABLE, f"upstream unreachable: {self.describe(exc)}") from exc
@@ -161,14 +160,7 @@ class HttpSession:
                 raise HttpFailure(UPSTREAM_UNAVAILABLE, "upstream timed out") from exc
             except httpx.HTTPError as exc:
                 raise HttpFailure(UPSTREAM_UNAVAILABLE, f"upstream connection failed: {self.describe(exc)}") from exc
-        try:
-            yield response
-        except httpx.TimeoutException as exc:
-            raise HttpFailure(UPSTREAM_UNAVAILABLE, "upstream timed out") from exc
-        except httpx.HTTPError as exc:
-            raise HttpFailure(UPSTREAM_GONE, f"upstream connection broke: {self.describe(exc)}") from exc
-        finally:
-            await response.aclose()  # bounded and shielded when it has to close the connection
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def delete(self) -> None:
         """End the session on the server (bounded, best effort)."""
@@ -187,3 +179,30 @@ class HttpSession:
         """An exception as text with no secret in it (no URL query, no header value)."""
         detail = str(exc)
         return self.target.scrub(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
+
+
+class Opened:
+    """``HttpSession.open``'s context: the answer while the block runs; its faults as ``HttpFailure``; closed after.
+
+    A class rather than a generator-based context manager: it is entered once per request.
+    """
+
+    __slots__ = ("_body", "_headers", "_http", "_idle", "_method", "_response")
+
+    def __init__(self, http: HttpSession, method: str, body: bytes | None, headers: dict[str, str], idle: bool) -> None:
+        self._http, self._method, self._body, self._headers, self._idle = http, method, body, headers, idle
+        self._response: Reply | None = None
+
+    async def __aenter__(self) -> Reply:
+        self._response = await self._http._send(self._method, self._body, self._headers, self._idle)
+        return self._response
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            if isinstance(exc, httpx.TimeoutException):
+                raise HttpFailure(UPSTREAM_UNAVAILABLE, "upstream timed out") from exc
+            if isinstance(exc, httpx.HTTPError):
+                raise HttpFailure(UPSTREAM_GONE, f"upstream connection broke: {self._http.describe(exc)}") from exc
+        finally:
+            if self._response is not None:
+                await self._response.aclose()  # bounded and shielded when it has to close the connection
