@@ -10,12 +10,9 @@ with GET and ``Last-Event-ID``. Once a session exists, a GET stream carries serv
 messages (both in ``_http_listen``). A 404 on a live session means the server ended it: open
 requests are answered with an error and the upstream ends, as a server process exiting would.
 
-Attached to a relay (``ParsedSink``), it is handed messages the relay already parsed, a
-``tools/call``'s exchange runs in that call's own task, and every server message goes straight to
-the relay's handler, which parses it once and says what it was (no queue, no second parse); a
-message that arrives while its stream may be cancelled is handed on shielded, so the client never
-gets half a line. Used on its own (``regogate scan``, tests), it parses what it sends and queues
-what it receives for ``receive``.
+Attached to a relay (``ParsedSink``), it is handed messages the relay already parsed and a
+``tools/call``'s exchange runs in that call's own task; server messages go to the relay as
+``_http_handoff`` says. Used on its own (``regogate scan``, tests), it parses what it sends.
 
 Every request that was sent gets exactly one answer: the server's, or an error for its id when the
 network fails, a timeout runs out, or the answer is unusable. Only failures to connect are retried
@@ -28,8 +25,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TypeGuard
 
 import anyio
 import anyio.abc
@@ -37,7 +32,8 @@ import httpx
 
 from regogate.proxy.relay._codec import encode
 from regogate.proxy.relay._framing import Oversize, PeerClosed, sniff_id
-from regogate.proxy.relay._http_bodies import one_line, read_bounded, read_error_answer
+from regogate.proxy.relay._http_bodies import one_line, read_error_answer
+from regogate.proxy.relay._http_handoff import Handoff, Post
 from regogate.proxy.relay._http_listen import ServerStream, resume
 from regogate.proxy.relay._http_session import (
     SESSION_ENDED,
@@ -57,24 +53,8 @@ logger = logging.getLogger(__name__)
 
 MAX_CONCURRENT_POSTS = 64
 """Requests in flight at once; beyond it the relay's writer waits (backpressure, not a queue)."""
-INBOX_SIZE = 16
-"""Messages decoded but not yet taken by the relay."""
 END_TIMEOUT = 1.0
 """After the server ends the session, how long open requests get to post their error answers."""
-HAND_ON_TIMEOUT = 10.0
-"""Bound on handing one message to an attached relay from inside a stream that may be cancelled meanwhile."""
-
-
-@dataclass
-class _Post:
-    """One request POST in flight."""
-
-    request_id: str | int
-    method: str
-    modern: bool
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    answered: bool = False
-    silent: bool = False  # cancelled by the client, or the session is closing: no answer is owed
 
 
 class HttpUpstream:
@@ -84,9 +64,8 @@ class HttpUpstream:
         self.target = http.target
         self._http = http
         self._tg = tg
-        self._inbox_in, self._inbox = anyio.create_memory_object_stream[bytes | Oversize](INBOX_SIZE)
-        self._relay: Deliver | None = None  # attached: messages go straight to the relay, not through the inbox
-        self._posts: dict[Key, _Post] = {}
+        self._out = Handoff(http)
+        self._posts: dict[Key, Post] = {}
         self._slots = anyio.Semaphore(MAX_CONCURRENT_POSTS, fast_acquire=True)
         self._drained: anyio.Event | None = None  # made only when the end waits for open requests
         self._handshake: anyio.Event | None = None
@@ -113,7 +92,7 @@ class HttpUpstream:
             finally:
                 await upstream.stop()
                 tg.cancel_scope.cancel()
-                upstream._inbox.close()
+                upstream._out.close_reading()
 
     @property
     def session_id(self) -> str | None:
@@ -123,18 +102,12 @@ class HttpUpstream:
     # --- the relay's side -----------------------------------------------------------------
 
     async def receive(self) -> bytes | Oversize | None:
-        """The next server message as one line; ``None`` once the upstream is over."""
-        try:
-            try:
-                return self._inbox.receive_nowait()  # no pass of the event loop when a message is waiting
-            except anyio.WouldBlock:
-                return await self._inbox.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return None
+        """The next server message as one line; ``None`` once the upstream is over (attached: only that)."""
+        return await self._out.receive()
 
     def attach(self, deliver: Deliver) -> None:
         """Hand every server message to ``deliver`` (the relay's own reading of it) instead of ``receive``."""
-        self._relay = deliver
+        self._out.attach(deliver)
 
     async def send(self, line: bytes) -> None:
         """POST one client message; a request's answer arrives later through ``receive`` (or the attached relay).
@@ -184,7 +157,7 @@ class HttpUpstream:
         self._server_stream.stop()
         if self._ended is None:
             await self._http.delete()
-        self._inbox_in.close()
+        self._out.close()
         return self.status
 
     # --- requests ---------------------------------------------------------------------------
@@ -196,11 +169,14 @@ class HttpUpstream:
             logger.warning("not sending a request whose id is not a string or an integer")
             return
         if key in self._posts:  # the relay refuses duplicates; never let two answers race for one id
-            await self._push(error_line(request_id, UPSTREAM_MALFORMED, "request id is already in flight"))
+            await self._out.push(error_line(request_id, UPSTREAM_MALFORMED, "request id is already in flight"))
             return
-        post = _Post(request_id, method, modern=is_modern_message(message))
+        post = Post(request_id, method, modern=is_modern_message(message))
         headers = self._http.headers(message)
-        await self._slots.acquire()
+        try:
+            self._slots.acquire_nowait()  # no pass of the event loop while a slot is free
+        except anyio.WouldBlock:
+            await self._slots.acquire()
         self._posts[key] = post
         handshake = None
         if method == "initialize":
@@ -213,7 +189,7 @@ class HttpUpstream:
         if handshake is not None:
             await handshake.wait()  # a later message needs the session id this answer brings
 
-    async def _request(self, key: Key, post: _Post, line: bytes, headers: dict[str, str]) -> None:
+    async def _request(self, key: Key, post: Post, line: bytes, headers: dict[str, str]) -> None:
         try:
             failure = await self._exchange(post, line, headers)
             if not (post.answered or post.silent):
@@ -221,7 +197,7 @@ class HttpUpstream:
                     reason = self._ended or "upstream answered nothing for this request"
                     failure = HttpFailure(SESSION_ENDED if self._ended else UPSTREAM_GONE, reason)
                 logger.warning("answering request %r with an error: %s", post.request_id, failure.message)
-                await self._push(error_line(post.request_id, failure.code, failure.message))
+                await self._out.push(error_line(post.request_id, failure.code, failure.message))
         finally:
             self._posts.pop(key, None)
             self._slots.release()
@@ -230,7 +206,7 @@ class HttpUpstream:
             if not self._posts and self._drained is not None:
                 self._drained.set()
 
-    async def _exchange(self, post: _Post, line: bytes, headers: dict[str, str]) -> HttpFailure | None:
+    async def _exchange(self, post: Post, line: bytes, headers: dict[str, str]) -> HttpFailure | None:
         """POST one request and pass its answer on; what went wrong, if anything."""
         body: bytes | None = None
         try:
@@ -241,7 +217,7 @@ class HttpUpstream:
                 else:
                     body = outcome
             if body is not None:  # handed on outside the scope a cancel may end: never half a line to the client
-                await self._message(post, body, inside=False)
+                await self._out.message(post, body, inside=False)
         except HttpFailure as exc:
             return exc
         except Exception as exc:  # boundary: whatever breaks, the request gets an answer
@@ -249,7 +225,7 @@ class HttpUpstream:
             return HttpFailure(UPSTREAM_UNAVAILABLE, "upstream request failed")
         return None
 
-    async def _post_request(self, post: _Post, line: bytes, headers: dict[str, str]) -> bytes | SseDecoder | None:
+    async def _post_request(self, post: Post, line: bytes, headers: dict[str, str]) -> bytes | SseDecoder | None:
         """POST ``line``: a JSON answer's body, still to be handed on; or the answer stream's decoder if it ended
         unanswered after the server gave event ids; else ``None``."""
         async with self._http.open("POST", line, headers) as response:
@@ -274,12 +250,12 @@ class HttpUpstream:
             raise HttpFailure(UPSTREAM_MALFORMED, f"upstream answered with content type {kind or 'none'!r}")
 
     async def _json_answer(self, response: Reply) -> bytes:
-        body = await read_bounded(response, self.target.max_message)
+        body = await response.read_body(self.target.max_message)
         if body is None:
             raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply too large")
         return body
 
-    async def _event_answer(self, post: _Post, response: Reply) -> SseDecoder | None:
+    async def _event_answer(self, post: Post, response: Reply) -> SseDecoder | None:
         """Pass on the answer stream's events; its decoder if it ended unanswered and can be resumed."""
         decoder = SseDecoder(max_event=self.target.max_message)
         try:
@@ -294,7 +270,7 @@ class HttpUpstream:
             raise HttpFailure(UPSTREAM_GONE, "upstream closed the answer stream before answering")
         return decoder
 
-    async def _answer_events(self, post: _Post, response: Reply, decoder: SseDecoder) -> None:
+    async def _answer_events(self, post: Post, response: Reply, decoder: SseDecoder) -> None:
         """Hand on the events of ``post``'s answer stream until its answer (or the stream's end)."""
         async for chunk in response.aiter_bytes():
             for event in decoder.feed(chunk):
@@ -303,17 +279,17 @@ class HttpUpstream:
                 if isinstance(event.data, Oversize):
                     if sniff_id(event.data.head) in (post.request_id, None):
                         raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply too large")
-                    await self._push(event.data)
+                    await self._out.push(event.data)
                     continue
-                await self._message(post, event.data, inside=True)
+                await self._out.message(post, event.data, inside=True)
                 if post.answered:
                     return
 
-    def _resumable(self, post: _Post, decoder: SseDecoder) -> bool:
+    def _resumable(self, post: Post, decoder: SseDecoder) -> bool:
         """The server numbered the stream's events and a session exists: a GET with Last-Event-ID may resume it."""
         return decoder.last_id is not None and not post.modern and self._http.session_id is not None
 
-    async def _resume(self, post: _Post, decoder: SseDecoder) -> None:
+    async def _resume(self, post: Post, decoder: SseDecoder) -> None:
         """Resume ``post``'s broken answer stream; it is never re-sent.
 
         Raises:
@@ -330,39 +306,12 @@ class HttpUpstream:
                 raise HttpFailure(SESSION_ENDED, self._ended)
             raise HttpFailure(UPSTREAM_GONE, "upstream answer stream broke and could not be resumed")
 
-    async def _message(self, post: _Post | None, data: bytes, *, inside: bool) -> None:
-        """Hand one server message to the relay; note whether it answers ``post``.
-
-        ``inside``: called within a scope that a cancel or the session's end may cancel meanwhile.
-        """
-        if self._relay is not None and (post is None or not (post.method == "initialize" or post.modern)):
-            # The relay parses it (once) and tells what it was; the session learns nothing from it.
-            message = await (self._hand_on(data) if inside else self._relay(data))
-            if message is None and post is not None:
-                raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply is not a readable JSON-RPC message")
-            if post is not None and _answers(message, post):
-                post.answered = True
-            return
-        line, message = one_line(data)
-        if message is None:
-            if post is not None:
-                raise HttpFailure(UPSTREAM_MALFORMED, "upstream reply is not JSON")
-            logger.warning("dropped a server message that is not JSON")
-            return
-        if post is not None and _answers(message, post):
-            post.answered = True
-            if post.method == "initialize":
-                self._http.note_version(message)
-            elif post.method == "tools/list" and post.modern:
-                self._http.tools.learn(message.get("result"))
-        await self._push(line)
-
-    async def _error_status(self, post: _Post, response: Reply) -> None:
+    async def _error_status(self, post: Post, response: Reply) -> None:
         """Pass on a JSON-RPC error the server sent with an HTTP error status, else make one."""
         message = await read_error_answer(response, post.request_id)
         if message is not None:
             post.answered = True
-            await self._push(encode(message))
+            await self._out.push(encode(message))
             return
         status = response.status_code
         hint = " (redirects are not followed)" if 300 <= status < 400 else ""
@@ -405,9 +354,9 @@ class HttpUpstream:
     async def _server_message(self, data: bytes | Oversize) -> None:
         """A message from the GET stream: it answers no POST of ours."""
         if isinstance(data, Oversize):
-            await self._push(data)
+            await self._out.push(data)
         else:
-            await self._message(None, data, inside=True)
+            await self._out.message(None, data, inside=True)
 
     # --- the end -------------------------------------------------------------------------------
 
@@ -428,30 +377,4 @@ class HttpUpstream:
             self._drained = anyio.Event()
             with anyio.move_on_after(END_TIMEOUT):
                 await self._drained.wait()
-        self._inbox_in.close()
-
-    async def _push(self, line: bytes | Oversize) -> None:
-        if self._relay is not None:
-            await self._hand_on(line)
-            return
-        try:
-            try:
-                self._inbox_in.send_nowait(line)  # no pass of the event loop when the relay has room
-            except anyio.WouldBlock:
-                await self._inbox_in.send(line)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            logger.debug("relay gone; server message dropped")
-
-    async def _hand_on(self, data: bytes | Oversize) -> object:
-        """Hand ``data`` to the attached relay whole, even while a cancel ends the stream it came on (bounded)."""
-        assert self._relay is not None
-        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + HAND_ON_TIMEOUT):
-            return await self._relay(data)
-        return None
-
-
-def _answers(message: object, post: _Post) -> TypeGuard[dict[str, object]]:
-    """``message`` is the answer to ``post``'s request."""
-    return (
-        isinstance(message, dict) and "method" not in message and id_key(message.get("id")) == id_key(post.request_id)
-    )
+        self._out.close()
