@@ -30,6 +30,13 @@ SERVER_START_TIMEOUT = 20.0
 """The stdlib server binds at once; the rest is slack for a loaded machine."""
 TARGET_P50_US = 1000.0
 PROTOCOL_VERSION = "2025-11-25"
+INITIALIZE = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}
+
+
+def handshake(session: Session) -> None:
+    """``initialize`` and ``notifications/initialized`` on one path."""
+    session.ask("initialize", INITIALIZE)
+    session.notify("notifications/initialized")
 
 
 class _HttpClient:
@@ -115,15 +122,9 @@ def measure_bridge(
                 paths["bridge"] = Session([*gated, "--upstream", url], env=env, stderr=stderr)
                 paths["stdio_direct"] = Session(STDIO_SERVER, env=env, stderr=stderr)
                 paths["stdio"] = Session([*gated, "--", *STDIO_SERVER], env=env, stderr=stderr)
-                init = {
-                    "protocolVersion": PROTOCOL_VERSION,
-                    "capabilities": {},
-                    "clientInfo": {"name": "bench", "version": "1"},
-                }
                 for session in paths.values():
-                    session.ask("initialize", init)
-                    session.notify("notifications/initialized")
-                client.call(paths["bridge"].request_line("initialize", init).rstrip(b"\n"))
+                    handshake(session)
+                client.call(paths["bridge"].request_line("initialize", INITIALIZE).rstrip(b"\n"))
                 _interleaved(client, paths, plan.warmup)
                 bridge = paths["bridge"]
                 tree = [bridge.pid, *descendants(bridge.pid)]  # regogate and its embedded OPA

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench._bridge import PROTOCOL_VERSION, STDIO_SERVER, _echo, _start_server
+from bench._bridge import STDIO_SERVER, _echo, _start_server, handshake
 from bench._measure import embedded_opa_pid, percentile
 from bench._session import BenchError, Session, bench_env, cpu_seconds
 from bench.ab import LAUNCHER, POLICY, export
@@ -43,14 +43,8 @@ def one_round(
                     [*gated, "--upstream", f"http://127.0.0.1:{port}/mcp"], env=env, stderr=stderr
                 )
                 paths[f"stdio_{name}"] = Session([*gated, "--", *STDIO_SERVER], env=env, stderr=stderr)
-            init = {
-                "protocolVersion": PROTOCOL_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "ab", "version": "1"},
-            }
             for session in paths.values():
-                session.ask("initialize", init)
-                session.notify("notifications/initialized")
+                handshake(session)
             samples: dict[str, list[int]] = {name: [] for name in paths}
             warmup = 100
 

@@ -20,6 +20,7 @@ from regogate.proxy.relay._http_target import HttpTarget
 from regogate.proxy.relay._http_upstream import HttpUpstream
 from regogate.proxy.relay._relay import Relay
 from tests.proxy.conftest import STEP, Gate
+from tests.proxy.line_client import LineClient
 
 pytestmark = pytest.mark.anyio
 
@@ -66,29 +67,13 @@ async def _serve(stream: anyio.abc.ByteStream, answer: Answer) -> None:
             await stream.send(head_out.encode() + data)
 
 
-class Client:
-    def __init__(self, send: LineWriter, receive: LineReader) -> None:
-        self.writer, self.reader = send, receive
-
-    async def send(self, message: Message) -> None:
-        await self.writer.send(json.dumps({"jsonrpc": "2.0", **message}).encode())
-
-    async def receive(self) -> Message:
-        with anyio.fail_after(STEP):
-            line = await self.reader.receive()
-        assert isinstance(line, bytes)
-        message = json.loads(line)
-        assert isinstance(message, dict)
-        return message
-
-
 @asynccontextmanager
-async def bridged(answer: Answer) -> AsyncIterator[Client]:
+async def bridged(answer: Answer) -> AsyncIterator[LineClient]:
     """A relay (with a gateway that allows everything) bridged to a raw server answering with ``answer``."""
     client_r, client_w = os.pipe()
     back_r, back_w = os.pipe()
     ends = (LineReader(client_r, owned=True), LineWriter(back_w, owned=True))
-    client = Client(LineWriter(client_w, owned=True), LineReader(back_r, owned=True))
+    client = LineClient(LineWriter(client_w, owned=True), LineReader(back_r, owned=True))
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     try:
@@ -104,14 +89,7 @@ async def bridged(answer: Answer) -> AsyncIterator[Client]:
                     on_client_closed=upstream.stop,
                 )
                 tg.start_soon(relay.run)
-                params = {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                }
-                await client.send({"id": 0, "method": "initialize", "params": params})
-                assert "result" in await client.receive()
-                await client.send({"method": "notifications/initialized"})
+                await client.handshake()
                 yield client
                 await upstream.stop()
             tg.cancel_scope.cancel()
@@ -138,10 +116,7 @@ async def test_an_answer_whose_id_cannot_be_told_apart_gets_an_error_for_the_cal
         )
 
     async with bridged(twice) as client:
-        await client.send(call(7))
-        answer = await client.receive()
-        await client.send({"id": 8, "method": "ping"})
-        after = await client.receive()
+        answer, after = await client.ask_then_ping(call(7), 8)
     assert answer["id"] == 7 and "error" in answer, answer
     assert after["id"] == 8 and "result" in after, after  # and no second answer for 7 came before it
 
@@ -156,10 +131,7 @@ async def test_an_unusable_json_answer_gets_one_error_for_its_call(body: bytes) 
         return standard(message) if message.get("method") != "tools/call" else ("application/json", body)
 
     async with bridged(bad) as client:
-        await client.send(call(9))
-        answer = await client.receive()
-        await client.send({"id": 10, "method": "ping"})
-        after = await client.receive()
+        answer, after = await client.ask_then_ping(call(9), 10)
     assert answer["id"] == 9 and "error" in answer, answer
     assert after["id"] == 10 and "result" in after, after
 

@@ -14,6 +14,7 @@ from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize
 from regogate.proxy.relay._pipes import Deliver, ParsedSink
 from regogate.proxy.relay._relay import Relay
 from tests.proxy.conftest import STEP, Gate
+from tests.proxy.line_client import LineClient
 
 pytestmark = pytest.mark.anyio
 
@@ -62,34 +63,12 @@ class Sink:
         pass
 
 
-class Client:
-    def __init__(self, send: LineWriter, receive: LineReader) -> None:
-        self._send, self._receive = send, receive
-
-    async def send(self, message: Message) -> None:
-        await self._send.send(json.dumps({"jsonrpc": "2.0", **message}).encode())
-
-    async def receive(self) -> Message:
-        with anyio.fail_after(STEP):
-            line = await self._receive.receive()
-        assert isinstance(line, bytes)
-        message = json.loads(line)
-        assert isinstance(message, dict)
-        return message
-
-    async def handshake(self) -> None:
-        params = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
-        await self.send({"id": 0, "method": "initialize", "params": params})
-        assert (await self.receive())["id"] == 0
-        await self.send({"method": "notifications/initialized"})
-
-
 @asynccontextmanager
-async def relayed(sink: Sink, gate: Gate) -> AsyncIterator[tuple[Client, Relay]]:
+async def relayed(sink: Sink, gate: Gate) -> AsyncIterator[tuple[LineClient, Relay]]:
     client_r, client_w = os.pipe()
     back_r, back_w = os.pipe()
     client_in, client_out = LineReader(client_r, owned=True), LineWriter(back_w, owned=True)
-    client = Client(LineWriter(client_w, owned=True), LineReader(back_r, owned=True))
+    client = LineClient(LineWriter(client_w, owned=True), LineReader(back_r, owned=True))
     relay = Relay(
         gate,
         client_in=client_in,
@@ -104,7 +83,7 @@ async def relayed(sink: Sink, gate: Gate) -> AsyncIterator[tuple[Client, Relay]]
             yield client, relay
             sink.over.set()
     finally:
-        for end in (client_in, client_out, client._send, client._receive):
+        for end in (client_in, client_out, client.writer, client.reader):
             end.close()
 
 
