@@ -15,6 +15,7 @@ and a connection that breaks after the request left fails that request.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import ssl
 from collections.abc import AsyncIterator, Iterable
@@ -116,8 +117,10 @@ class _Connection:
             answer.events.popleft()
         return answer.ended
 
-    async def next_event(self, read: float | None) -> AnswerEvent:
+    async def next_event(self, read: float | None, *, whole: bool = False) -> AnswerEvent:
         """The next event of the answer (head, body chunk, ``None`` at its end), reading the socket as needed.
+
+        ``read`` bounds each silence; with ``whole``, the wait for the event in all (a head that trickles in).
 
         Raises:
             httpx.ReadTimeout: nothing arrived within ``read`` seconds.
@@ -125,9 +128,14 @@ class _Connection:
             httpx.RemoteProtocolError: the bytes are not HTTP/1.1, or the answer was cut short.
         """
         answer = self.answer
+        wait, deadline = read, None
+        if whole and read is not None and not answer.events:
+            deadline = asyncio.get_running_loop().time() + read
         while not answer.events:
+            if deadline is not None:
+                wait = max(0.0, deadline - asyncio.get_running_loop().time())
             try:
-                chunk = await self.wire.receive(read)
+                chunk = await self.wire.receive(wait)
             except TimeoutError:
                 raise httpx.ReadTimeout("reading timed out") from None
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
@@ -257,7 +265,7 @@ class HttpTransport:
             raise httpx.WriteTimeout("sending timed out") from None
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
-        event = await connection.next_event(read)
+        event = await connection.next_event(read, whole=True)  # the head, within ``read`` in all
         if not isinstance(event, tuple):  # only a bug in the reader could get here: the head comes first
             raise httpx.RemoteProtocolError("the server sent no HTTP answer")
         return event

@@ -202,6 +202,27 @@ async def test_each_request_carries_its_own_header_values_whatever_went_before()
     assert sent == [f"mcp-name: {name}".encode() for name in names]
 
 
+async def test_a_head_that_trickles_in_is_bounded_by_the_read_timeout_in_all() -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+    async def trickle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            for byte in head:  # every gap well under the read timeout, the whole far over it
+                await stream.send(bytes([byte]))
+                await anyio.sleep(0.05)
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, trickle)
+        client = transport(f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}/mcp")
+        started = anyio.current_time()
+        with anyio.fail_after(WAIT), pytest.raises(httpx.ReadTimeout):
+            await client.send("POST", POST_HEADERS, PING, connect=WAIT, write=WAIT, read=0.5)
+        assert anyio.current_time() - started < 2.0  # the head would take ~3.5 s
+        await client.aclose()
+        tg.cancel_scope.cancel()
+
+
 async def test_a_body_that_stops_coming_is_a_read_timeout() -> None:
     stalled = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n{}"
     async with serving(lambda _: stalled) as (_, url):
