@@ -3,8 +3,9 @@
 Attached to a relay (``ParsedSink.attach``), every message goes straight to the relay's handler,
 which parses it once and says what it was: no queue, no second parse. Used on its own (``regogate
 scan``, tests), messages are parsed here, made one line, and queued for ``receive``. A message that
-arrives while the stream it came on may be cancelled is handed on shielded, and bounded, so the
-client never gets half a line.
+arrives while the stream it came on may be cancelled (a client's cancel, the server ending the
+session) is handed on shielded from that, so the client never gets half a line; only ``stop`` (the
+session's own end) cuts a hand-on short, so shutdown stays bounded.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ logger = logging.getLogger(__name__)
 
 INBOX_SIZE = 16
 """Messages decoded but not yet taken by ``receive`` (used on its own only)."""
-HAND_ON_TIMEOUT = 10.0
-"""Bound on handing one message to an attached relay from inside a stream that may be cancelled meanwhile."""
 
 
 @dataclass
@@ -48,13 +47,15 @@ class Handoff:
         self._http = http
         self._relay: Deliver | None = None
         self._inbox_in, self._inbox = anyio.create_memory_object_stream[bytes | Oversize](INBOX_SIZE)
+        self._handing: set[anyio.CancelScope] = set()
+        self._stopped = False
 
     def attach(self, deliver: Deliver) -> None:
         """Hand every server message to ``deliver`` instead of queueing it for ``receive``."""
         self._relay = deliver
 
     async def receive(self) -> bytes | Oversize | None:
-        """The next queued message as one line; ``None`` once closed (at once when attached: nothing is queued)."""
+        """The next queued message as one line; ``None`` once closed (attached: nothing queues, it waits for that)."""
         try:
             try:
                 return self._inbox.receive_nowait()  # no pass of the event loop when a message is waiting
@@ -66,6 +67,12 @@ class Handoff:
     def close(self) -> None:
         """No more messages: ``receive`` ends once the queue is empty."""
         self._inbox_in.close()
+
+    def stop(self) -> None:
+        """The session is ending: cut short any shielded hand-on, and shield none from now on."""
+        self._stopped = True
+        for scope in self._handing:
+            scope.cancel()
 
     def close_reading(self) -> None:
         self._inbox.close()
@@ -115,8 +122,14 @@ class Handoff:
 
     async def _hand_on(self, data: bytes | Oversize) -> object:
         assert self._relay is not None
-        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + HAND_ON_TIMEOUT):
+        if self._stopped:
             return await self._relay(data)
+        with anyio.CancelScope(shield=True) as scope:
+            self._handing.add(scope)
+            try:
+                return await self._relay(data)
+            finally:
+                self._handing.discard(scope)
         return None
 
 

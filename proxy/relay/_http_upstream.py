@@ -151,6 +151,7 @@ class HttpUpstream:
     async def stop(self) -> int:
         """End the session: stop in-flight POSTs and the GET stream, DELETE the session (bounded)."""
         self._closed = True
+        self._out.stop()
         for post in list(self._posts.values()):
             post.silent = True
             post.scope.cancel()

@@ -69,6 +69,12 @@ async def _serve(stream: anyio.abc.ByteStream, answer: Answer) -> None:
 
 @asynccontextmanager
 async def bridged(answer: Answer) -> AsyncIterator[LineClient]:
+    async with bridged_upstream(answer) as (client, _):
+        yield client
+
+
+@asynccontextmanager
+async def bridged_upstream(answer: Answer) -> AsyncIterator[tuple[LineClient, HttpUpstream]]:
     """A relay (with a gateway that allows everything) bridged to a raw server answering with ``answer``."""
     client_r, client_w = os.pipe()
     back_r, back_w = os.pipe()
@@ -90,7 +96,7 @@ async def bridged(answer: Answer) -> AsyncIterator[LineClient]:
                 )
                 tg.start_soon(relay.run)
                 await client.handshake()
-                yield client
+                yield client, upstream
                 await upstream.stop()
             tg.cancel_scope.cancel()
     finally:
@@ -143,3 +149,23 @@ async def test_calls_in_flight_together_each_get_their_own_answer() -> None:
         answers = [await client.receive() for _ in range(8)]
     assert sorted(int(str(a["id"])) for a in answers) == list(range(20, 28))
     assert all("result" in a for a in answers), answers
+
+
+async def test_the_session_ends_promptly_while_a_streamed_message_waits_on_a_client_that_reads_nothing() -> None:
+    # A streamed message is handed to the client shielded from the call's cancel (no half line), but the
+    # session's own end must still cut it short: here the client never reads, so the hand-on cannot finish.
+    note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x" * 150_000}}
+
+    def streamed(message: Message) -> tuple[str, bytes]:
+        if message.get("method") != "tools/call":
+            return standard(message)
+        events = [json.dumps(note).encode()] * 10 + [standard(message)[1]]
+        return "text/event-stream", b"".join(b"event: message\ndata: " + data + b"\n\n" for data in events)
+
+    with anyio.fail_after(STEP):
+        async with bridged_upstream(streamed) as (client, upstream):
+            await client.send(call(30))
+            while not upstream._out._handing:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.5)  # the pipes fill (nobody reads them); the hand-on then waits for good
+            assert upstream._out._handing
