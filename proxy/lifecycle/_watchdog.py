@@ -76,27 +76,34 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-#: The watchdog while regogate lives: ``/bin/sh`` blocked reading the pipe on its stdin (about 1 MB
+#: The watchdog while regogate lives: ``/bin/sh`` blocked reading the pipe on its stdin (about 2 MB
 #: resident, against 10 MB for an idle Python), deaf to the signals a terminal or a host sends to the
 #: group; at end of file it becomes ``python -I -S _watchdog_process.py``, which kills and sweeps.
 WAIT_THEN_SWEEP: Final = 'trap "" INT TERM HUP PIPE; while read -r _; do :; done; exec "$0" -I -S "$1"'
+#: Where there is no shell (a distroless image), Python does the waiting too (``--wait``).
+SHELL = "/bin/sh"
 
 
 def start_watchdog() -> str:
     """Tag regogate's environment with a new session token and start the watchdog; return the token.
 
     Call once, before any child process exists. Where there is no ``/proc``, only the token is set
-    (children still get ``death_signal_hook``). The watchdog (``WAIT_THEN_SWEEP``) runs in a session
-    of its own.
+    (children still get ``death_signal_hook``). The watchdog (``WAIT_THEN_SWEEP``, or Python alone
+    where there is no ``SHELL``) runs in a session of its own, the pipe's read end on its stdin.
     """
     token = secrets.token_hex(16)
     os.environ[SESSION_ENV] = token
     if not (sys.platform.startswith("linux") and os.path.isdir("/proc")):
         return token
+    script = _watchdog_process.__file__
+    if os.access(SHELL, os.X_OK):
+        argv = [SHELL, "-c", WAIT_THEN_SWEEP, sys.executable, script]
+    else:
+        argv = [sys.executable, "-I", "-S", script, "--wait"]
     read_fd, write_fd = os.pipe()  # not inheritable: no other child regogate spawns holds either end
     try:
         subprocess.Popen(
-            ["/bin/sh", "-c", WAIT_THEN_SWEEP, sys.executable, _watchdog_process.__file__],
+            argv,
             stdin=read_fd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -4,13 +4,15 @@ While regogate lives the watchdog is a shell waiting for end of file on a pipe (
 then becomes ``python -I -S <this file>``, so no interpreter sits idle beside every regogate (10 MB
 resident even bare). The killing needs only ``os``; the private-directory sweep needs regogate's
 package, so the site directories (where regogate is installed) are set up after the kill.
-``_watchdog`` imports the functions from here.
+``_watchdog`` imports the functions from here. Where there is no shell, it runs the whole time,
+``--wait`` telling it to wait for end of file on its stdin first.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 SESSION_ENV = "REGOGATE_SESSION"
@@ -61,10 +63,27 @@ def kill_session(token: str, *, budget: float = SWEEP_BUDGET, exclude: frozenset
         time.sleep(SWEEP_INTERVAL)
 
 
-def main() -> int:
-    """Kill the session named by ``$REGOGATE_SESSION`` and sweep stale private directories."""
+def _wait_for_end() -> None:
+    """Return once regogate, the only holder of the pipe's write end (our stdin), is gone."""
+    while True:
+        try:
+            if not os.read(0, 4096):
+                return
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+
+
+def main(argv: list[str]) -> int:
+    """Kill the session named by ``$REGOGATE_SESSION`` and sweep stale private directories.
+
+    ``--wait``: first wait until regogate has ended (the shell did the waiting otherwise).
+    """
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_IGN)  # already ignored by the shell; kept for a direct run
+        signal.signal(sig, signal.SIG_IGN)  # the shell already ignores them; Python alone must too
+    if "--wait" in argv[1:]:
+        _wait_for_end()
     kill_session(os.environ[SESSION_ENV])
     import site  # started with -S: regogate is importable only once the site directories are set up
 
@@ -76,4 +95,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv))

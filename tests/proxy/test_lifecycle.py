@@ -155,6 +155,45 @@ def test_kill_session_reaches_a_process_that_left_the_process_group_and_session(
         escaped.wait()
 
 
+#: A stand-in for regogate: starts the watchdog (with the shell given, which may not exist), one child in a
+#: session of its own, prints the child's pid, then dies by SIGKILL once its stdin closes.
+_OWNER = """
+import os, signal, subprocess, sys
+from regogate.proxy.lifecycle import _watchdog
+_watchdog.SHELL = sys.argv[1]
+_watchdog.start_watchdog()
+child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+print(child.pid, flush=True)
+sys.stdin.read()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("shell", ["/bin/sh", "/nonexistent/sh"])
+def test_the_watchdog_kills_the_tree_with_a_shell_or_without_one(tree: tuple[str, Path], shell: str) -> None:
+    marker, tmp = tree
+    env = {**os.environ, "REGOGATE_TEST_TREE": marker, "TMPDIR": str(tmp)}
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, shell], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert owner.stdout is not None and owner.stdin is not None
+        child = int(owner.stdout.readline())
+        started = _wait_for(marker, "_watchdog_process.py", "sleep 300", timeout=START_TIMEOUT)
+        assert child in [pid for pid, _ in started]
+        waiting = [command for _, command in started]
+        # Where there is a shell it waits (2 MB); otherwise Python waits, told so by --wait.
+        watchdog = next(command for command in waiting if "_watchdog_process.py" in command)
+        assert watchdog.startswith("/bin/sh -c ") if shell == "/bin/sh" else watchdog.rstrip().endswith("--wait")
+        owner.stdin.close()
+        assert owner.wait(timeout=EXIT_BUDGET) == -signal.SIGKILL
+        _gone_within(marker, DEATH_BUDGET)  # the child too: it left the owner's session, not its environment
+    finally:
+        _reap(owner)
+        if owner.stdout is not None:
+            owner.stdout.close()
+
+
 def _owned_dir(root: Path, name: str, owner: str, mode: int = 0o700) -> Path:
     directory = root / name
     directory.mkdir()
