@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
-from regogate.core import Clock, utc_second
+from regogate.core import Clock
 from regogate.proxy.approval import (
     Approval,
     ApprovalStore,
@@ -59,7 +59,8 @@ class Withheld:
 
 
 def _rfc3339(moment: float) -> str:
-    return f"{utc_second(math.floor(moment))}Z"
+    # Not core.utc_second: an approval's moments are arbitrary, and its small cache serves the current second.
+    return datetime.fromtimestamp(moment, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _duration(seconds: float) -> str:
