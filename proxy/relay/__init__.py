@@ -10,7 +10,7 @@ from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._http_answer import HttpAnswer
 from regogate.proxy.relay._http_target import READ_TIMEOUT, HttpTarget, parse_headers
 from regogate.proxy.relay._http_wire import SocketWire, StreamWire, Wire
-from regogate.proxy.relay._pipes import LineSink, LineSource, RoutedSink
+from regogate.proxy.relay._pipes import CarriedSource, Carry, LineSink, LineSource, RoutedSink
 from regogate.proxy.relay._relay import DEFAULT_DENY_PREFIX, Relay
 from regogate.proxy.relay._upstream import Upstream, exit_status
 from regogate.proxy.relay._wire import (
@@ -35,6 +35,8 @@ __all__ = [
     "UPSTREAM_GONE",
     "BadLine",
     "CallContext",
+    "CarriedSource",
+    "Carry",
     "Decoded",
     "Feed",
     "Gateway",

@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import re
+import select
 import stat
 
 import anyio
@@ -70,8 +71,7 @@ def sniff_id(head: bytes) -> str | int | None:
     return int(raw)
 
 
-def _pollable(fd: int) -> bool:
-    mode = os.fstat(fd).st_mode
+def _pollable(mode: int, fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
 
 
@@ -82,7 +82,9 @@ class _Fd:
         self.fd = fd
         self._owned = owned
         self._closed = False
-        self.pollable = _pollable(fd)
+        mode = os.fstat(fd).st_mode
+        self.fifo = stat.S_ISFIFO(mode)
+        self.pollable = _pollable(mode, fd)
         self._blocking = os.get_blocking(fd)
         if self.pollable:
             os.set_blocking(fd, False)
@@ -220,6 +222,30 @@ class LineWriter:
                     self._broken = True
                     raise PeerClosed from exc
                 view = view[written:]
+
+    def try_send(self, line: bytes) -> bool:
+        """Write ``line`` plus a newline now if that needs no wait; False when nothing was written.
+
+        Only a pipe qualifies: a write of at most ``PIPE_BUF`` bytes to a non-blocking pipe is all or
+        nothing, so a full pipe (a server not reading) writes no part of the line. Nobody else may be
+        writing (the lock is free), which keeps lines whole and in order.
+
+        Raises:
+            PeerClosed: as ``send``.
+        """
+        data = line + b"\n"
+        if not self._fd.fifo or len(data) > select.PIPE_BUF or self._lock.locked():
+            return False
+        if self.closed:
+            raise PeerClosed
+        try:
+            os.write(self._fd.fd, data)
+        except BlockingIOError:
+            return False
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            self._broken = True
+            raise PeerClosed from exc
+        return True
 
     async def aclose(self) -> None:
         """Close after any write in progress (bounded), so the peer sees a whole last line, then EOF."""

@@ -11,6 +11,9 @@ from regogate.proxy.relay._framing import Oversize
 Deliver = Callable[[bytes | Oversize], Awaitable[object]]
 """The relay's handling of one upstream message; it returns the parsed message (``None`` if it was unreadable)."""
 
+Carry = Callable[[Decoded], Awaitable[bool]]
+"""The relay's handling of one client message in the sender's own task; False: not taken, queue it instead."""
+
 
 class LineSource(Protocol):
     """Whole JSON-RPC lines from a peer, without their newline."""
@@ -23,6 +26,21 @@ class LineSource(Protocol):
         ``decode``'s own result, its message unchanged: the relay forwards its ``wire`` as the
         encoding of the message it decided on.
         """
+        ...
+
+
+@runtime_checkable
+class CarriedSource(LineSource, Protocol):
+    """A client side whose every message arrives in a task of its own that then waits for the answer.
+
+    The HTTP gateway is one: each POST has its task. The relay ``attach``es ``carry`` and the source
+    offers each message to it first, in the sender's task; what ``carry`` turns down (False) the source
+    queues for ``receive`` as usual, and it must not offer a message while one it queued is still being
+    dealt with (a carried message must never overtake one the client sent before it).
+    """
+
+    def attach_carrier(self, carry: Carry) -> None:
+        """Offer every later message to ``carry`` before queueing it."""
         ...
 
 
@@ -68,6 +86,19 @@ def routes(sink: LineSink) -> tuple[SendAnswer, SendMessage]:
     if isinstance(sink, RoutedSink):
         return sink.send_answer, sink.send_message
     return (lambda _request_id, line: sink.send(line)), (lambda _message, line: sink.send(line))
+
+
+@runtime_checkable
+class ImmediateSink(LineSink, Protocol):
+    """A sink that can tell, without waiting, whether it takes a line whole right now (a pipe)."""
+
+    def try_send(self, line: bytes) -> bool:
+        """Write ``line`` now if no wait is needed; False when nothing was written.
+
+        Raises:
+            PeerClosed: the peer no longer takes messages.
+        """
+        ...
 
 
 @runtime_checkable

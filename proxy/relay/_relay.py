@@ -29,7 +29,7 @@ from regogate.proxy.relay._codec import BadLine, Decoded, decode
 from regogate.proxy.relay._framing import MAX_LINE_BYTES, Oversize, PeerClosed, sniff_id
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._ledger import Cancel, Ledger, Phase, Refusal, Request
-from regogate.proxy.relay._pipes import LineSink, LineSource, ParsedSink, routes
+from regogate.proxy.relay._pipes import CarriedSource, ImmediateSink, LineSink, LineSource, ParsedSink, routes
 from regogate.proxy.relay._session import Session, call_problem
 from regogate.proxy.relay._tools import ToolCatalog
 from regogate.proxy.relay._wire import (
@@ -80,6 +80,9 @@ class Relay:
         self._carrier = upstream_out if isinstance(upstream_out, ParsedSink) else None
         if self._carrier is not None:
             self._carrier.attach(self._upstream_message)
+        self._pipe = upstream_out if isinstance(upstream_out, ImmediateSink) and self._carrier is None else None
+        if self._pipe is not None and isinstance(client_in, CarriedSource):
+            client_in.attach_carrier(self._carried_message)
         self._on_client_closed = on_client_closed
         self._deny_prefix = deny_prefix
         self._session = Session()
@@ -115,6 +118,24 @@ class Relay:
             await self._from_client(line)
         logger.info("client closed stdin")
         await self._client_closed()
+
+    async def _carried_message(self, decoded: Decoded) -> bool:
+        """A ``CarriedSource``'s message, in the task that sent it; False: ``receive`` takes it instead.
+
+        Only a ``tools/call`` whose user cannot be asked is taken: it is decided in the sender's task (which
+        waits for its answer anyway; a task of its own cost more than the rest of the relay's work on it)
+        and, allowed, written upstream at once if the pipe takes it whole, else by a task of its own. So
+        the sender never waits on its client (an elicitation) or on a server that stopped reading.
+        """
+        message = decoded.message
+        if self._tg is None or self._client_closing or not isinstance(message, dict):
+            return False
+        if message.get("method") != "tools/call" or "id" not in message:
+            return False
+        if self._session.can_elicit(self._session.version(message)):
+            return False
+        await self._client_request(message, "tools/call", decoded.wire, carried=True)
+        return True
 
     async def _client_closed(self) -> None:
         if self._client_closing:
@@ -189,7 +210,9 @@ class Relay:
             return
         await self._to_upstream(wire, message)
 
-    async def _client_request(self, message: dict[str, object], method: str, wire: bytes) -> None:
+    async def _client_request(
+        self, message: dict[str, object], method: str, wire: bytes, *, carried: bool = False
+    ) -> None:
         request_id = message["id"]
         try:
             request = self._ledger.receive(request_id, method)
@@ -197,7 +220,7 @@ class Relay:
             await self._answer_client(request_id, error_line(request_id, INVALID_REQUEST, str(exc)))
             return
         if method == "tools/call":
-            await self._start_call(request, message, wire)
+            await self._start_call(request, message, wire, carried=carried)
             return
         if method == "initialize":
             self._session.initialize_sent(message)
@@ -215,7 +238,7 @@ class Relay:
         outcome = self._ledger.cancel(params["requestId"])
         return outcome is not Cancel.WITHDRAWN
 
-    async def _start_call(self, request: Request, message: dict[str, object], wire: bytes) -> None:
+    async def _start_call(self, request: Request, message: dict[str, object], wire: bytes, *, carried: bool) -> None:
         version = self._session.version(message)
         problem = call_problem(message)
         if problem is not None:
@@ -224,7 +247,10 @@ class Relay:
             return
         self._idle = anyio.Event()
         await self._decision_slots.acquire()
-        self._task_group.start_soon(self._decide, request, message, version, wire)
+        if carried:
+            await self._decide(request, message, version, wire, carried=True)
+        else:
+            self._task_group.start_soon(self._decide, request, message, version, wire)
 
     async def _deny_locally(self, request_id: object, reason: str, *, modern: bool) -> None:
         decision_id = random_id()
@@ -233,7 +259,9 @@ class Relay:
         line = denial_line(request_id, text, rule="regogate/invalid_request", decision_id=decision_id, modern=modern)
         await self._answer_client(request_id, line)
 
-    async def _decide(self, request: Request, message: dict[str, object], version: object, wire: bytes) -> None:
+    async def _decide(
+        self, request: Request, message: dict[str, object], version: object, wire: bytes, *, carried: bool = False
+    ) -> None:
         params = message.get("params")
         params = params if isinstance(params, dict) else {}
         meta = params.get("_meta")
@@ -241,6 +269,8 @@ class Relay:
         verdict: Verdict | None = None
         try:
             name = str(params["name"])
+            if self._tg is None:  # a carried call outlived the session: nothing is decided or sent any more
+                return
             tool = await self._tools.entry(name, meta, modern=is_modern(version), tg=self._task_group)
             if request.phase is not Phase.WITHDRAWN:
                 info = meta.get(CLIENT_INFO_META_KEY, self._session.client_info)
@@ -257,12 +287,23 @@ class Relay:
                 verdict = await self._gateway.check(call, self._elicitor(request, meta, version))
         finally:
             self._decision_slots.release()
-        await self._deliver(request, verdict, version, wire, message)
+        await self._deliver(request, verdict, version, wire, message, carried=carried)
 
     async def _deliver(
-        self, request: Request, verdict: Verdict | None, version: object, wire: bytes, message: dict[str, object]
+        self,
+        request: Request,
+        verdict: Verdict | None,
+        version: object,
+        wire: bytes,
+        message: dict[str, object],
+        *,
+        carried: bool = False,
     ) -> None:
         """Act on a verdict: answer a denial, or forward the encoding of the very message decided on."""
+        if self._tg is None:  # a carried call outlived the session: its ledger is closed, its client answered
+            if verdict is not None and verdict.allowed:
+                await self._gateway.settle(verdict, False)
+            return
         try:
             if verdict is None or not verdict.allowed:
                 if self._ledger.deny(request) and verdict is not None:
@@ -285,11 +326,27 @@ class Relay:
         finally:
             if not self._ledger.deciding:
                 self._idle.set()
+        if not carried:
+            await self._forward(request, verdict, wire, message)
+            return
+        assert self._pipe is not None  # calls are carried only to a pipe
+        try:
+            if self._pipe.try_send(wire):
+                return
+        except PeerClosed:
+            await self._unsent(request, verdict)
+            return
+        self._task_group.start_soon(self._forward, request, verdict, wire, message)  # a full pipe is waited on apart
+
+    async def _forward(self, request: Request, verdict: Verdict, wire: bytes, message: dict[str, object]) -> None:
         if not await self._to_upstream(wire, message, carry=True):  # this task may carry the whole exchange
-            self._ledger.unsent(request)
-            await self._gateway.settle(verdict, False)
-            gone = error_line(request.request_id, UPSTREAM_GONE, "upstream server is gone")
-            await self._answer_client(request.request_id, gone)
+            await self._unsent(request, verdict)
+
+    async def _unsent(self, request: Request, verdict: Verdict) -> None:
+        self._ledger.unsent(request)
+        await self._gateway.settle(verdict, False)
+        gone = error_line(request.request_id, UPSTREAM_GONE, "upstream server is gone")
+        await self._answer_client(request.request_id, gone)
 
     def _elicitor(self, request: Request, meta: dict[str, object], version: object) -> Elicitor | None:
         """How the gateway may ask this call's user, if the client can be asked; the deadline waits for the person."""

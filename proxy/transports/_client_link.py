@@ -1,26 +1,30 @@
 """One HTTP client session seen from the relay: a line source and sink whose other end is HTTP exchanges.
 
-Messages a client POSTs reach the relay one at a time (``submit``), as the endpoint parsed them, so
-the relay reads each once. What the relay writes to the client is routed by what the relay says it
-is (``send_answer``, ``send_message``), never parsed again: an answer goes to the exchange (the
-POST) that waits for its id; a server message goes to
-the exchange it belongs to (``notifications/progress`` by its token; anything else to the only
-request in flight that takes an event stream), else to the session's GET stream, else it waits in a
-small backlog for one. An exchange whose client stopped reading is dropped, never waited on forever.
+Messages a client POSTs reach the relay as the endpoint parsed them (``submit``), so the relay reads
+each once: offered first to the relay's carrier, which takes a ``tools/call`` into the POST's own task
+(a ``CarriedSource``), else queued for the relay, one at a time, in the order they came. What the
+relay writes to the client is routed by what the relay says it is (``send_answer``,
+``send_message``), never parsed again: an answer goes to the exchange (the POST) that waits for its
+id; a server message goes to the exchange it belongs to (``notifications/progress`` by its token;
+anything else to the only request in flight that takes an event stream), else to the session's GET
+stream, else it waits in a small backlog for one. An exchange whose client stopped reading is
+dropped, never waited on forever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from regogate.proxy.relay import UPSTREAM_GONE, Decoded, Key, error_line, id_key
+from regogate.proxy.relay import UPSTREAM_GONE, Carry, Decoded, Key, error_line, id_key
 
 __all__ = ["ClientLink", "Exchange", "Outgoing"]
 
@@ -48,7 +52,8 @@ class Exchange:
     Its messages wait in a queue of at most ``EXCHANGE_BUFFER``, with a memory stream's errors: the
     relay's side ``send``s and ``end``s it; the HTTP side ``receive``s and ``close``s it. (One memory
     object stream per request cost more than the rest of the exchange: a pair of streams and their
-    state per request, and a turn of the event loop before every wait.)
+    state per request, and a turn of the event loop before every wait; the wait for the next message
+    is a future of the loop's with a timer of the loop's, cheaper than an event and a cancel scope.)
     """
 
     request_id: str | int
@@ -63,7 +68,7 @@ class Exchange:
     """Nothing more will be sent."""
     _closed: bool = field(default=False, init=False)
     """The HTTP side stopped reading."""
-    _arrived: anyio.Event | None = field(default=None, init=False, repr=False)
+    _arrived: asyncio.Future[bool] | None = field(default=None, init=False, repr=False)
     _room: anyio.Event | None = field(default=None, init=False, repr=False)
 
     def send_nowait(self, item: Outgoing) -> None:
@@ -81,8 +86,7 @@ class Exchange:
         if len(self._queue) >= EXCHANGE_BUFFER:
             raise anyio.WouldBlock
         self._queue.append(item)
-        if self._arrived is not None:
-            self._arrived.set()
+        self._wake()
 
     async def send(self, item: Outgoing) -> None:
         """Queue ``item``, waiting (unbounded: the caller bounds it) while the queue is full."""
@@ -97,8 +101,7 @@ class Exchange:
     def end(self) -> None:
         """Nothing more will be sent: the HTTP side gets ``EndOfStream`` once it has read the queue."""
         self._ended = True
-        if self._arrived is not None:
-            self._arrived.set()
+        self._wake()
 
     def receive_nowait(self) -> Outgoing:
         """The next item.
@@ -119,14 +122,32 @@ class Exchange:
             raise anyio.EndOfStream
         raise anyio.WouldBlock
 
-    async def receive(self) -> Outgoing:
-        """The next item, waiting for it (the caller bounds the wait); raises as ``receive_nowait``."""
+    async def receive(self, timeout: float | None = None) -> Outgoing | None:
+        """The next item, waiting at most ``timeout`` seconds for it (``None``: the caller bounds the wait).
+
+        ``None`` when the time passed first; raises as ``receive_nowait``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None or math.isinf(timeout) else loop.time() + timeout
         while True:
             try:
                 return self.receive_nowait()
             except anyio.WouldBlock:
-                self._arrived = anyio.Event()
-                await self._arrived.wait()
+                pass
+            waiter: asyncio.Future[bool] = loop.create_future()
+            self._arrived = waiter
+            timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
+            try:
+                if not await waiter:
+                    return None
+            finally:
+                self._arrived = None
+                if timer is not None:
+                    timer.cancel()
+
+    def _wake(self) -> None:
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(True)
 
     def close(self) -> None:
         """The HTTP side reads no more: what is queued is dropped, a waiting sender gets ``BrokenResourceError``."""
@@ -134,6 +155,11 @@ class Exchange:
         self._queue.clear()
         if self._room is not None:
             self._room.set()
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class ClientLink:
@@ -146,15 +172,29 @@ class ClientLink:
         self._listener: MemoryObjectSendStream[bytes] | None = None
         self._backlog: deque[bytes] = deque(maxlen=BACKLOG)
         self._ended = False
+        self._carry: Carry | None = None
+        self._queued = 0
+        """Messages queued for the relay that it has not finished with: none may be overtaken."""
+        self._in_hand = False
+        """The relay took a queued message and has not asked for the next one yet."""
 
     # --- the relay's side ---------------------------------------------------------
 
+    def attach_carrier(self, carry: Carry) -> None:
+        """Offer each later message to ``carry`` in the POST's own task before queueing it."""
+        self._carry = carry
+
     async def receive(self) -> Decoded | None:
         """The next message the client POSTed, as ``decode`` read it; ``None`` once the session is closing."""
+        if self._in_hand:  # the relay asks again only once it is done with the last one
+            self._in_hand = False
+            self._queued -= 1
         try:
-            return await self._inbound.receive()
+            message = await self._inbound.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             return None
+        self._in_hand = True
+        return message
 
     async def send(self, line: bytes) -> None:
         """Route a line the relay wrote of its own accord (its questions to the client) by what it holds."""
@@ -232,19 +272,25 @@ class ClientLink:
         """
         if self._ended:
             return False
+        if self._carry is not None and not self._queued and await self._carry(message):
+            return True
+        self._queued += 1
         try:
             self._inbound_send.send_nowait(message)  # the relay is waiting for it: the usual case, no timer
             return True
         except anyio.WouldBlock:
             pass
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._queued -= 1
             return False
         with anyio.move_on_after(SUBMIT_TIMEOUT):
             try:
                 await self._inbound_send.send(message)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._queued -= 1
                 return False
             return True
+        self._queued -= 1
         return False
 
     def listen(self) -> MemoryObjectReceiveStream[bytes] | None:

@@ -293,12 +293,10 @@ class McpEndpoint:
         try:
             yield _sse_event(first) if first else KEEPALIVE_COMMENT
             while not answered:
-                item: Outgoing | None = None
-                with anyio.move_on_after(KEEPALIVE):
-                    try:
-                        item = await exchange.receive()
-                    except (anyio.EndOfStream, anyio.ClosedResourceError):
-                        break
+                try:
+                    item = await exchange.receive(KEEPALIVE)
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
                 if item is None:
                     yield KEEPALIVE_COMMENT
                     continue
@@ -349,15 +347,16 @@ async def _first_or_gone(exchange: Exchange, receive: Receive, *, patience: floa
     Most answers come within ``UNWATCHED``: until then nothing watches for a disconnect (a task per
     request cost more than the rest of the endpoint's work); a client gone sooner is seen then.
     """
-    with anyio.move_on_after(min(patience, UNWATCHED)):
-        try:
-            return await exchange.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            return None
+    try:
+        first = await exchange.receive(min(patience, UNWATCHED))
+    except (anyio.EndOfStream, anyio.ClosedResourceError):
+        return None
+    if first is not None:
+        return first
     patience -= UNWATCHED
     if patience <= 0:
         return SILENT
-    first: Outgoing | None = SILENT
+    first = SILENT
     gone = False
     async with anyio.create_task_group() as tg:
 
@@ -369,10 +368,9 @@ async def _first_or_gone(exchange: Exchange, receive: Receive, *, patience: floa
             tg.cancel_scope.cancel()
 
         tg.start_soon(watch)
-        with anyio.move_on_after(patience):
-            try:
-                first = await exchange.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                first = None
+        try:
+            first = await exchange.receive(patience) or SILENT
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            first = None
         tg.cancel_scope.cancel()
     return None if gone else first

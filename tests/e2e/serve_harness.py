@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-from mcp.client.session import ClientSession
+from mcp.client.session import ClientSession, ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import find_opa_binary, stop_process
@@ -92,13 +92,15 @@ def serve(
 
 
 @asynccontextmanager
-async def mcp_session(url: str, headers: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
-    """An initialized SDK session over Streamable HTTP."""
+async def mcp_session(
+    url: str, headers: dict[str, str] | None = None, *, elicitation_callback: ElicitationFnT | None = None
+) -> AsyncIterator[ClientSession]:
+    """An initialized SDK session over Streamable HTTP (whose user answers forms if given a callback)."""
     client = httpx2.AsyncClient(headers=headers or {}, timeout=httpx2.Timeout(30.0, read=60.0))
     async with (
         client,
         streamable_http_client(url, http_client=client) as (read, write),
-        ClientSession(read, write) as session,
+        ClientSession(read, write, elicitation_callback=elicitation_callback) as session,
     ):
         await session.initialize()
         yield session

@@ -16,11 +16,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp import types
 from mcp.client import Client
+from mcp.client.session import ClientRequestContext
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import alive
-from tests.e2e.harness import EVERYTHING_SERVER, children, command_line, text
+from tests.conftest import POLICIES, alive
+from tests.e2e.harness import EVERYTHING_SERVER, STANDIN, children, command_line, text
 from tests.e2e.serve_harness import HEADERS, INITIALIZE, Gateway, mcp_session, serve
 from tests.loopback_tls import loopback_certificate
 
@@ -314,6 +316,33 @@ async def test_a_cancelled_call_ends_its_http_answer_and_the_session_goes_on(tmp
     assert ping.json()["result"] == {}
     decisions = [e for e in audit_events(audit) if e["event"] == "decision"]
     assert [e["allow"] for e in decisions] == [True]  # decided once, forwarded, then withdrawn by the client
+
+
+async def test_a_person_approves_in_a_form_over_http_while_a_client_that_cannot_ask_is_told_how(
+    tmp_path: Path,
+) -> None:
+    """The approval form travels in the call's own HTTP answer (an event stream) and the person's answer in a POST
+    of its own, while the call waits for it; a client that cannot ask its user gets the out-of-band approval id."""
+    forms: list[str] = []
+
+    async def person(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        forms.append(params.message)
+        return types.ElicitResult(action="accept", content={"approve": "numpy" in params.message, "reason": "e2e"})
+
+    flags = ("--state", f"sqlite:///{tmp_path}/state.db")
+    policy = POLICIES / "python-approval.yaml"
+    with serve(policy, *flags, upstream=tuple(STANDIN)) as gw, anyio.fail_after(TIMEOUT):
+        async with mcp_session(gw.url, elicitation_callback=person) as asking, mcp_session(gw.url) as silent:
+            yes = await asking.call_tool("conda", {"command": "remove numpy"})
+            no = await asking.call_tool("conda", {"command": "rm y"})
+            plain = await asking.call_tool("black", {"path": "src"})
+            pending = await silent.call_tool("conda", {"command": "remove numpy"})
+            quiet_plain = await silent.call_tool("black", {"path": "src"})
+    assert not yes.is_error and text(yes) == "(stand-in) would run: conda remove numpy"
+    assert no.is_error and "The user said no" in text(no)
+    assert len(forms) == 2 and all("conda-needs-approval" in form for form in forms)
+    assert pending.is_error and "regogate approvals approve" in text(pending)
+    assert text(plain) == text(quiet_plain) == "(stand-in) would run: black src"
 
 
 def test_tls_from_a_cert_and_key(tmp_path: Path) -> None:

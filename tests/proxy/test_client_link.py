@@ -215,7 +215,8 @@ async def test_a_waiting_reader_wakes_for_an_item_or_the_end_and_a_timed_out_wai
     with anyio.move_on_after(0.05) as scope:
         await exchange.receive()
     assert scope.cancelled_caught
-    exchange.send_nowait((b"after the timeout", False))  # the stale wait's event is set: harmless
+    assert await exchange.receive(0.05) is None  # its own timeout: nothing yet, nothing lost
+    exchange.send_nowait((b"after the timeout", False))  # the stale waits' futures are gone: harmless
     with anyio.fail_after(5):
         assert await exchange.receive() == (b"after the timeout", False)
     outcome: list[object] = []
