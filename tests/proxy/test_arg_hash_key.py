@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from regogate.proxy.policy import load_key
+from regogate.proxy.policy._arg_hash import ArgumentHasher
 
 RACERS = 12
 # Each racer waits for the go file, then loads (and perhaps creates) the key and prints it.
@@ -40,3 +41,10 @@ def test_processes_starting_together_never_read_a_half_written_key_and_agree_on_
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
     assert [p.name for p in key_path.parent.iterdir()] == ["args-hash.key"]  # no temporary file left
     assert load_key(key_path).hex() + "\n" == outcomes[0][0]
+
+
+def test_an_arguments_hash_is_hmac_sha256_of_their_sorted_compact_utf8_json() -> None:
+    """Pinned: every audit log's ``args_hash`` and every approval's digest depend on this exact value."""
+    arguments = {"path": "/tmp/é", "n": [1, 2.5, None], "a": {"z": True}}
+    digest = ArgumentHasher(b"k" * 32).digest(arguments)
+    assert digest == "hmac-sha256:61a1b233d3c1e07371fde20250f0136f9289549ca9fb5bbd7c3b8bf2c75e22f6"
