@@ -69,7 +69,7 @@ async def _serve(config: ServeConfig) -> int:
     )
 
     run = config.run
-    listener = Listener(config.host, config.port, config.tls_cert, config.tls_key)
+    listener = Listener(config.host, config.port, config.tls_cert, config.tls_key, config.trusted_proxies)
     sock = listener.bind()  # before the gate starts: a taken port fails at once; port 0 picks one
     port = sock.getsockname()[1]
     async with open_gate(run, listen=f"{config.host}:{port}") as gate:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,8 @@ class ServeConfig:
     allowed_origins: tuple[str, ...]
     tls_cert: Path | None
     tls_key: Path | None
+    trusted_proxies: tuple[str, ...] = ()
+    """``--trusted-proxy``: the proxies in front whose ``X-Forwarded-*`` headers are believed."""
     jwt: JwtFlags | None = None
     """``--auth jwt``: how tokens are verified; ``None`` for ``--auth none``."""
 
@@ -108,6 +111,13 @@ def build_serve_parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="a browser Origin to accept (default: only the loopback origins of --listen)",
     )
+    g.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="a proxy in front (IP address or network) whose X-Forwarded-Proto/-For are believed (default: none)",
+    )
     g.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM)")
     g.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
     a = p.add_argument_group("who is calling (verified)")
@@ -150,6 +160,11 @@ def parse_serve_args(argv: Sequence[str]) -> ServeConfig:
         parser.error("--max-body must be at least 1024 bytes")
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    for proxy in args.trusted_proxy:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            parser.error(f"--trusted-proxy {proxy!r}: expected an IP address or network, e.g. 10.0.0.5 or 10.0.0.0/24")
     return ServeConfig(
         run=run,
         host=host,
@@ -162,6 +177,7 @@ def parse_serve_args(argv: Sequence[str]) -> ServeConfig:
         allowed_origins=tuple(args.allowed_origin),
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
+        trusted_proxies=tuple(args.trusted_proxy),
         jwt=jwt_flags,
     )
 

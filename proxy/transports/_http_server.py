@@ -58,6 +58,9 @@ class Listener:
     port: int
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    """Proxies in front whose ``X-Forwarded-Proto``/``-For`` are believed; with none, no header is (uvicorn's
+    default would believe any process on loopback, letting it change the scheme a 401 points clients to)."""
 
     def bind(self) -> socket.socket:
         """The listening socket (port 0 picks a free one).
@@ -208,6 +211,8 @@ async def serve_http(
         log_config=None,
         access_log=False,
         server_header=False,
+        proxy_headers=bool(listener.trusted_proxies),
+        forwarded_allow_ips=list(listener.trusted_proxies) or None,
         timeout_keep_alive=KEEP_ALIVE,
         timeout_graceful_shutdown=int(UVICORN_GRACE),
         **tls,  # type: ignore[arg-type]

@@ -143,6 +143,8 @@ def test_missing_and_bad_tokens_get_401_with_where_to_get_one(tmp_path: Path) ->
         challenge = missing.headers["www-authenticate"]
         metadata_url = f"{gw.base}/.well-known/oauth-protected-resource"
         assert challenge == f'Bearer resource_metadata="{metadata_url}"'
+        spoofed = http.post(gw.url, json=INITIALIZE, headers={**HEADERS, "x-forwarded-proto": "https"})
+        assert spoofed.headers["www-authenticate"] == challenge  # no proxy in front is believed unless named
         metadata = http.get(metadata_url).json()
         assert metadata["resource"] == AUDIENCE and metadata["authorization_servers"] == [ISSUER]
         for what, token in bad.items():
@@ -162,6 +164,16 @@ def test_missing_and_bad_tokens_get_401_with_where_to_get_one(tmp_path: Path) ->
         assert hijack.status_code == 403 and "another principal" in hijack.json()["error"]["message"]
         anonymous = http.post(gw.url, json=ping, headers={**HEADERS, "mcp-session-id": session})
         assert anonymous.status_code == 401
+
+
+def test_a_trusted_proxy_in_front_names_the_scheme_clients_are_sent_to(tmp_path: Path) -> None:
+    idp = Issuer(tmp_path)
+    flags = ("--state", "memory", "--trusted-proxy", "127.0.0.0/8", *idp.flags())
+    with serve(policy_file(tmp_path), *flags) as gw, httpx.Client(timeout=30) as http:
+        behind_tls = http.post(gw.url, json=INITIALIZE, headers={**HEADERS, "x-forwarded-proto": "https"})
+    assert behind_tls.status_code == 401
+    metadata_url = gw.base.replace("http://", "https://") + "/.well-known/oauth-protected-resource"
+    assert behind_tls.headers["www-authenticate"] == f'Bearer resource_metadata="{metadata_url}"'
 
 
 async def test_a_remote_upstream_gets_its_own_credential_never_the_callers_token(tmp_path: Path) -> None:

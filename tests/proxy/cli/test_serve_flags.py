@@ -34,6 +34,7 @@ JWT = ["--auth", "jwt", "--jwks", "k.json", "--issuer", "https://idp/", "--audie
         (["--listen", "8765"], "expected HOST:PORT"),
         (["--max-sessions", "0"], "--max-sessions must be at least 1"),
         (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
+        (["--trusted-proxy", "proxy.internal"], "--trusted-proxy 'proxy.internal': expected an IP address or network"),
         (["--upstream", "http://127.0.0.1:1/mcp"], "give either --upstream URL or a command after --, not both"),
     ],
 )
