@@ -13,6 +13,7 @@ with ``httptools`` (llhttp, the parser uvicorn uses): ~4 µs an answer where the
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -50,15 +51,16 @@ _TARGET: Final = re.compile(r"[!-~]+")
 class OpaTransport(Protocol):
     """How the OPA client reaches one OPA: one HTTP request in, its status and whole body out."""
 
-    async def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
-        """Send ``method target`` (with ``body`` as JSON when not empty) and read the answer.
-
-        The caller bounds the whole request with its own deadline.
+    async def request(
+        self, method: str, target: str, body: bytes = b"", *, deadline: float = math.inf
+    ) -> tuple[int, bytes]:
+        """Send ``method target`` (with ``body`` as JSON when not empty) and read the answer by ``deadline``
+        (on anyio's clock; ``inf``: the caller bounds the request).
 
         Raises:
             DecisionError: ``opa_unreachable`` (cannot connect, broken, closed, not HTTP) or
                 ``opa_error`` (the answer is too big).
-            TimeoutError: connecting took longer than the transport's connect timeout.
+            TimeoutError: the deadline passed, or connecting took longer than the transport's connect timeout.
         """
         ...
 
@@ -106,6 +108,11 @@ class _Address:
 _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
+def _left(deadline: float) -> float | None:
+    """Seconds until ``deadline`` on anyio's clock (``None``: no deadline)."""
+    return None if deadline == math.inf else max(0.0, deadline - anyio.current_time())
+
+
 async def _connect_socket(family: int, address: str | tuple[object, ...]) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -138,18 +145,24 @@ class _Connection:
         self.idle_since = 0.0
         self.keep_alive = False
 
-    async def exchange(self, method: str, target: str, headers: bytes, body: bytes) -> tuple[int, bytes]:
-        """Send one request and read its whole answer.
+    async def exchange(
+        self, method: str, target: str, headers: bytes, body: bytes, deadline: float = math.inf
+    ) -> tuple[int, bytes]:
+        """Send one request and read its whole answer by ``deadline`` (on anyio's clock).
 
         Raises:
             _Stale: the server had closed the connection before answering.
             DecisionError: ``opa_unreachable`` (broken connection, not HTTP) or ``opa_error`` (answer too big).
+            TimeoutError: the deadline passed (the connection's state is then unknown).
         """
         self.keep_alive = False
         if not _TARGET.fullmatch(target):  # only a bug could get here: targets are built from checked names
             raise DecisionError("opa_unreachable", f"cannot send the request: bad target {target!r}")
         try:
-            await self.wire.send(b"%s %s HTTP/1.1\r\n%s\r\n%s" % (method.encode(), target.encode(), headers, body))
+            request = b"%s %s HTTP/1.1\r\n%s\r\n%s" % (method.encode(), target.encode(), headers, body)
+            await self.wire.send(request, _left(deadline))
+        except TimeoutError:
+            raise
         except _BROKEN as exc:
             raise _Stale from exc
         answer = HttpAnswer()
@@ -159,7 +172,9 @@ class _Connection:
         answered = False
         while not answer.ended:
             try:
-                chunk = await self.wire.receive()
+                chunk = await self.wire.receive(_left(deadline))
+            except TimeoutError:  # an OSError too, but not a broken connection
+                raise
             except _BROKEN as exc:
                 if not answered:
                     raise _Stale from exc
@@ -240,30 +255,44 @@ class HttpTransport:
                     failure = exc
             raise failure
 
-    async def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
-        """One request on an idle connection (or a new one); a stale idle one is replaced once.
+    async def request(
+        self, method: str, target: str, body: bytes = b"", *, deadline: float = math.inf
+    ) -> tuple[int, bytes]:
+        """One request on an idle connection (or a new one), answered by ``deadline`` (anyio's clock); a stale
+        idle one is replaced once.
+
+        The deadline bounds the reads by the loop's timer (a cancel scope per request cost more than the
+        rest of the client's work); only the rare waits, for a free connection or to connect, take a scope.
 
         Raises:
             DecisionError: ``opa_unreachable`` (cannot connect, broken, closed) or ``opa_error``.
-            TimeoutError: connecting took longer than the connect timeout.
+            TimeoutError: the deadline passed, or connecting took longer than the connect timeout.
         """
         if self.closed:
             raise DecisionError("opa_unreachable", f"the client for OPA at {self.address.url} is closed")
         headers = self.address.headers
         if body:
             headers += _JSON_TYPE + b"Content-Length: %d\r\n" % len(body)
-        async with self._slots:
+        try:
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            with anyio.fail_at(deadline):
+                await self._slots.acquire()
+        try:
             for attempt in (0, 1):
                 connection = await self._idle_connection() if attempt == 0 else None
                 reused = connection is not None
                 if connection is None:
                     try:
-                        connection = await self._connect()
+                        with anyio.fail_at(deadline):
+                            connection = await self._connect()
+                    except TimeoutError:
+                        raise
                     except OSError as exc:
                         raise DecisionError("opa_unreachable", f"OPA at {self.address.url}: {exc!r}") from exc
                 self._active.add(connection)
                 try:
-                    answer = await connection.exchange(method, self.address.prefix + target, headers, body)
+                    answer = await connection.exchange(method, self.address.prefix + target, headers, body, deadline)
                 except _Stale:
                     self._active.discard(connection)
                     await connection.aclose()
@@ -281,6 +310,8 @@ class HttpTransport:
                 else:
                     await connection.aclose()
                 return answer
+        finally:
+            self._slots.release()
         raise AssertionError("unreachable")
 
     async def _idle_connection(self) -> _Connection | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -63,10 +64,13 @@ class FaultTransport:
         self.requests: list[tuple[str, str, bytes]] = []
         self.closed = False
 
-    async def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, target: str, body: bytes = b"", *, deadline: float = math.inf
+    ) -> tuple[int, bytes]:
         self.requests.append((method, target, body))
         if self.stall:
-            await anyio.sleep_forever()
+            with anyio.fail_at(deadline):
+                await anyio.sleep_forever()
         if self.error is not None:
             raise self.error
         return self.status, self.body
