@@ -18,6 +18,8 @@ import os
 import re
 import socket
 import ssl
+import time
+from contextlib import AbstractContextManager
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
@@ -55,7 +57,7 @@ class OpaTransport(Protocol):
         self, method: str, target: str, body: bytes = b"", *, deadline: float = math.inf
     ) -> tuple[int, bytes]:
         """Send ``method target`` (with ``body`` as JSON when not empty) and read the answer by ``deadline``
-        (on anyio's clock; ``inf``: the caller bounds the request).
+        (``time.monotonic()``; ``inf``: the caller bounds the request).
 
         Raises:
             DecisionError: ``opa_unreachable`` (cannot connect, broken, closed, not HTTP) or
@@ -109,8 +111,13 @@ _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
 def _left(deadline: float) -> float | None:
-    """Seconds until ``deadline`` on anyio's clock (``None``: no deadline)."""
-    return None if deadline == math.inf else max(0.0, deadline - anyio.current_time())
+    """Seconds until ``deadline`` (``time.monotonic()``; ``None``: no deadline)."""
+    return None if deadline == math.inf else max(0.0, deadline - time.monotonic())
+
+
+def _bounded(deadline: float) -> AbstractContextManager[anyio.CancelScope]:
+    """A scope that fails at ``deadline`` (``time.monotonic()``), for the rare waits that are not reads."""
+    return anyio.fail_after(_left(deadline))
 
 
 async def _connect_socket(family: int, address: str | tuple[object, ...]) -> socket.socket:
@@ -148,7 +155,7 @@ class _Connection:
     async def exchange(
         self, method: str, target: str, headers: bytes, body: bytes, deadline: float = math.inf
     ) -> tuple[int, bytes]:
-        """Send one request and read its whole answer by ``deadline`` (on anyio's clock).
+        """Send one request and read its whole answer by ``deadline`` (``time.monotonic()``).
 
         Raises:
             _Stale: the server had closed the connection before answering.
@@ -258,7 +265,7 @@ class HttpTransport:
     async def request(
         self, method: str, target: str, body: bytes = b"", *, deadline: float = math.inf
     ) -> tuple[int, bytes]:
-        """One request on an idle connection (or a new one), answered by ``deadline`` (anyio's clock); a stale
+        """One request on an idle connection (or a new one), answered by ``deadline`` (``time.monotonic()``); a stale
         idle one is replaced once.
 
         The deadline bounds the reads by the loop's timer (a cancel scope per request cost more than the
@@ -276,7 +283,7 @@ class HttpTransport:
         try:
             self._slots.acquire_nowait()
         except anyio.WouldBlock:
-            with anyio.fail_at(deadline):
+            with _bounded(deadline):
                 await self._slots.acquire()
         try:
             for attempt in (0, 1):
@@ -284,7 +291,7 @@ class HttpTransport:
                 reused = connection is not None
                 if connection is None:
                     try:
-                        with anyio.fail_at(deadline):
+                        with _bounded(deadline):
                             connection = await self._connect()
                     except TimeoutError:
                         raise
@@ -305,7 +312,7 @@ class HttpTransport:
                     raise
                 self._active.discard(connection)
                 if not self.closed and len(self._idle) < MAX_KEEPALIVE and connection.reusable():
-                    connection.idle_since = anyio.current_time()
+                    connection.idle_since = time.monotonic()
                     self._idle.append(connection)
                 else:
                     await connection.aclose()
@@ -316,7 +323,7 @@ class HttpTransport:
 
     async def _idle_connection(self) -> _Connection | None:
         """The most recently used idle connection that has not expired; expired ones are closed."""
-        expired = anyio.current_time() - KEEPALIVE_EXPIRY
+        expired = time.monotonic() - KEEPALIVE_EXPIRY
         while self._idle:
             connection = self._idle.pop()
             if connection.idle_since > expired and connection.quiet():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Final
@@ -170,7 +171,7 @@ class OpaClient:
         current = self._target if held is None else held
         current.inflight += 1
         try:
-            return await current.transport.request(method, target, body, deadline=anyio.current_time() + self._timeout)
+            return await current.transport.request(method, target, body, deadline=time.monotonic() + self._timeout)
         except TimeoutError as exc:
             raise DecisionError("opa_timeout", f"OPA at {current.url} did not answer in {self._timeout} s") from exc
         finally:

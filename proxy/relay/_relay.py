@@ -90,8 +90,8 @@ class Relay:
         self._asker = ClientAsker(self._to_client)
         self._tools = ToolCatalog(self._to_upstream, self._ledger)
         self._decision_slots = anyio.Semaphore(MAX_PENDING_DECISIONS, fast_acquire=True)
-        self._idle = anyio.Event()
-        self._idle.set()
+        self._idle: anyio.Event | None = None
+        """Set when no call is being decided any more; made only when someone waits for that (at the end)."""
         self._client_closing = False
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -141,8 +141,10 @@ class Relay:
         if self._client_closing:
             return
         self._client_closing = True
-        with anyio.move_on_after(EOF_DRAIN_TIMEOUT):  # let calls already sent get their verdicts
-            await self._idle.wait()
+        if self._ledger.deciding:
+            self._idle = anyio.Event()
+            with anyio.move_on_after(EOF_DRAIN_TIMEOUT):  # let calls already sent get their verdicts
+                await self._idle.wait()
         await self._upstream_out.aclose()
         await self._on_client_closed()
         assert self._tg is not None
@@ -245,7 +247,6 @@ class Relay:
             self._ledger.deny(request)
             await self._deny_locally(request.request_id, problem, modern=is_modern(version))
             return
-        self._idle = anyio.Event()
         await self._decision_slots.acquire()
         if carried:
             await self._decide(request, message, version, wire, carried=True)
@@ -324,7 +325,7 @@ class Relay:
                 await self._gateway.settle(verdict, False)
                 return
         finally:
-            if not self._ledger.deciding:
+            if self._idle is not None and not self._ledger.deciding:
                 self._idle.set()
         if not carried:
             await self._forward(request, verdict, wire, message)

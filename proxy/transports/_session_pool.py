@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 
 import anyio
@@ -155,7 +156,7 @@ class SessionPool:
         interval = min(REAP_INTERVAL_MAX, max(self.idle_timeout / 4, 0.05))
         while True:
             await anyio.sleep(interval)
-            now = anyio.current_time()
+            now = time.monotonic()
             for session in list(self._sessions.values()):
                 if session.idle_for(now) > self.idle_timeout:
                     logger.info("closing a session idle for over %gs", self.idle_timeout)
