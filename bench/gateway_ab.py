@@ -52,6 +52,11 @@ def one_path(command: list[str], env: dict[str, str], *, clients: int, calls: in
     }
 
 
+def _ratio(new: float, old: float) -> str:
+    """NEW/OLD; ``nan`` when OLD is 0 (a run too short for the 10 ms CPU clock)."""
+    return f"{new / old:.2f}" if old else "nan"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway_ab", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("old", help="git revision of the baseline")
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         old, new = (statistics.median(r[name][figure] for r in rounds) for name in ("old", "new"))
         lines.append(f"| {figure} | {old:.2f} | {new:.2f} | {new / old if old else float('nan'):.2f} |")
     for figure in ("cpu_ms", "cpu_per_opa"):
-        ratios = ", ".join(f"{r['new'][figure] / r['old'][figure]:.2f}" for r in rounds)
+        ratios = ", ".join(_ratio(r["new"][figure], r["old"][figure]) for r in rounds)
         lines.append(f"\nper-round new/old {figure}: {ratios}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
