@@ -1,9 +1,10 @@
 """The bridge's figure for ``make bench``: added latency of ``regogate --upstream URL`` against plain HTTP.
 
 Both paths reach the same server (bench/http_echo_server.py) with the same calls, alternating call
-by call: ``direct`` is a lean keep-alive HTTP/1.1 client POSTing each ``tools/call``; ``bridge`` is
-bench/_session.py on regogate's stdio, regogate deciding with its embedded OPA and POSTing to the
-server on its own HTTP/1.1 transport. For reference, the same calls also go, in the same rotation,
+by call: ``direct`` is a lean keep-alive HTTP/1.1 client POSTing each ``tools/call``
+(``bench._http_client``, as light per call as the stdio client); ``bridge`` is bench/_session.py on
+regogate's stdio, regogate deciding with its embedded OPA and POSTing to the server on its own
+HTTP/1.1 transport. For reference, the same calls also go, in the same rotation,
 to bench/echo_server.py on stdio directly and through ``regogate -- SERVER``: what the stdio relay
 adds on this machine at this moment is the floor under the bridge's figure (the same decision, the
 same two pipe hops), so the bridge's own share is the difference of the two.
@@ -11,7 +12,6 @@ same two pipe hops), so the bridge's own share is the difference of the two.
 
 from __future__ import annotations
 
-import http.client
 import json
 import select
 import subprocess
@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
+from bench._http_client import HttpSession
 from bench._measure import Plan, percentile
 from bench._session import BenchError, Session, bench_env, check_reply, cpu_seconds, descendants
 
@@ -39,34 +40,15 @@ def handshake(session: Session) -> None:
     session.notify("notifications/initialized")
 
 
-class _HttpClient:
-    """Keep-alive POSTs of pre-encoded JSON-RPC lines; the same work per call as the stdio client."""
-
-    def __init__(self, port: int) -> None:
-        self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self._headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-
-    def call(self, body: bytes) -> bytes:
-        self._connection.request("POST", "/mcp", body, self._headers)
-        response = self._connection.getresponse()
-        data = response.read()
-        if "mcp-session-id" in {k.lower() for k in response.headers}:
-            self._headers["mcp-session-id"] = response.headers["mcp-session-id"]
-        return data
-
-    def close(self) -> None:
-        self._connection.close()
-
-
 def _lines(session: Session, count: int) -> list[bytes]:
     return [session.request_line("tools/call", {"name": "echo", "arguments": {"text": f"w{i}"}}) for i in range(count)]
 
 
-def _timed_http(client: _HttpClient, lines: list[bytes]) -> list[int]:
+def _timed_http(client: HttpSession, lines: list[bytes]) -> list[int]:
     samples = []
     for line in lines:
         started = time.perf_counter_ns()
-        reply = client.call(line.rstrip(b"\n"))
+        reply = client.post(line.rstrip(b"\n"))
         samples.append(time.perf_counter_ns() - started)
         check_reply(reply, json.loads(line)["id"])
     return samples
@@ -76,7 +58,7 @@ def _echo(session: Session, index: int) -> bytes:
     return session.request_line("tools/call", {"name": "echo", "arguments": {"text": f"w{index}"}})
 
 
-def _interleaved(client: _HttpClient, paths: dict[str, Session], count: int) -> dict[str, list[int]]:
+def _interleaved(client: HttpSession, paths: dict[str, Session], count: int) -> dict[str, list[int]]:
     """``count`` calls on each path, one on each in turn, so every path sees the same machine load."""
     samples: dict[str, list[int]] = {"direct": [], **{name: [] for name in paths}}
     first = next(iter(paths.values()))
@@ -115,7 +97,7 @@ def measure_bridge(
     try:
         url = f"http://127.0.0.1:{port}/mcp"
         for _ in range(plan.repeat):
-            client = _HttpClient(port)
+            client = HttpSession(port)
             gated = [regogate, "-c", str(policy), "--log-level", "error", "--state", "memory"]
             paths: dict[str, Session] = {}
             try:
@@ -124,7 +106,7 @@ def measure_bridge(
                 paths["stdio"] = Session([*gated, "--", *STDIO_SERVER], env=env, stderr=stderr)
                 for session in paths.values():
                     handshake(session)
-                client.call(paths["bridge"].request_line("initialize", INITIALIZE).rstrip(b"\n"))
+                client.post(paths["bridge"].request_line("initialize", INITIALIZE).rstrip(b"\n"))
                 _interleaved(client, paths, plan.warmup)
                 bridge = paths["bridge"]
                 tree = [bridge.pid, *descendants(bridge.pid)]  # regogate and its embedded OPA
