@@ -485,15 +485,12 @@ class Relay:
     def _spawn(self, work: Callable[[*Args], Coroutine[object, object, object]], *args: *Args) -> None:
         """Run one call's ``work(*args)`` in a task of its own, inside the relay's run.
 
-        To a pipe, on an asyncio task group nested in the relay's anyio one: anyio's ``start_soon`` cost
-        ~70 µs per task here against ~20 µs (bench/notes.md), and each tools/call has one. Such a task is
-        cancelled, and its failure raised, with the relay's run, as the anyio group's are; but a native
-        cancellation passes anyio's shields, so an HTTP upstream's calls, whose exchanges hand server
-        messages on in a shield, keep anyio's group.
+        On an asyncio task group nested in the relay's anyio one: anyio's ``start_soon`` cost ~70 µs per
+        task here against ~20 µs (bench/notes.md), and each tools/call has one. Such a task is cancelled,
+        and its failure raised, with the relay's run, as the anyio group's are. A native cancellation
+        passes anyio's shields: it comes only when the session ends, which is also the one thing that
+        may cut short an HTTP upstream's shielded hand-on of a server message (``_http_handoff``).
         """
-        if self._carrier is not None:
-            self._task_group.start_soon(work, *args)
-            return
         assert self._calls is not None, "only while run() is active"
         self._calls.create_task(work(*args))
 
