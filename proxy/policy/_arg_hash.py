@@ -88,8 +88,12 @@ def _create_key(path: Path) -> None:
         os.unlink(temporary)
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+"""One encoder for every digest: ``json.dumps`` with options builds a new one per call."""
+
+
 def _canonical(arguments: object) -> bytes:
-    return json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return _CANONICAL.encode(arguments).encode()
 
 
 class ArgumentHasher:

@@ -12,6 +12,8 @@ from regogate.proxy.policy._arg_hash import ArgumentHasher, leaks
 from regogate.proxy.policy._rotating import RotatingFile
 
 log = logging.getLogger(__name__)
+_EVENT = json.JSONEncoder(ensure_ascii=False, default=str)
+"""One encoder for every event: ``json.dumps`` with options builds a new one per call."""
 
 
 #: What a message that quotes the call's arguments becomes in the logs unless ``--log-args full``.
@@ -81,7 +83,7 @@ class AuditLog:
             return
         record = {"time": _timestamp(self._clock.now()), "event": event, **fields}
         try:
-            self._file.write_line(json.dumps(record, ensure_ascii=False, default=str))
+            self._file.write_line(_EVENT.encode(record))
         except OSError as exc:
             log.error("cannot write the audit log %s: %s", self.path, exc)
 

@@ -26,6 +26,8 @@ READ_CHUNK = 64 * 1024
 CONNECT_STAGGER = 0.25
 """How long an address may take to connect before the next address of the name is tried too."""
 _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLRDHUP
+_PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
+"""Computed once: an IntFlag ``|`` builds a flag object each time (two per call)."""
 
 
 class SocketWire:
@@ -74,7 +76,7 @@ class SocketWire:
         if self.feed.pending or self.feed.ended:
             return False
         try:
-            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            self.sock.recv(1, _PEEK)
         except BlockingIOError:
             return True
         except OSError:
