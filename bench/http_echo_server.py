@@ -1,7 +1,8 @@
 """The benchmark's Streamable HTTP upstream (ours): bench/echo_server.py's answers over HTTP/1.1 keep-alive.
 
-Standard library only, one thread per connection, JSON answers (``application/json``), a session
-id from ``initialize``, 202 for notifications, 405 for the GET stream. It binds 127.0.0.1 on a free
+Standard library only, one thread per connection, JSON answers (``application/json``) written in
+one send each (head and body together, as a server that buffers its output does), a session id from
+``initialize``, 202 for notifications, 405 for the GET stream. It binds 127.0.0.1 on a free
 port and prints ``PORT <n>``; it runs until killed.
 """
 
@@ -41,7 +42,8 @@ def answer(message: dict[str, object]) -> dict[str, object]:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes
+    disable_nagle_algorithm = True
+    wbufsize = -1  # buffered: an answer's head and body leave in one send (flushed after each request)
 
     def do_POST(self) -> None:
         message = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
