@@ -204,7 +204,11 @@ class LineWriter:
         Raises:
             PeerClosed: the reader closed its end (or ``close`` was called).
         """
-        async with self._lock:
+        try:
+            self._lock.acquire_nowait()  # no cancellation check on the way: the usual case
+        except anyio.WouldBlock:
+            await self._lock.acquire()
+        try:
             if self.closed:
                 raise PeerClosed
             # One write for line and newline: one syscall, and one wake-up of the reader, not two.
@@ -222,6 +226,8 @@ class LineWriter:
                     self._broken = True
                     raise PeerClosed from exc
                 view = view[written:]
+        finally:
+            self._lock.release()
 
     def try_send(self, line: bytes) -> bool:
         """Write ``line`` plus a newline now if that needs no wait; False when nothing was written.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterable
 
 import anyio
@@ -237,7 +238,7 @@ class HttpTransport:
         return Reply(self, connection, status, raw_headers, read)
 
     async def _connection(self, connect: float) -> _Connection:
-        expired = anyio.current_time() - KEEPALIVE_EXPIRY
+        expired = time.monotonic() - KEEPALIVE_EXPIRY  # not anyio.current_time(): several calls and a getpid
         while self._idle:
             connection = self._idle.pop()
             if connection.idle_since > expired and connection.quiet():
@@ -274,7 +275,7 @@ class HttpTransport:
         """Put ``connection`` back for reuse if its exchange completed cleanly; True if it was kept."""
         self._busy.discard(connection)
         if not self._closed and len(self._idle) < self._max_keepalive and connection.answer.reusable():
-            connection.idle_since = anyio.current_time()
+            connection.idle_since = time.monotonic()
             self._idle.append(connection)
             self._slots.release()
             return True

@@ -253,7 +253,10 @@ class Relay:
             self._ledger.deny(request)
             await self._deny_locally(request.request_id, problem, modern=is_modern(version))
             return
-        await self._decision_slots.acquire()
+        try:
+            self._decision_slots.acquire_nowait()  # no cancellation check on the way: the usual case
+        except anyio.WouldBlock:
+            await self._decision_slots.acquire()
         if carried:
             await self._decide(request, message, version, wire, carried=True)
         else:
