@@ -127,13 +127,16 @@ class Exchange:
 
         ``None`` when the time passed first; raises as ``receive_nowait``.
         """
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None or math.isinf(timeout) else loop.time() + timeout
+        loop: asyncio.AbstractEventLoop | None = None  # looked up only to wait: often the answer is there
+        deadline: float | None = None
         while True:
             try:
                 return self.receive_nowait()
             except anyio.WouldBlock:
                 pass
+            if loop is None:
+                loop = asyncio.get_running_loop()
+                deadline = None if timeout is None or math.isinf(timeout) else loop.time() + timeout
             waiter: asyncio.Future[bool] = loop.create_future()
             self._arrived = waiter
             timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
