@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -242,48 +242,78 @@ def measure(*, clients: int, calls: int, sequential: int, idle: int) -> dict[str
     }
 
 
-def render(figures: Mapping[str, float], *, clients: int, calls: int, idle: int) -> str:
-    added = figures["gateway_p50"] - figures["direct_p50"]
-    stdio_added = figures["stdio_p50"] - figures["direct_p50"]
-    rate_met = "yes" if figures["calls_per_second"] >= TARGET_CALLS_PER_SECOND else "**no**"
-    added_met = "yes" if added <= TARGET_ADDED_P50_US else "**no**"
+def _values(results: Sequence[Mapping[str, float]], get: str | Callable[[Mapping[str, float]], float]) -> list[float]:
+    return sorted(r[get] if isinstance(get, str) else get(r) for r in results)
+
+
+def _cell(results: Sequence[Mapping[str, float]], get: str | Callable[[Mapping[str, float]], float], form: str) -> str:
+    """The median over the repetitions, with (min … max) when they differ."""
+    values = _values(results, get)
+    middle = format(values[len(values) // 2], form)
+    if values[0] == values[-1]:
+        return middle
+    return f"{middle} ({format(values[0], form)} … {format(values[-1], form)})"
+
+
+def _median(results: Sequence[Mapping[str, float]], get: str | Callable[[Mapping[str, float]], float]) -> float:
+    values = _values(results, get)
+    return values[len(values) // 2]
+
+
+def _added(r: Mapping[str, float]) -> float:
+    return r["gateway_p50"] - r["direct_p50"]
+
+
+def _stdio_added(r: Mapping[str, float]) -> float:
+    return r["stdio_p50"] - r["direct_p50"]
+
+
+def render(results: Sequence[Mapping[str, float]], *, clients: int, calls: int, idle: int) -> str:
+    """The section: each figure the median over the repetitions in ``results``, with (min … max)."""
+    rate_met = "yes" if _median(results, "calls_per_second") >= TARGET_CALLS_PER_SECOND else "**no**"
+    added_met = "yes" if _median(results, _added) <= TARGET_ADDED_P50_US else "**no**"
+    repetitions = f"{len(results)} repetition{'s' if len(results) != 1 else ''}"
     return "\n".join(
         [
             "",
             "## HTTP gateway (`regogate serve`)",
             "",
-            f"Throughput: {figures['calls_per_second']:.0f} decided calls/s with {clients} concurrent keep-alive "
-            f"HTTP clients ({calls} calls each, each client in its own session with its own "
-            f"bench/echo_server.py); target ≥ {TARGET_CALLS_PER_SECOND:.0f}/s — met: {rate_met}.",
+            f"Medians over {repetitions}, with (min … max). Throughput: {_cell(results, 'calls_per_second', '.0f')} "
+            f"decided calls/s with {clients} concurrent keep-alive HTTP clients ({calls} calls each, each client "
+            f"in its own session with its own bench/echo_server.py); target ≥ {TARGET_CALLS_PER_SECOND:.0f}/s — "
+            f"met: {rate_met}.",
             "",
             "| path (one client, sequential calls, µs) | p50 | p99 |",
             "|---|---|---|",
-            f"| direct: bench/http_echo_server.py over HTTP | {figures['direct_p50']:.0f} | "
-            f"{figures['direct_p99']:.0f} |",
-            f"| gateway: regogate serve -- bench/echo_server.py | {figures['gateway_p50']:.0f} | "
-            f"{figures['gateway_p99']:.0f} |",
+            f"| direct: bench/http_echo_server.py over HTTP | {_cell(results, 'direct_p50', '.0f')} | "
+            f"{_cell(results, 'direct_p99', '.0f')} |",
+            f"| gateway: regogate serve -- bench/echo_server.py | {_cell(results, 'gateway_p50', '.0f')} | "
+            f"{_cell(results, 'gateway_p99', '.0f')} |",
             "",
-            f"Added p50: +{added:.0f} µs; target ≤ {TARGET_ADDED_P50_US:.0f} µs — met: {added_met}.",
+            f"Added p50: +{_cell(results, _added, '.0f')} µs; target ≤ {TARGET_ADDED_P50_US:.0f} µs — "
+            f"met: {added_met}.",
             "",
-            f"The floor in the same run, `regogate run -- bench/echo_server.py` over stdio (the same relay and "
-            f"gate, one session): p50 {figures['stdio_p50']:.0f} µs (+{stdio_added:.0f} µs against direct HTTP), "
-            f"{figures['stdio_calls_per_second']:.0f} calls/s with {clients} in flight. "
-            f"regogate's CPU per decided call in the throughput runs: gateway {figures['gateway_cpu_ms']:.2f} ms, "
-            f"stdio {figures['stdio_cpu_ms']:.2f} ms (OPA apart); the {clients} clients together (this process) "
-            f"{figures['client_cpu_ms']:.2f} ms.",
+            "The floor in the same run, `regogate run -- bench/echo_server.py` over stdio (the same relay and "
+            f"gate, one session): p50 {_cell(results, 'stdio_p50', '.0f')} µs "
+            f"(+{_cell(results, _stdio_added, '.0f')} µs against direct HTTP), "
+            f"{_cell(results, 'stdio_calls_per_second', '.0f')} calls/s with {clients} in flight. "
+            "regogate's CPU per decided call in the throughput runs: gateway "
+            f"{_cell(results, 'gateway_cpu_ms', '.2f')} ms, stdio {_cell(results, 'stdio_cpu_ms', '.2f')} ms "
+            f"(OPA apart); the {clients} clients together (this process) {_cell(results, 'client_cpu_ms', '.2f')} ms.",
             "",
-            f"Memory per idle session ({idle} sessions opened): regogate +{figures['session_kib']:.0f} KiB each; "
-            f"each session's upstream process (bench/echo_server.py) {figures['upstream_kib'] / 1024:.1f} MiB.",
+            f"Memory per idle session ({idle} sessions opened): regogate +{_cell(results, 'session_kib', '.0f')} KiB "
+            f"each; each session's upstream process (bench/echo_server.py) "
+            f"{_median(results, 'upstream_kib') / 1024:.1f} MiB.",
             "",
         ]
     )
 
 
-def gateway_section(*, smoke: bool = False) -> str:
-    """The section ``make bench`` appends (a handful of calls with ``smoke``)."""
+def gateway_section(*, repeat: int = 3, smoke: bool = False) -> str:
+    """The section ``make bench`` appends: ``repeat`` measurements (one, of a handful of calls, with ``smoke``)."""
     sizes = {"clients": 2, "calls": 5, "idle": 2} if smoke else {"clients": 8, "calls": 500, "idle": 20}
-    figures = measure(sequential=5 if smoke else 1000, **sizes)
-    return render(figures, **sizes)
+    results = [measure(sequential=5 if smoke else 1000, **sizes) for _ in range(1 if smoke else repeat)]
+    return render(results, **sizes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,12 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=500, help="calls per client in the throughput run")
     parser.add_argument("--sequential", type=int, default=1000, help="calls in each latency run")
     parser.add_argument("--idle", type=int, default=20, help="idle sessions opened for the memory figure")
+    parser.add_argument("--repeat", type=int, default=1, help="measurements, reported as medians (min … max)")
     args = parser.parse_args(argv)
     facts = machine_facts(find_opa(None), ROOT)
-    figures = measure(clients=args.clients, calls=args.calls, sequential=args.sequential, idle=args.idle)
+    sizes = {"clients": args.clients, "calls": args.calls, "idle": args.idle}
+    results = [measure(sequential=args.sequential, **sizes) for _ in range(args.repeat)]
     command = "python -m bench.gateway " + " ".join(argv if argv is not None else sys.argv[1:])
     header = f"\n`{command.strip()}` on {facts.get('cpu', 'unknown CPU')}, load {os.getloadavg()[0]:.1f} at the end.\n"
-    sys.stdout.write(render(figures, clients=args.clients, calls=args.calls, idle=args.idle) + header)
+    sys.stdout.write(render(results, **sizes) + header)
     return 0
 
 

@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bridge = _section(
             "bridge", lambda: bridge_section(plan, workdir=Path(workdir), regogate=REGOGATE, policy=POLICY, root=ROOT)
         )
-        bridge += _section("gateway", lambda: gateway_section(smoke=args.smoke))
+        bridge += _section("gateway", lambda: gateway_section(repeat=plan.repeat, smoke=args.smoke))
         elapsed = time.monotonic() - started
     report = render(results, plan, command=command, facts=facts, elapsed=elapsed) + bridge
     if args.output:

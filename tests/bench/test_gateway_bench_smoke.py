@@ -10,7 +10,7 @@ from bench.gateway import measure, render
 
 def test_the_gateway_section_reports_throughput_latency_memory_and_the_stdio_floor() -> None:
     figures = measure(clients=2, calls=5, sequential=5, idle=2)
-    section = render(figures, clients=2, calls=5, idle=2)
+    section = render([figures, figures], clients=2, calls=5, idle=2)
     assert figures["calls_per_second"] > 0 and figures["gateway_p50"] > 0 and figures["direct_p50"] > 0
     assert figures["upstream_kib"] > 0
     assert "decided calls/s with 2 concurrent keep-alive HTTP clients" in section
