@@ -93,8 +93,9 @@ class _OneSendTransport:
     """A connection's transport whose writes made in one turn of the event loop leave in one ``send``.
 
     uvicorn writes a response's head and its body apart; on loopback each write is a segment that wakes
-    the client, so a JSON answer cost two wake-ups (and two reads) instead of one. The pending bytes
-    leave at the end of the turn, or before the connection closes.
+    the client, so a JSON answer cost two wake-ups (and two reads) instead of one. A head leaves with
+    the body written next in the same turn, as soon as that comes; else (a stream's head, a later chunk)
+    at the end of the turn, or before the connection closes.
     """
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
@@ -103,8 +104,11 @@ class _OneSendTransport:
         self._pending: list[bytes] = []
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not self._pending:
-            self._loop.call_soon(self._flush)
+        if self._pending:  # the body right after its head: both leave now, before the rest of the turn runs
+            self._pending.append(bytes(data))
+            self._flush()
+            return
+        self._loop.call_soon(self._flush)
         self._pending.append(bytes(data))
 
     def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
