@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from regogate.proxy.relay._bounded import DECISION_TIMEOUT
 from regogate.proxy.relay._codec import BadLine, Decoded, decode, encode
-from regogate.proxy.relay._feed import Feed
+from regogate.proxy.relay._feed import Feed, expire_waiter
 from regogate.proxy.relay._framing import LineReader, LineWriter, Oversize, PeerClosed
 from regogate.proxy.relay._gateway import CallContext, Gateway, Verdict
 from regogate.proxy.relay._http_answer import HttpAnswer
@@ -61,6 +61,7 @@ __all__ = [
     "encode",
     "error_line",
     "exit_status",
+    "expire_waiter",
     "id_key",
     "is_modern",
     "parse_headers",

@@ -99,7 +99,7 @@ class Feed(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         self._waiter = waiter
-        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        timer = None if timeout is None else loop.call_later(timeout, expire_waiter, waiter)
         try:
             return await waiter
         finally:
@@ -130,6 +130,7 @@ class Feed(asyncio.Protocol):
             self._waiter.set_result(True)
 
 
-def _expire(waiter: asyncio.Future[bool]) -> None:
+def expire_waiter(waiter: asyncio.Future[bool]) -> None:
+    """A loop timer's callback: a wait still pending ends with ``False`` (its time passed)."""
     if not waiter.done():
         waiter.set_result(False)

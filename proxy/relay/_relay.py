@@ -448,7 +448,7 @@ class Relay:
             return
         await self._answer_client(request.request_id, error_line(request.request_id, UPSTREAM_MALFORMED, reason))
         if request.verdict is not None and request.verdict.ticket is not None:  # no evidence it failed: it stands
-            self._task_group.start_soon(self._gateway.settle, request.verdict, True)
+            self._spawn(self._gateway.settle, request.verdict, True)
 
     # --- writing ------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from regogate.proxy.relay import UPSTREAM_GONE, Carry, Decoded, Key, error_line, id_key
+from regogate.proxy.relay import UPSTREAM_GONE, Carry, Decoded, Key, error_line, expire_waiter, id_key
 
 __all__ = ["ClientLink", "Exchange", "Outgoing"]
 
@@ -139,7 +139,7 @@ class Exchange:
                 deadline = None if timeout is None or math.isinf(timeout) else loop.time() + timeout
             waiter: asyncio.Future[bool] = loop.create_future()
             self._arrived = waiter
-            timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
+            timer = None if deadline is None else loop.call_at(deadline, expire_waiter, waiter)
             try:
                 if not await waiter:
                     return None
@@ -158,11 +158,6 @@ class Exchange:
         self._queue.clear()
         if self._room is not None:
             self._room.set()
-
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
 
 
 class ClientLink:
