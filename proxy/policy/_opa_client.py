@@ -89,9 +89,13 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return answer
 
 
+#: Built once: ``json.loads`` with hooks builds a decoder (and its scanner) per call, a third of a small answer's cost.
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+
+
 def strict_json(content: bytes) -> object:
     """Parse an answer as strict JSON: ``NaN``/``Infinity`` and duplicate keys are refused (``ValueError``)."""
-    return json.loads(content, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    return _STRICT_DECODER.decode(content.decode("utf-8"))  # UnicodeDecodeError is a ValueError too
 
 
 def _opa_error(status: int, content: bytes) -> DecisionError:

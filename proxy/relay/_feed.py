@@ -29,14 +29,17 @@ class Feed(asyncio.Protocol):
         self._paused = False
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[bool] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop that reads for it, kept: ``get_running_loop`` costs a ``getpid`` system call on 3.11."""
 
     @classmethod
     async def of_pipe(cls, fd: int) -> Feed:
         """Feed from a pipe, socket or terminal fd; the loop reads a duplicate, so ``fd`` stays the caller's."""
         feed = cls()
+        feed._loop = loop = asyncio.get_running_loop()
         pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
         try:
-            await asyncio.get_running_loop().connect_read_pipe(lambda: feed, pipe)
+            await loop.connect_read_pipe(lambda: feed, pipe)
         except BaseException:
             pipe.close()
             raise
@@ -46,7 +49,7 @@ class Feed(asyncio.Protocol):
     async def of_socket(cls, sock: socket.socket) -> Feed:
         """Feed from a connected stream socket, which the feed then owns (``write``, ``close``)."""
         feed = cls()
-        loop = asyncio.get_running_loop()
+        feed._loop = loop = asyncio.get_running_loop()
         if sock.family == socket.AF_UNIX:
             await loop.create_unix_connection(lambda: feed, sock=sock)
         else:
@@ -96,7 +99,7 @@ class Feed(asyncio.Protocol):
             self._transport.resume_reading()
         if self._chunks or self.ended:
             return True
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         self._waiter = waiter
         timer = None if timeout is None else loop.call_later(timeout, expire_waiter, waiter)

@@ -15,7 +15,6 @@ and a connection that breaks after the request left fails that request.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import ssl
 import time
@@ -131,10 +130,10 @@ class _Connection:
         answer = self.answer
         wait, deadline = read, None
         if whole and read is not None and not answer.events:
-            deadline = asyncio.get_running_loop().time() + read
+            deadline = time.monotonic() + read
         while not answer.events:
             if deadline is not None:
-                wait = max(0.0, deadline - asyncio.get_running_loop().time())
+                wait = max(0.0, deadline - time.monotonic())
             try:
                 chunk = await self.wire.receive(wait)
             except TimeoutError:

@@ -379,6 +379,8 @@ async def test_answers_that_are_not_strict_json_are_malformed(body: str) -> None
     [
         (FaultTransport(502, b"bad gateway"), "opa_error"),
         (FaultTransport(200, b"<html>"), "decision_malformed"),
+        (FaultTransport(200, b'{"result": "\xff"}'), "decision_malformed"),  # not UTF-8
+        (FaultTransport(200, b'\xef\xbb\xbf{"result": true}'), "decision_malformed"),  # a byte order mark
         (FaultTransport(200, b"{}"), "decision_undefined"),
         (FaultTransport(error=DecisionError("opa_unreachable", "refused")), "opa_unreachable"),
         (FaultTransport(stall=True), "opa_timeout"),
