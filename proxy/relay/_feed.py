@@ -22,21 +22,21 @@ HIGH_WATER = 256 * 1024
 class Feed(asyncio.Protocol):
     """What the loop read from one pipe or socket; ``more`` waits for it, ``take`` hands it over."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        """The loop that reads for it, kept: ``get_running_loop`` costs a ``getpid`` system call on 3.11."""
         self._chunks = bytearray()
         self.ended = False
         """The peer closed its end, or the connection broke (EIO, ECONNRESET...): nothing more will come."""
         self._paused = False
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[bool] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        """The loop that reads for it, kept: ``get_running_loop`` costs a ``getpid`` system call on 3.11."""
 
     @classmethod
     async def of_pipe(cls, fd: int) -> Feed:
         """Feed from a pipe, socket or terminal fd; the loop reads a duplicate, so ``fd`` stays the caller's."""
-        feed = cls()
-        feed._loop = loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        feed = cls(loop)
         pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
         try:
             await loop.connect_read_pipe(lambda: feed, pipe)
@@ -48,8 +48,8 @@ class Feed(asyncio.Protocol):
     @classmethod
     async def of_socket(cls, sock: socket.socket) -> Feed:
         """Feed from a connected stream socket, which the feed then owns (``write``, ``close``)."""
-        feed = cls()
-        feed._loop = loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        feed = cls(loop)
         if sock.family == socket.AF_UNIX:
             await loop.create_unix_connection(lambda: feed, sock=sock)
         else:
@@ -99,10 +99,9 @@ class Feed(asyncio.Protocol):
             self._transport.resume_reading()
         if self._chunks or self.ended:
             return True
-        loop = self._loop or asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
+        waiter: asyncio.Future[bool] = self._loop.create_future()
         self._waiter = waiter
-        timer = None if timeout is None else loop.call_later(timeout, expire_waiter, waiter)
+        timer = None if timeout is None else self._loop.call_later(timeout, expire_waiter, waiter)
         try:
             return await waiter
         finally:

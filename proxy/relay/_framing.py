@@ -207,8 +207,7 @@ class LineWriter:
         Raises:
             PeerClosed: the reader closed its end (or ``close`` was called).
         """
-        await self._lock.acquire()  # a free lock is taken at once, no cancellation check on the way
-        try:
+        async with self._lock:  # a free lock is taken at once, with no cancellation check on the way
             if self.closed:
                 raise PeerClosed
             # One write for line and newline: one syscall, and one wake-up of the reader, not two.
@@ -226,8 +225,6 @@ class LineWriter:
                     self._broken = True
                     raise PeerClosed from exc
                 view = view[written:]
-        finally:
-            self._lock.release()
 
     def try_send(self, line: bytes) -> bool:
         """Write ``line`` plus a newline now if that needs no wait; False when nothing was written.
